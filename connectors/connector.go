@@ -1,0 +1,182 @@
+// Package connectors defines the contract between the sync engine and the systems it keeps
+// in step: what a connector lists (groups, members, accounts, streamed page by page), what it
+// writes, what it declares it can do, and the typed errors the engine branches on.
+//
+// One package per system implements it (connectors/devrev, connectors/airtable, ...), each
+// with a simulator of its API beside it (connectors/devrev/devrevsim, ...). The registry of
+// kinds lives in connectors/registry so this package imports none of them.
+package connectors
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Kind names a type of system, as written in the configuration (`kind: devrev`).
+type Kind string
+
+// The kinds groupsync knows.
+const (
+	KindAirtable      Kind = "airtable"
+	KindDevRev        Kind = "devrev"
+	KindSelfCommunity Kind = "selfcommunity"
+	KindSocialcast    Kind = "socialcast"
+)
+
+// Visibility is a group's visibility as the mirror models it. Systems that do not model it
+// report VisibilityUnknown, and the planner never writes it to them.
+type Visibility string
+
+// Visibilities.
+const (
+	VisibilityUnknown Visibility = ""
+	VisibilityPublic  Visibility = "public"
+	VisibilityPrivate Visibility = "private"
+	// VisibilityHidden is a private group that is not listed to non-members
+	// (SelfCommunity `privacy: private, visible: false`).
+	VisibilityHidden Visibility = "hidden"
+)
+
+// Group is a group as it exists in one system. IDs are kept as the system's own strings,
+// byte-exact: numeric ids are decoded from their JSON literal, never through float64.
+type Group struct {
+	ID          string
+	Name        string
+	Description string
+	Visibility  Visibility
+	// State is "active" or "archived" (Socialcast archives before it deletes).
+	State string
+	// MembershipManaged is true when the system computes the membership itself (DevRev
+	// dynamic groups, Socialcast rule_managed groups): members cannot be written.
+	MembershipManaged bool
+	// System is true for groups the system owns (DevRev is_default): never updated or deleted.
+	System bool
+	// CreatedAt and ModifiedAt are the remote times where the API has them, else zero.
+	CreatedAt  time.Time
+	ModifiedAt time.Time
+	// Raw is the record as received from the API.
+	Raw json.RawMessage
+	// Hash is the content hash the mirror compares to skip unchanged rows. The connector
+	// computes it (ContentHash) so it can leave out caller-relative fields.
+	Hash string
+}
+
+// Account is a user as it exists in one system.
+type Account struct {
+	ID string
+	// Email is normalized (NormalizeEmail); empty when the system did not reveal it.
+	Email       string
+	DisplayName string
+	// State is the system's own account state (active, deactivated, provisioned, ...).
+	State string
+	Raw   json.RawMessage
+	Hash  string
+}
+
+// Member types.
+const (
+	MemberUser  = "user"
+	MemberGroup = "group" // a nested group (DevRev allows groups as members)
+)
+
+// Member is one membership of an account (or nested group) in a group.
+type Member struct {
+	GroupID   string
+	AccountID string
+	// Type is MemberUser or MemberGroup; a system-specific subtype may follow after a colon
+	// ("user:rev_user").
+	Type string
+	// Role is "member", "manager" or "admin", lower-cased.
+	Role string
+	// Email is set when the API returns it inline with the membership (Airtable meta API),
+	// normalized; the engine then needs no account lookup for this member.
+	Email string
+	// DisplayName comes inline with the membership where the API provides it.
+	DisplayName string
+}
+
+// Listing reports how a streamed list call went. Complete is true only when every page was
+// read: the mirror tombstones records that are absent only after a complete listing.
+type Listing struct {
+	Complete bool
+	Pages    int
+	Items    int
+}
+
+// GroupSpec is what the engine asks a target to create or update a group to.
+type GroupSpec struct {
+	Name        string
+	Description string
+	// Visibility is VisibilityUnknown when the source does not model it; the target then
+	// uses its default on create and leaves it alone on update.
+	Visibility Visibility
+}
+
+// DeleteMode says how a group is removed from a target.
+type DeleteMode string
+
+// Delete modes.
+const (
+	DeleteArchive DeleteMode = "archive"
+	DeleteHard    DeleteMode = "delete"
+)
+
+// Capabilities are what a connector can do, declared up front so the planner can mark a
+// change the target cannot perform as skipped/unsupported instead of attempting it.
+type Capabilities struct {
+	CreateGroup  bool
+	UpdateGroup  bool
+	ArchiveGroup bool
+	DeleteGroup  bool
+	AddMember    bool
+	RemoveMember bool
+	// WriteRoles is true when member roles can be written (Airtable SCIM cannot).
+	WriteRoles bool
+	// Visibility is true when the system models group visibility on write.
+	Visibility bool
+	// MaxMembersPerWrite is how many members one add/remove call carries (1 where the API
+	// takes one per call).
+	MaxMembersPerWrite int
+	// Description is true when groups carry a description.
+	Description bool
+}
+
+// Connector is one configured system. List calls stream pages through fn, never a
+// whole-tenant slice; fn returning an error stops the listing and that error is returned.
+type Connector interface {
+	// Name is the configured system name (e.g. devrev-prod), used in errors and logs.
+	Name() string
+	Kind() Kind
+	Capabilities() Capabilities
+
+	// ListGroups streams every group the credentials can see.
+	ListGroups(ctx context.Context, fn func([]Group) error) (Listing, error)
+	// ListMembers streams the members of one group.
+	ListMembers(ctx context.Context, groupID string, fn func([]Member) error) (Listing, error)
+	// ListAccounts streams accounts. With ids nil it lists every account the system can
+	// list; with ids it resolves just those (batched where the API allows), skipping ids
+	// that no longer exist. A connector whose API cannot list every account returns
+	// ErrUnsupported for ids == nil.
+	ListAccounts(ctx context.Context, ids []string, fn func([]Account) error) (Listing, error)
+	// FindAccountByEmail looks an account up by normalized email; ErrNotFound if none.
+	FindAccountByEmail(ctx context.Context, email string) (Account, error)
+	// FindGroupByName looks a group up by exact name; ErrNotFound if none. The engine uses
+	// it to adopt instead of duplicating after a create whose outcome is unknown.
+	FindGroupByName(ctx context.Context, name string) (Group, error)
+	// GetGroup reads one group; ErrNotFound if it does not exist.
+	GetGroup(ctx context.Context, id string) (Group, error)
+}
+
+// Writer is implemented by connectors that write. Each method is only called when the
+// matching capability is declared. Writes must be idempotent in effect: adding a member who
+// is already there, or removing one who is not, succeeds.
+type Writer interface {
+	CreateGroup(ctx context.Context, spec GroupSpec) (Group, error)
+	UpdateGroup(ctx context.Context, id string, spec GroupSpec) (Group, error)
+	DeleteGroup(ctx context.Context, id string, mode DeleteMode) error
+	// AddMembers adds accounts to a group; len(accountIDs) <= Capabilities.MaxMembersPerWrite.
+	AddMembers(ctx context.Context, groupID string, accountIDs []string) error
+	// RemoveMembers removes accounts from a group; same batching rule as AddMembers.
+	RemoveMembers(ctx context.Context, groupID string, accountIDs []string) error
+}
