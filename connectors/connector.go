@@ -180,3 +180,11 @@ type Writer interface {
 	// RemoveMembers removes accounts from a group; same batching rule as AddMembers.
 	RemoveMembers(ctx context.Context, groupID string, accountIDs []string) error
 }
+
+// InlineMemberLister is implemented by connectors whose API returns a group's members with
+// the group itself (Airtable's meta API): the engine then lists both in one pass instead of
+// calling ListMembers per group. fn receives one group and all of its members; complete
+// reports whether that group's member list was read whole.
+type InlineMemberLister interface {
+	ListGroupsWithMembers(ctx context.Context, fn func(g Group, members []Member, complete bool) error) (Listing, error)
+}
