@@ -330,18 +330,25 @@ func (c *Client) lockUntil(t time.Time) {
 }
 
 // waitTurn blocks until any rate-limit lockout has passed and the limiter grants a token.
+// It sleeps once per lockout value rather than polling the clock, so an injected Sleep that
+// returns at once (tests) does not spin; a lockout extended meanwhile is slept again.
 func (c *Client) waitTurn(ctx context.Context) error {
+	var slept time.Time
 	for {
 		c.mu.Lock()
 		until := c.lockedUntil
 		c.mu.Unlock()
-		d := until.Sub(c.cfg.Now())
-		if d <= 0 {
+		if !until.After(slept) {
 			break
 		}
-		if err := c.cfg.Sleep(ctx, d); err != nil {
-			return err
+		if d := until.Sub(c.cfg.Now()); d > 0 {
+			// Round up so the wait is never shorter than the lockout the server asked for.
+			d = d.Truncate(time.Millisecond) + time.Millisecond
+			if err := c.cfg.Sleep(ctx, d); err != nil {
+				return err
+			}
 		}
+		slept = until
 	}
 	return c.limiter.Wait(ctx)
 }
