@@ -1,0 +1,413 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/groupsync/groupsync/connectors"
+)
+
+// Problem is one thing wrong with the configuration.
+type Problem struct {
+	// Key is the key path, e.g. "flows.hr-sync.targets[1]".
+	Key string
+	// Message says what is wrong and, where it helps, how to fix it.
+	Message string
+}
+
+func (p Problem) String() string { return p.Key + ": " + p.Message }
+
+// ValidationError lists every problem Load found, so all of them can be fixed in one go.
+type ValidationError struct {
+	// Path is the configuration file.
+	Path     string
+	Problems []Problem
+}
+
+// Error lists the problems one per line under a header.
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	noun := "problems"
+	if len(e.Problems) == 1 {
+		noun = "problem"
+	}
+	fmt.Fprintf(&b, "invalid configuration %s: %d %s", e.Path, len(e.Problems), noun)
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+type problems []Problem
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+)
+
+var kinds = []connectors.Kind{
+	connectors.KindAirtable, connectors.KindDevRev, connectors.KindSelfCommunity, connectors.KindSocialcast,
+}
+
+// cronParser accepts the standard 5 fields and descriptors (@hourly, @every 10m).
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseSchedule parses a flow schedule: a 5-field cron expression or a descriptor such as
+// @hourly or @every 10m, optionally prefixed with CRON_TZ=Area/City.
+func ParseSchedule(expr string) (s cron.Schedule, err error) {
+	expr = strings.TrimSpace(expr)
+	if expr == "" {
+		return nil, errors.New("empty schedule")
+	}
+	// robfig/cron v3.0.1 slices out of range on a time zone prefix with nothing after it.
+	if (strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=")) && !strings.Contains(expr, " ") {
+		return nil, fmt.Errorf("schedule %q has a time zone but no expression", expr)
+	}
+	defer func() {
+		// The parser is third-party; a panic on odd input must become a config problem,
+		// never a crashed daemon.
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("schedule %q cannot be parsed", expr)
+		}
+	}()
+	s, err = cronParser.Parse(expr)
+	if err != nil {
+		return nil, fmt.Errorf("parse schedule %q: %w", expr, err)
+	}
+	return s, nil
+}
+
+func validate(cfg *Config, p *problems) {
+	validateDatabase(cfg.Database, p)
+	switch cfg.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "%q is not a level: use debug, info, warn or error", cfg.Log.Level)
+	}
+	switch cfg.Log.Format {
+	case "auto", "json", "text":
+	default:
+		p.add("log.format", "%q is not a format: use auto, json or text", cfg.Log.Format)
+	}
+	if cfg.HTTP.Listen != "" && !strings.Contains(cfg.HTTP.Listen, ":") {
+		p.add("http.listen", "%q is not a host:port address (e.g. \":8080\"; \"\" disables the listener)", cfg.HTTP.Listen)
+	}
+	if len(cfg.Systems) == 0 {
+		p.add("systems", "no systems configured")
+	}
+	for _, name := range sortedKeys(cfg.Systems) {
+		validateSystem(name, cfg.Systems[name], p)
+	}
+	if len(cfg.Flows) == 0 {
+		p.add("flows", "no flows configured")
+	}
+	for _, name := range sortedKeys(cfg.Flows) {
+		validateFlow(cfg, name, cfg.Flows[name], p)
+	}
+	validateDirections(cfg, p)
+}
+
+func validateDatabase(db Database, p *problems) {
+	u := db.URL.Reveal()
+	switch {
+	case u == "":
+		p.add("database.url", "required: set database.url, database.url_file or GROUPSYNC_DATABASE_URL")
+	case strings.Contains(u, "://"):
+		// The URL may hold a password, so neither it nor url.Parse's error (which quotes
+		// it) goes into the message.
+		parsed, err := url.Parse(u)
+		if err != nil {
+			p.add("database.url", "is not a valid URL")
+		} else if parsed.Scheme != "postgres" && parsed.Scheme != "postgresql" {
+			p.add("database.url", "scheme must be postgres:// or postgresql://")
+		}
+	case !strings.Contains(u, "="):
+		p.add("database.url", "is neither a postgres:// URL nor a key=value connection string")
+	}
+	if !schemaRE.MatchString(db.Schema) {
+		p.add("database.schema", "%q is not a plain identifier ([a-z_][a-z0-9_]*)", db.Schema)
+	}
+	if db.MaxConns < 1 {
+		p.add("database.max_conns", "must be at least 1, got %d", db.MaxConns)
+	}
+}
+
+func validateSystem(name string, s System, p *problems) {
+	key := "systems." + name
+	if !nameRE.MatchString(name) {
+		p.add(key, "system name %q must match [a-z0-9][a-z0-9-]*", name)
+	}
+	env := SystemEnvPrefix(name)
+	if !slices.Contains(kinds, s.Kind) {
+		if s.Kind == "" {
+			p.add(key+".kind", "required: one of airtable, devrev, selfcommunity, socialcast")
+		} else {
+			p.add(key+".kind", "unknown kind %q: use airtable, devrev, selfcommunity or socialcast", s.Kind)
+		}
+	}
+	if s.BaseURL == "" {
+		if s.Kind == connectors.KindSelfCommunity || s.Kind == connectors.KindSocialcast {
+			p.add(key+".base_url", "required for kind %s (the customer's own host)", s.Kind)
+		}
+	} else if u, err := url.Parse(s.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.add(key+".base_url", "%q is not an http(s) URL", s.BaseURL)
+	}
+
+	missing := func(what string, envs ...string) {
+		p.add(key, "kind %s needs %s (env %s)", s.Kind, what, strings.Join(envs, " or "))
+	}
+	switch s.Kind {
+	case connectors.KindDevRev:
+		if !s.Token.IsSet() {
+			missing("token or token_file", env+"TOKEN", env+"TOKEN_FILE")
+		}
+	case connectors.KindAirtable:
+		if !s.Token.IsSet() {
+			missing("token or token_file", env+"TOKEN", env+"TOKEN_FILE")
+		}
+		if s.Options["enterprise_account_id"] == "" {
+			p.add(key+".options.enterprise_account_id", "required for kind airtable")
+		}
+	case connectors.KindSelfCommunity:
+		if !s.Token.IsSet() && !(s.JWTSecret.IsSet() && s.Options["jwt_user_id"] != "") {
+			missing("token, or jwt_secret with options.jwt_user_id", env+"TOKEN", env+"JWT_SECRET")
+		}
+	case connectors.KindSocialcast:
+		if !s.Token.IsSet() && !(s.Username != "" && s.Password.IsSet()) {
+			missing("token, or username with password", env+"TOKEN", env+"USERNAME + "+env+"PASSWORD")
+		}
+	}
+
+	if s.RateLimit < 0 {
+		p.add(key+".rate_limit", "must be >= 0 (0 = the connector's default), got %v", s.RateLimit)
+	}
+	if s.Burst < 0 {
+		p.add(key+".burst", "must be >= 0 (0 = the connector's default), got %d", s.Burst)
+	}
+	if s.Timeout <= 0 {
+		p.add(key+".timeout", "must be > 0, got %s", s.Timeout)
+	}
+	if s.MaxAttempts < 1 {
+		p.add(key+".max_attempts", "must be >= 1, got %d", s.MaxAttempts)
+	}
+	if s.MaxRetryWait <= 0 {
+		p.add(key+".max_retry_wait", "must be > 0, got %s", s.MaxRetryWait)
+	}
+	if s.MaxBodyBytes <= 0 {
+		p.add(key+".max_body_bytes", "must be > 0, got %d", s.MaxBodyBytes)
+	}
+	if s.PageSize < 0 {
+		p.add(key+".page_size", "must be >= 0 (0 = the connector's default), got %d", s.PageSize)
+	}
+	if s.Concurrency < 0 {
+		p.add(key+".concurrency", "must be >= 0 (0 = the connector's default), got %d", s.Concurrency)
+	}
+}
+
+func validateFlow(cfg *Config, name string, f Flow, p *problems) {
+	key := "flows." + name
+	if !nameRE.MatchString(name) {
+		p.add(key, "flow name %q must match [a-z0-9][a-z0-9-]*", name)
+	}
+	if f.Source == "" {
+		p.add(key+".source", "required: the system groups are read from")
+	} else if _, ok := cfg.Systems[f.Source]; !ok {
+		p.add(key+".source", "unknown system %q", f.Source)
+	}
+	if len(f.Targets) == 0 {
+		p.add(key+".targets", "at least one target system is required")
+	}
+	for i, t := range f.Targets {
+		tkey := fmt.Sprintf("%s.targets[%d]", key, i)
+		switch {
+		case t == "":
+			p.add(tkey, "empty system name")
+		case t == f.Source:
+			p.add(tkey, "%q is the flow's source: a system cannot be its own target", t)
+		case slices.Index(f.Targets, t) < i:
+			p.add(tkey, "%q is listed twice", t)
+		default:
+			if _, ok := cfg.Systems[t]; !ok {
+				p.add(tkey, "unknown system %q", t)
+			}
+		}
+	}
+	if f.Schedule == "" {
+		p.add(key+".schedule", `required: a cron expression such as "*/15 * * * *" or "@every 10m"`)
+	} else if _, err := ParseSchedule(f.Schedule); err != nil {
+		p.add(key+".schedule", "%v", err)
+	}
+	validateScope(key+".scope", f.Scope, p)
+
+	seenLink := map[[2]string]int{}
+	seenTarget := map[[2]string]int{}
+	for i, l := range f.Links {
+		lkey := fmt.Sprintf("%s.links[%d]", key, i)
+		if l.Source == "" {
+			p.add(lkey+".source", "required: the source group id")
+		}
+		if l.Target == "" {
+			p.add(lkey+".target", "required: the target group id")
+		}
+		if !slices.Contains(f.Targets, l.TargetSystem) {
+			p.add(lkey+".target_system", "%q is not one of the flow's targets", l.TargetSystem)
+		}
+		if j, ok := seenLink[[2]string{l.Source, l.TargetSystem}]; ok {
+			p.add(lkey, "source group %q is already linked on %s by links[%d]", l.Source, l.TargetSystem, j)
+		} else {
+			seenLink[[2]string{l.Source, l.TargetSystem}] = i
+		}
+		if j, ok := seenTarget[[2]string{l.TargetSystem, l.Target}]; ok {
+			p.add(lkey, "target group %q on %s is already linked by links[%d]", l.Target, l.TargetSystem, j)
+		} else {
+			seenTarget[[2]string{l.TargetSystem, l.Target}] = i
+		}
+	}
+
+	if f.Matching.By != "email" {
+		p.add(key+".matching.by", "%q is not supported: only email", f.Matching.By)
+	}
+	seenOverride := map[string]int{}
+	for i, o := range f.Matching.Overrides {
+		okey := fmt.Sprintf("%s.matching.overrides[%d]", key, i)
+		if !strings.Contains(o.Source, "@") {
+			p.add(okey+".source", "%q is not an email address", o.Source)
+		}
+		if !strings.Contains(o.Target, "@") {
+			p.add(okey+".target", "%q is not an email address", o.Target)
+		}
+		src := connectors.NormalizeEmail(o.Source)
+		if j, ok := seenOverride[src]; ok {
+			p.add(okey+".source", "%q is already overridden by overrides[%d]", o.Source, j)
+		} else {
+			seenOverride[src] = i
+		}
+	}
+
+	switch f.Membership {
+	case MembershipMirror, MembershipAddOnly:
+	default:
+		p.add(key+".membership", "%q is not a mode: use mirror or add_only", f.Membership)
+	}
+	switch f.DeleteGroups {
+	case DeleteNever, DeleteArchive, DeleteHard:
+	default:
+		p.add(key+".delete_groups", "%q is not a policy: use never, archive or delete", f.DeleteGroups)
+	}
+	l := f.Limits
+	if l.MaxMemberRemovals < 0 {
+		p.add(key+".limits.max_member_removals", "must be >= 0, got %d", l.MaxMemberRemovals)
+	}
+	if l.MaxMemberRemovalsPercent < 0 || l.MaxMemberRemovalsPercent > 100 {
+		p.add(key+".limits.max_member_removals_percent", "must be between 0 and 100, got %v", l.MaxMemberRemovalsPercent)
+	}
+	if l.MaxGroupDeletions < 0 {
+		p.add(key+".limits.max_group_deletions", "must be >= 0, got %d", l.MaxGroupDeletions)
+	}
+	if l.MinSourceRatio < 0 || l.MinSourceRatio > 1 {
+		p.add(key+".limits.min_source_ratio", "must be between 0 and 1, got %v", l.MinSourceRatio)
+	}
+	if f.MaxChangeAttempts < 1 {
+		p.add(key+".max_change_attempts", "must be >= 1, got %d", f.MaxChangeAttempts)
+	}
+}
+
+func validateScope(key string, s Scope, p *problems) {
+	if s.IsEmpty() {
+		p.add(key, "selects no groups: set all: true, or names, patterns or ids")
+	}
+	if s.All && (len(s.Names) > 0 || len(s.Patterns) > 0 || len(s.IDs) > 0) {
+		p.add(key+".all", "all: true already selects every group: drop names, patterns and ids (or all)")
+	}
+	for i, n := range s.Names {
+		if strings.TrimSpace(n) == "" {
+			p.add(fmt.Sprintf("%s.names[%d]", key, i), "empty name")
+		}
+	}
+	for i, id := range s.IDs {
+		if strings.TrimSpace(id) == "" {
+			p.add(fmt.Sprintf("%s.ids[%d]", key, i), "empty id")
+		}
+	}
+	checkPatterns := func(field string, patterns []string) {
+		for i, pat := range patterns {
+			if _, err := path.Match(pat, ""); err != nil || pat == "" {
+				p.add(fmt.Sprintf("%s.%s[%d]", key, field, i), "%q is not a valid glob (path.Match syntax)", pat)
+			}
+		}
+	}
+	checkPatterns("patterns", s.Patterns)
+	checkPatterns("exclude_patterns", s.ExcludePatterns)
+}
+
+// validateDirections refuses two flows that would push the same groups both ways
+// (A→B and B→A): each would undo the other's writes, and two-way sync with conflict rules is
+// a later feature. Scopes are compared conservatively: only two scopes that provably
+// select different group names (one of them a list of exact names the other cannot
+// select) are allowed.
+func validateDirections(cfg *Config, p *problems) {
+	names := sortedKeys(cfg.Flows)
+	for i, a := range names {
+		fa := cfg.Flows[a]
+		for _, b := range names[i+1:] {
+			fb := cfg.Flows[b]
+			if !slices.Contains(fa.Targets, fb.Source) || !slices.Contains(fb.Targets, fa.Source) {
+				continue
+			}
+			if !scopesMayOverlap(fa, fb) {
+				continue
+			}
+			p.add("flows."+b, "flow %q pushes %s→%s and this flow pushes %s→%s over overlapping scopes: two-way sync is not supported yet; give one flow a scope of exact names the other does not select",
+				a, fa.Source, fb.Source, fb.Source, fa.Source)
+		}
+	}
+}
+
+func scopesMayOverlap(a, b Flow) bool {
+	if namesOnly(a) {
+		return slices.ContainsFunc(a.Scope.Names, func(n string) bool { return maySelect(b.Scope, n) })
+	}
+	if namesOnly(b) {
+		return slices.ContainsFunc(b.Scope.Names, func(n string) bool { return maySelect(a.Scope, n) })
+	}
+	return true
+}
+
+// namesOnly reports whether every group the flow pushes is known by name from the
+// configuration: exact names only, and no explicit links (a linked target group's name is
+// not known here).
+func namesOnly(f Flow) bool {
+	s := f.Scope
+	return !s.All && len(s.Patterns) == 0 && len(s.IDs) == 0 && len(s.Names) > 0 && len(f.Links) == 0
+}
+
+// maySelect reports whether a group named name could be in scope s. IDs are opaque here, so
+// a scope with ids may select anything.
+func maySelect(s Scope, name string) bool {
+	for _, ex := range s.ExcludePatterns {
+		if ok, _ := path.Match(ex, name); ok {
+			return false
+		}
+	}
+	if s.All || len(s.IDs) > 0 || slices.Contains(s.Names, name) {
+		return true
+	}
+	for _, pat := range s.Patterns {
+		if ok, _ := path.Match(pat, name); ok {
+			return true
+		}
+	}
+	return false
+}

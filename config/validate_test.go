@@ -1,0 +1,177 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/groupsync/groupsync/config"
+)
+
+// TestValidationRules checks each rule's message and key path, one broken key at a time.
+func TestValidationRules(t *testing.T) {
+	flowTail := "    scope: {all: true}\n"
+	tests := []struct {
+		name    string
+		old     string // replaced in baseConfig
+		new     string
+		key     string
+		message string
+	}{
+		{"database url required", "  url: postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable\n", "", "database.url", "required"},
+		{"database schema identifier", "database:\n", "database:\n  schema: Bad-Schema\n", "database.schema", "not a plain identifier"},
+		{"database max_conns", "database:\n", "database:\n  max_conns: 0\n", "database.max_conns", "at least 1"},
+		{"log level", "database:\n", "log: {level: loud}\ndatabase:\n", "log.level", `"loud" is not a level`},
+		{"log format", "database:\n", "log: {format: xml}\ndatabase:\n", "log.format", `"xml" is not a format`},
+		{"http listen", "database:\n", "http: {listen: localhost}\ndatabase:\n", "http.listen", "not a host:port"},
+		{"system name", "  dst:\n", "  Dst_1:\n    kind: devrev\n    token: x\n  dst:\n", "systems.Dst_1", "must match [a-z0-9][a-z0-9-]*"},
+		{"unknown kind", "    kind: devrev\n    token: t-dst\n", "    kind: jira\n    token: t-dst\n", "systems.dst.kind", `unknown kind "jira"`},
+		{"kind required", "    kind: devrev\n    token: t-dst\n", "    token: t-dst\n", "systems.dst.kind", "required"},
+		{"devrev token", "    token: t-dst\n", "", "systems.dst", "needs token or token_file (env GROUPSYNC_SYSTEMS_DST_TOKEN or GROUPSYNC_SYSTEMS_DST_TOKEN_FILE)"},
+		{"airtable options", "    kind: devrev\n    token: t-dst\n", "    kind: airtable\n    token: t-dst\n", "systems.dst.options.enterprise_account_id", "required for kind airtable"},
+		{"selfcommunity base_url", "    kind: devrev\n    token: t-dst\n", "    kind: selfcommunity\n    token: t-dst\n", "systems.dst.base_url", "required for kind selfcommunity"},
+		{"selfcommunity jwt needs user", "    kind: devrev\n    token: t-dst\n", "    kind: selfcommunity\n    base_url: https://c.example.com\n    jwt_secret: s\n", "systems.dst", "needs token, or jwt_secret with options.jwt_user_id"},
+		{"socialcast basic needs password", "    kind: devrev\n    token: t-dst\n", "    kind: socialcast\n    base_url: https://x.socialcast.com\n    username: u\n", "systems.dst", "needs token, or username with password"},
+		{"base_url scheme", "    token: t-dst\n", "    token: t-dst\n    base_url: ftp://x\n", "systems.dst.base_url", "not an http(s) URL"},
+		{"negative rate", "    token: t-dst\n", "    token: t-dst\n    rate_limit: -1\n", "systems.dst.rate_limit", "must be >= 0"},
+		{"negative burst", "    token: t-dst\n", "    token: t-dst\n    burst: -1\n", "systems.dst.burst", "must be >= 0"},
+		{"negative timeout", "    token: t-dst\n", "    token: t-dst\n    timeout: -5s\n", "systems.dst.timeout", "must be > 0"},
+		{"negative attempts", "    token: t-dst\n", "    token: t-dst\n    max_attempts: -1\n", "systems.dst.max_attempts", "must be >= 1"},
+		{"negative retry wait", "    token: t-dst\n", "    token: t-dst\n    max_retry_wait: -1m\n", "systems.dst.max_retry_wait", "must be > 0"},
+		{"negative body", "    token: t-dst\n", "    token: t-dst\n    max_body_bytes: -1\n", "systems.dst.max_body_bytes", "must be > 0"},
+		{"negative page size", "    token: t-dst\n", "    token: t-dst\n    page_size: -1\n", "systems.dst.page_size", "must be >= 0"},
+		{"negative concurrency", "    token: t-dst\n", "    token: t-dst\n    concurrency: -1\n", "systems.dst.concurrency", "must be >= 0"},
+		{"flow name", "  f:\n", "  F_1:\n", "flows.F_1", "must match"},
+		{"source required", "    source: src\n", "", "flows.f.source", "required"},
+		{"unknown source", "    source: src\n", "    source: nope\n", "flows.f.source", `unknown system "nope"`},
+		{"targets required", "    targets: [dst]\n", "", "flows.f.targets", "at least one target"},
+		{"unknown target", "    targets: [dst]\n", "    targets: [dst, x]\n", "flows.f.targets[1]", `unknown system "x"`},
+		{"source among targets", "    targets: [dst]\n", "    targets: [dst, src]\n", "flows.f.targets[1]", "cannot be its own target"},
+		{"duplicate target", "    targets: [dst]\n", "    targets: [dst, dst]\n", "flows.f.targets[1]", "listed twice"},
+		{"schedule required", "    schedule: \"@hourly\"\n", "", "flows.f.schedule", "required"},
+		{"schedule parses", "    schedule: \"@hourly\"\n", "    schedule: \"61 * * * *\"\n", "flows.f.schedule", "parse schedule"},
+		{"scope empty", flowTail, "    scope: {}\n", "flows.f.scope", "selects no groups"},
+		{"scope all and names", flowTail, "    scope: {all: true, names: [a]}\n", "flows.f.scope.all", "drop names"},
+		{"bad pattern", flowTail, "    scope: {patterns: [\"eng-[\"]}\n", "flows.f.scope.patterns[0]", "not a valid glob"},
+		{"bad exclude", flowTail, "    scope: {all: true, exclude_patterns: [\"[\"]}\n", "flows.f.scope.exclude_patterns[0]", "not a valid glob"},
+		{"empty name", flowTail, "    scope: {names: [\" \"]}\n", "flows.f.scope.names[0]", "empty name"},
+		{"link target not a target", flowTail, flowTail + "    links: [{source: g1, target_system: src, target: t1}]\n", "flows.f.links[0].target_system", `"src" is not one of the flow's targets`},
+		{"link ids required", flowTail, flowTail + "    links: [{target_system: dst}]\n", "flows.f.links[0].source", "required"},
+		{"link twice", flowTail, flowTail + "    links: [{source: g1, target_system: dst, target: t1}, {source: g1, target_system: dst, target: t2}]\n", "flows.f.links[1]", "already linked on dst by links[0]"},
+		{"link target twice", flowTail, flowTail + "    links: [{source: g1, target_system: dst, target: t1}, {source: g2, target_system: dst, target: t1}]\n", "flows.f.links[1]", `target group "t1" on dst is already linked`},
+		{"matching by", flowTail, flowTail + "    matching: {by: name}\n", "flows.f.matching.by", "only email"},
+		{"override email", flowTail, flowTail + "    matching: {overrides: [{source: a@x, target: nobody}]}\n", "flows.f.matching.overrides[0].target", "not an email"},
+		{"override twice", flowTail, flowTail + "    matching: {overrides: [{source: a@x, target: b@y}, {source: A@X, target: c@y}]}\n", "flows.f.matching.overrides[1].source", "already overridden by overrides[0]"},
+		{"membership", flowTail, flowTail + "    membership: sync\n", "flows.f.membership", "use mirror or add_only"},
+		{"delete_groups", flowTail, flowTail + "    delete_groups: always\n", "flows.f.delete_groups", "use never, archive or delete"},
+		{"removals", flowTail, flowTail + "    limits: {max_member_removals: -1}\n", "flows.f.limits.max_member_removals", "must be >= 0"},
+		{"percent", flowTail, flowTail + "    limits: {max_member_removals_percent: 101}\n", "flows.f.limits.max_member_removals_percent", "between 0 and 100"},
+		{"deletions", flowTail, flowTail + "    limits: {max_group_deletions: -1}\n", "flows.f.limits.max_group_deletions", "must be >= 0"},
+		{"ratio", flowTail, flowTail + "    limits: {min_source_ratio: 1.5}\n", "flows.f.limits.min_source_ratio", "between 0 and 1"},
+		{"change attempts", flowTail, flowTail + "    max_change_attempts: -2\n", "flows.f.max_change_attempts", "must be >= 1"},
+		{"two-way", flowTail, flowTail + "  g: {source: dst, targets: [src], schedule: \"@hourly\", scope: {patterns: [\"x*\"]}}\n", "flows.g", "two-way sync is not supported yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := strings.Replace(baseConfig, tt.old, tt.new, 1)
+			if body == baseConfig {
+				t.Fatalf("test case did not change the config (old %q not found)", tt.old)
+			}
+			_, err := config.Load(writeConfig(t, body), envconfig.MapLookuper(nil))
+			assertProblem(t, err, tt.key, tt.message)
+		})
+	}
+}
+
+func TestManyProblemsAllListed(t *testing.T) {
+	body := `
+database:
+  url: mysql://db
+  max_conns: -1
+log: {level: loud}
+systems:
+  src: {kind: devrev}
+  dst: {kind: jira, base_url: "not a url"}
+flows:
+  f:
+    source: src
+    targets: [src, x]
+    schedule: "every day"
+    scope: {}
+    limits: {min_source_ratio: 2}
+`
+	_, err := config.Load(writeConfig(t, body), envconfig.MapLookuper(nil))
+	problems := mustProblems(t, err)
+	wantKeys := []string{
+		"database.url", "database.max_conns", "log.level", "systems.dst.kind", "systems.dst.base_url",
+		"systems.src", "flows.f.targets[0]", "flows.f.targets[1]", "flows.f.schedule", "flows.f.scope",
+		"flows.f.limits.min_source_ratio",
+	}
+	if len(problems) != len(wantKeys) {
+		t.Errorf("want %d problems, got %d:\n%v", len(wantKeys), len(problems), err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(problems)+1 || !strings.Contains(lines[0], "11 problems") {
+		t.Errorf("Error() should be a header then one problem per line:\n%v", err)
+	}
+	for _, key := range wantKeys {
+		if !strings.Contains(err.Error(), "\n  "+key+": ") {
+			t.Errorf("problem for %s missing:\n%v", key, err)
+		}
+	}
+}
+
+func TestTwoWayFlows(t *testing.T) {
+	flows := func(a, b string) string {
+		return strings.Replace(baseConfig, "flows:\n  f:\n    source: src\n    targets: [dst]\n    schedule: \"@hourly\"\n    scope: {all: true}\n",
+			"flows:\n  a: {source: src, targets: [dst], schedule: \"@hourly\", scope: "+a+"}\n  b: {source: dst, targets: [src], schedule: \"@hourly\", scope: "+b+"}\n", 1)
+	}
+	tests := []struct {
+		a, b    string
+		refused bool
+	}{
+		{"{all: true}", "{all: true}", true},
+		{"{names: [Eng]}", "{names: [Eng]}", true},
+		{"{names: [Eng]}", "{patterns: [\"E*\"]}", true},
+		{"{names: [Eng]}", "{ids: [g1]}", true}, // ids are opaque: they may name the pushed group
+		{"{names: [Eng]}", "{names: [Sales]}", false},
+		{"{names: [Eng]}", "{patterns: [\"S*\"]}", false},
+		{"{names: [Eng]}", "{all: true, exclude_patterns: [\"Eng\"]}", false},
+		{"{patterns: [\"E*\"]}", "{patterns: [\"S*\"]}", true}, // not provably disjoint
+	}
+	for _, tt := range tests {
+		_, err := config.Load(writeConfig(t, flows(tt.a, tt.b)), envconfig.MapLookuper(nil))
+		if tt.refused {
+			assertProblem(t, err, "flows.b", `flow "a" pushes src→dst and this flow pushes dst→src`)
+		} else if err != nil {
+			t.Errorf("a %s / b %s: disjoint scopes refused: %v", tt.a, tt.b, err)
+		}
+	}
+}
+
+func TestParseSchedule(t *testing.T) {
+	from := time.Date(2026, 1, 1, 10, 7, 0, 0, time.UTC)
+	for expr, want := range map[string]time.Time{
+		"*/15 * * * *":                    time.Date(2026, 1, 1, 10, 15, 0, 0, time.UTC),
+		"@hourly":                         time.Date(2026, 1, 1, 11, 0, 0, 0, time.UTC),
+		"@every 10m":                      from.Add(10 * time.Minute),
+		"CRON_TZ=UTC 0 12 * * *":          time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC),
+		"  CRON_TZ=Etc/GMT-1 0 12 * * * ": time.Date(2026, 1, 1, 11, 0, 0, 0, time.UTC),
+	} {
+		s, err := config.ParseSchedule(expr)
+		if err != nil {
+			t.Errorf("%q: %v", expr, err)
+			continue
+		}
+		if got := s.Next(from); !got.Equal(want) {
+			t.Errorf("%q: next after %v = %v, want %v", expr, from, got, want)
+		}
+	}
+	for _, expr := range []string{"", "* * * *", "* * * * * *", "@fortnightly", "CRON_TZ=UTC", "TZ=", "CRON_TZ=Nowhere/Land * * * * *"} {
+		if _, err := config.ParseSchedule(expr); err == nil {
+			t.Errorf("%q accepted", expr)
+		}
+	}
+}
