@@ -1,0 +1,415 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// MergeCounts say what a merge did to the mirror. Every record written in the stream lands
+// in exactly one of Inserted, Updated, Revived, Unchanged (or Orphaned, for memberships);
+// duplicates within one stream count once.
+type MergeCounts struct {
+	// Inserted records were new to the mirror.
+	Inserted int64
+	// Updated records existed and differed (content hash or a mapped column).
+	Updated int64
+	// Unchanged records existed and were equal: nothing was written for them.
+	Unchanged int64
+	// Tombstoned records were live in the mirror, absent from a complete listing, and now
+	// carry deleted_at.
+	Tombstoned int64
+	// Revived records were tombstoned and have reappeared (deleted_at cleared).
+	Revived int64
+	// Orphaned memberships name a group the mirror does not hold; they are not stored
+	// (the group listing should come first). Always 0 for groups and accounts.
+	Orphaned int64
+}
+
+// ErrInvalidRecord is matched (errors.Is) by every *InvalidRecordError.
+var ErrInvalidRecord = errors.New("invalid record")
+
+// InvalidRecordError is a record the mirror cannot store as received: a NUL byte or invalid
+// UTF-8 in a text field (Postgres text cannot hold either), an empty id, or raw JSON that
+// does not parse. It fails the whole merge: storing the rest would make a complete listing
+// look like the record had been deleted.
+type InvalidRecordError struct {
+	System string
+	Kind   string // group, account, membership
+	ID     string // the record id as received (membership: group_id/account_id)
+	Field  string
+	Reason string
+}
+
+func (e *InvalidRecordError) Error() string {
+	return fmt.Sprintf("state: system %q: %s %q: field %s: %s", e.System, e.Kind, e.ID, e.Field, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrInvalidRecord) true.
+func (e *InvalidRecordError) Is(target error) bool { return target == ErrInvalidRecord }
+
+// copyMode chooses how staged rows reach Postgres.
+type copyMode int
+
+const (
+	// copyStream runs one COPY for the whole merge on a goroutine fed page by page through
+	// a channel, so encoding and sending overlap with the caller fetching the next page.
+	copyStream copyMode = iota
+	// copyPerPage runs one COPY per Write call.
+	copyPerPage
+)
+
+// stageQueueDepth is how many pages Write may run ahead of the COPY goroutine.
+const stageQueueDepth = 8
+
+// merge is the part common to the three merge kinds: one transaction, one temp staging
+// table fed by COPY, then kind-specific set-based SQL at Commit.
+type merge struct {
+	store   *Store
+	kind    string // group, account, membership: for errors
+	system  string
+	tx      pgx.Tx
+	stage   string
+	columns []string
+	mode    copyMode
+	seq     int64
+
+	// Streaming COPY (copyStream).
+	pages    chan [][]any
+	abort    chan struct{}
+	copyDone chan struct{}
+	copyErr  error
+	closed   bool
+
+	err   error // first failure; the merge is unusable after it
+	ended bool  // committed or rolled back
+}
+
+func (s *Store) beginMerge(ctx context.Context, kind, system, stageDDL, stage string, columns []string) (*merge, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("state: begin %s merge for system %q: %w (%s)", kind, system, err, unreachableHint)
+	}
+	m := &merge{store: s, kind: kind, system: system, tx: tx, stage: stage, columns: columns, mode: s.copyMode}
+	fail := func(what string, err error) (*merge, error) {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("state: begin %s merge for system %q: %s: %w", kind, system, what, err)
+	}
+	// Merges of one kind for one system take turns: two interleaved group merges of
+	// the same system would tombstone each other's rows. Other kinds and systems run
+	// in parallel.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('groupsync.merge:' || $1 || ':' || $2 || ':' || $3, 0))`,
+		s.schema, kind, system); err != nil {
+		return fail("take merge lock", err)
+	}
+	// The dedupe sort and the hash joins of a large merge fit in memory with this; the
+	// default 4MB spills 200k memberships to disk. Local to the transaction.
+	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+		return fail("set work_mem", err)
+	}
+	var one int
+	if err := tx.QueryRow(ctx, `SELECT 1 FROM systems WHERE name = $1`, system).Scan(&one); err != nil {
+		err = translate(err)
+		if errors.Is(err, ErrNotFound) {
+			return fail("system not registered (call UpsertSystem first)", err)
+		}
+		return fail("look up system", err)
+	}
+	// A temp table: not WAL-logged, private to this session, dropped at commit. No
+	// indexes: it is written once and read by sequential scans and hash joins.
+	if _, err := tx.Exec(ctx, stageDDL); err != nil {
+		return fail("create staging table", err)
+	}
+	if m.mode == copyStream {
+		m.startStream(ctx)
+	}
+	return m, nil
+}
+
+// startStream starts the single COPY of this merge. ctx is Begin's context: cancelling it
+// aborts the COPY.
+func (m *merge) startStream(ctx context.Context) {
+	m.pages = make(chan [][]any, stageQueueDepth)
+	m.abort = make(chan struct{})
+	m.copyDone = make(chan struct{})
+	src := &pageSource{ctx: ctx, pages: m.pages, abort: m.abort}
+	go func() {
+		defer close(m.copyDone)
+		_, m.copyErr = m.tx.CopyFrom(ctx, pgx.Identifier{m.stage}, m.columns, src)
+	}()
+}
+
+// pageSource feeds pages from a channel to CopyFrom until the channel closes.
+type pageSource struct {
+	ctx   context.Context
+	pages <-chan [][]any
+	abort <-chan struct{}
+	page  [][]any
+	i     int
+	err   error
+}
+
+func (p *pageSource) Next() bool {
+	for p.i >= len(p.page) {
+		select {
+		case page, ok := <-p.pages:
+			if !ok {
+				return false
+			}
+			p.page, p.i = page, 0
+		case <-p.abort:
+			p.err = errors.New("merge rolled back")
+			return false
+		case <-p.ctx.Done():
+			p.err = p.ctx.Err()
+			return false
+		}
+	}
+	p.i++
+	return true
+}
+
+func (p *pageSource) Values() ([]any, error) { return p.page[p.i-1], nil }
+func (p *pageSource) Err() error             { return p.err }
+
+// fail records the first error; later calls return it.
+func (m *merge) fail(err error) error {
+	if m.err == nil {
+		m.err = err
+	}
+	return m.err
+}
+
+func (m *merge) usable() error {
+	if m.ended {
+		return fmt.Errorf("state: %s merge for system %q: already committed or rolled back", m.kind, m.system)
+	}
+	if m.err != nil {
+		return fmt.Errorf("state: %s merge for system %q aborted by an earlier error: %w", m.kind, m.system, m.err)
+	}
+	return nil
+}
+
+// write stages rows; each row's first value is overwritten with its stream position so the
+// dedupe can keep the last occurrence.
+func (m *merge) write(ctx context.Context, rows [][]any) error {
+	if err := m.usable(); err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	for _, r := range rows {
+		m.seq++
+		r[0] = m.seq
+	}
+	switch m.mode {
+	case copyPerPage:
+		if _, err := m.tx.CopyFrom(ctx, pgx.Identifier{m.stage}, m.columns, pgx.CopyFromRows(rows)); err != nil {
+			return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, err))
+		}
+	default:
+		select {
+		case m.pages <- rows:
+		case <-m.copyDone:
+			return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, m.streamErr()))
+		case <-ctx.Done():
+			return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, ctx.Err()))
+		}
+	}
+	return nil
+}
+
+func (m *merge) streamErr() error {
+	if m.copyErr != nil {
+		return m.copyErr
+	}
+	return errors.New("staging COPY ended early")
+}
+
+// finishStream ends the COPY and waits for it.
+func (m *merge) finishStream(ctx context.Context) error {
+	if m.mode != copyStream || m.closed {
+		return nil
+	}
+	m.closed = true
+	close(m.pages)
+	select {
+	case <-m.copyDone:
+	case <-ctx.Done():
+		close(m.abort)
+		<-m.copyDone
+		return ctx.Err()
+	}
+	return m.copyErr
+}
+
+// commit finishes staging, runs apply in the transaction and commits.
+func (m *merge) commit(ctx context.Context, apply func(ctx context.Context, tx pgx.Tx) (MergeCounts, error)) (MergeCounts, error) {
+	if err := m.usable(); err != nil {
+		m.rollback(ctx)
+		return MergeCounts{}, err
+	}
+	wrap := func(what string, err error) (MergeCounts, error) {
+		m.fail(err)
+		m.rollback(ctx)
+		return MergeCounts{}, fmt.Errorf("state: commit %s merge for system %q: %s: %w", m.kind, m.system, what, err)
+	}
+	if err := m.finishStream(ctx); err != nil {
+		return wrap("stage rows", err)
+	}
+	// Without statistics the planner assumes a temp table is tiny and picks nested
+	// loops over the mirror; ANALYZE samples it (a few ms) so it hash-joins.
+	if _, err := m.tx.Exec(ctx, `ANALYZE `+pgx.Identifier{m.stage}.Sanitize()); err != nil {
+		return wrap("analyze staging table", err)
+	}
+	counts, err := apply(ctx, m.tx)
+	if err != nil {
+		return wrap("merge", err)
+	}
+	if err := m.tx.Commit(ctx); err != nil {
+		return wrap("commit", err)
+	}
+	m.ended = true
+	return counts, nil
+}
+
+// rollback ends the merge without a trace; safe to call at any point and more than once.
+func (m *merge) rollback(ctx context.Context) {
+	if m.ended {
+		return
+	}
+	m.ended = true
+	if m.mode == copyStream && !m.closed {
+		m.closed = true
+		close(m.abort)
+		<-m.copyDone
+	}
+	// The transaction may already be aborted or the connection gone; the rollback's own
+	// error adds nothing the caller can act on.
+	_ = m.tx.Rollback(context.WithoutCancel(ctx))
+}
+
+// updateSystem records the pull on the systems row, in the merge's transaction. now() is
+// the transaction start, i.e. when the merge began.
+func updateSystem(ctx context.Context, tx pgx.Tx, system string, setCounts string, complete *bool) error {
+	q := `UPDATE systems SET last_pull_started_at = now(), last_pull_finished_at = clock_timestamp()`
+	args := []any{system}
+	if complete != nil {
+		q += `, last_pull_complete = $2, last_complete_pull_at = CASE WHEN $2 THEN now() ELSE last_complete_pull_at END`
+		args = append(args, *complete)
+	}
+	q += setCounts + ` WHERE name = $1`
+	if _, err := tx.Exec(ctx, q, args...); err != nil {
+		return fmt.Errorf("update systems row: %w", err)
+	}
+	return nil
+}
+
+const (
+	countGroups      = `group_count = (SELECT count(*) FROM groups WHERE system = $1 AND deleted_at IS NULL)`
+	countAccounts    = `account_count = (SELECT count(*) FROM accounts WHERE system = $1 AND deleted_at IS NULL)`
+	countMemberships = `membership_count = (SELECT count(*) FROM memberships WHERE system = $1 AND deleted_at IS NULL)`
+)
+
+// recordChecker validates the fields of one record before it is staged.
+type recordChecker struct {
+	system, kind, id string
+	err              error
+}
+
+func (c *recordChecker) text(field, v string) {
+	if c.err != nil {
+		return
+	}
+	switch {
+	case strings.IndexByte(v, 0) >= 0:
+		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: "contains a NUL byte (\\x00), which Postgres text cannot store"}
+	case !utf8.ValidString(v):
+		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: "is not valid UTF-8"}
+	}
+}
+
+func (c *recordChecker) nonEmpty(field, v string) {
+	if c.err == nil && v == "" {
+		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: "is empty"}
+	}
+	c.text(field, v)
+}
+
+func (c *recordChecker) json(field string, raw json.RawMessage) {
+	if c.err != nil || raw == nil {
+		return
+	}
+	reason := ""
+	switch {
+	case !utf8.Valid(raw):
+		reason = "is not valid UTF-8"
+	case !json.Valid(raw):
+		reason = "is not valid JSON"
+	case hasNULEscape(raw):
+		reason = "contains \\u0000, which Postgres jsonb cannot store"
+	}
+	if reason != "" {
+		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: reason}
+	}
+}
+
+// hasNULEscape reports whether valid JSON holds a \u0000 escape (an escaped backslash
+// followed by "u0000" is not one).
+func hasNULEscape(raw []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(raw[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		j += i
+		backslashes := 0
+		for k := j; k >= 0 && raw[k] == '\\'; k-- {
+			backslashes++
+		}
+		if backslashes%2 == 1 {
+			return true
+		}
+		i = j + 1
+	}
+}
+
+// rawText is what the staging table's text raw column receives; nil raw stays NULL.
+func rawText(raw json.RawMessage) any {
+	if raw == nil {
+		return nil
+	}
+	return string(raw)
+}
+
+// timeOrNull maps the zero time ("the API does not say") to NULL.
+func timeOrNull(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// hashOr returns the connector's hash, or one computed from the stored fields when the
+// connector left it empty, so that change detection never depends on a connector
+// remembering to hash.
+func hashOr(h string, fields ...string) string {
+	if h != "" {
+		return h
+	}
+	sum := sha256.New()
+	for _, f := range fields {
+		fmt.Fprintf(sum, "%d:%s;", len(f), f)
+	}
+	return "state:" + hex.EncodeToString(sum.Sum(nil)[:16])
+}
