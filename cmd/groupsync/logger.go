@@ -1,0 +1,27 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/lmittmann/tint"
+)
+
+// newLogger builds the process logger. Format auto picks colored text (tint) for a person at
+// a terminal and JSON for everything else (containers, log shippers); json and text force
+// one. An unknown level means info: the values were validated before.
+func newLogger(w io.Writer, level, format string, isTTY bool) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	switch {
+	case format == "json" || (format != "text" && !isTTY):
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
+	case format == "text":
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+	default:
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly}))
+	}
+}
