@@ -1,0 +1,464 @@
+package state_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/state"
+	"github.com/groupsync/groupsync/state/statetest"
+)
+
+const sys = "devrev-test"
+
+func newStore(t *testing.T) *state.Store {
+	t.Helper()
+	s := statetest.Store(t)
+	if err := s.UpsertSystem(t.Context(), sys, "devrev", "https://api.devrev.test"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func group(i int) connectors.Group {
+	id := fmt.Sprintf("g%04d", i)
+	raw := json.RawMessage(fmt.Sprintf(`{"id":%q,"name":"Group %d"}`, id, i))
+	return connectors.Group{ID: id, Name: fmt.Sprintf("Group %d", i), Visibility: connectors.VisibilityPrivate,
+		State: "active", Raw: raw, Hash: "h" + id}
+}
+
+func groups(n int) []connectors.Group {
+	out := make([]connectors.Group, n)
+	for i := range out {
+		out[i] = group(i)
+	}
+	return out
+}
+
+// mergeGroups writes gs in pages of pageSize and commits.
+func mergeGroups(t *testing.T, s *state.Store, gs []connectors.Group, complete bool) state.MergeCounts {
+	t.Helper()
+	ctx := t.Context()
+	w, err := s.BeginGroupMerge(ctx, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Rollback(ctx)
+	for len(gs) > 0 {
+		n := min(7, len(gs))
+		if err := w.Write(ctx, gs[:n]); err != nil {
+			t.Fatal(err)
+		}
+		gs = gs[n:]
+	}
+	c, err := w.Commit(ctx, complete)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mergeMembers(t *testing.T, s *state.Store, ms []connectors.Member, complete ...string) state.MergeCounts {
+	t.Helper()
+	ctx := t.Context()
+	w, err := s.BeginMembershipMerge(ctx, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Rollback(ctx)
+	if err := w.Write(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range complete {
+		w.CompleteGroup(g)
+	}
+	c, err := w.Commit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// xid returns the current transaction counter; rows written later have a greater xmin.
+func xid(t *testing.T, s *state.Store) int64 {
+	t.Helper()
+	var x int64
+	if err := s.Pool().QueryRow(t.Context(), `SELECT txid_current() % 4294967296`).Scan(&x); err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// writtenSince counts row versions of table created after xid x: inserts, updates and
+// tombstones all create one.
+func writtenSince(t *testing.T, s *state.Store, table string, x int64) int64 {
+	t.Helper()
+	var n int64
+	if err := s.Pool().QueryRow(t.Context(), `SELECT count(*) FROM `+table+` WHERE xmin::text::bigint > $1`, x).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func wantCounts(t *testing.T, got, want state.MergeCounts) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("counts = %+v, want %+v", got, want)
+	}
+}
+
+func TestGroupMergeFirstLoadThenNoopWritesNothing(t *testing.T) {
+	for _, mode := range []string{"stream", "per-page"} {
+		t.Run(mode, func(t *testing.T) {
+			s := newStore(t)
+			if mode == "per-page" {
+				state.UsePerPageCopy(s)
+			}
+			gs := groups(50)
+			gs[3].CreatedAt = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+			gs[4].Raw = nil
+			wantCounts(t, mergeGroups(t, s, gs, true), state.MergeCounts{Inserted: 50})
+
+			var name, status, origin string
+			var created time.Time
+			if err := s.Pool().QueryRow(t.Context(), `SELECT name, remote_created_at, last_sync_in_status, origin_system
+				FROM groups WHERE system = $1 AND external_id = 'g0003'`, sys).Scan(&name, &created, &status, &origin); err != nil {
+				t.Fatal(err)
+			}
+			if name != "Group 3" || !created.Equal(gs[3].CreatedAt) || status != "succeeded" || origin != sys {
+				t.Fatalf("g0003 = %q %v %q %q", name, created, status, origin)
+			}
+			var rawNull bool
+			if err := s.Pool().QueryRow(t.Context(), `SELECT raw IS NULL FROM groups WHERE external_id = 'g0004'`).Scan(&rawNull); err != nil || !rawNull {
+				t.Fatalf("nil raw stored as NULL: %v, err %v", rawNull, err)
+			}
+
+			before := xid(t, s)
+			wantCounts(t, mergeGroups(t, s, gs, true), state.MergeCounts{Unchanged: 50})
+			if n := writtenSince(t, s, "groups", before); n != 0 {
+				t.Fatalf("no-op re-merge wrote %d group rows, want 0", n)
+			}
+			got, err := s.System(t.Context(), sys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.GroupCount != 50 || got.LastPullComplete == nil || !*got.LastPullComplete || got.LastCompletePullAt == nil {
+				t.Fatalf("systems row = %+v, want 50 groups and a complete pull", got)
+			}
+		})
+	}
+}
+
+func TestGroupMergeUpdatesExactlyTheChangedOnes(t *testing.T) {
+	s := newStore(t)
+	gs := groups(200)
+	mergeGroups(t, s, gs, true)
+
+	gs[10].Name, gs[10].Hash = "Renamed", "changed"
+	gs[150].Description = "mapped column changed, hash not" // a connector mapping change
+	before := xid(t, s)
+	wantCounts(t, mergeGroups(t, s, gs, true), state.MergeCounts{Updated: 2, Unchanged: 198})
+	if n := writtenSince(t, s, "groups", before); n != 2 {
+		t.Fatalf("wrote %d rows, want 2", n)
+	}
+	var status string
+	if err := s.Pool().QueryRow(t.Context(), `SELECT last_sync_in_status FROM groups WHERE external_id = 'g0010'`).Scan(&status); err != nil || status != "modified" {
+		t.Fatalf("status %q err %v, want modified", status, err)
+	}
+}
+
+func TestGroupMergeTombstonesOnlyOnCompletePullAndRevives(t *testing.T) {
+	s := newStore(t)
+	mergeGroups(t, s, groups(10), true)
+	mergeMembers(t, s, []connectors.Member{{GroupID: "g0009", AccountID: "a1", Type: "user", Role: "member"}})
+
+	wantCounts(t, mergeGroups(t, s, groups(8), false), state.MergeCounts{Unchanged: 8})
+	if n := liveCount(t, s, "groups"); n != 10 {
+		t.Fatalf("incomplete pull left %d live groups, want 10", n)
+	}
+
+	wantCounts(t, mergeGroups(t, s, groups(8), true), state.MergeCounts{Unchanged: 8, Tombstoned: 2})
+	if n := liveCount(t, s, "groups"); n != 8 {
+		t.Fatalf("complete pull left %d live groups, want 8", n)
+	}
+	if n := liveCount(t, s, "memberships"); n != 0 {
+		t.Fatalf("membership of a tombstoned group still live (%d)", n)
+	}
+	var total int
+	if err := s.Pool().QueryRow(t.Context(), `SELECT count(*) FROM groups`).Scan(&total); err != nil || total != 10 {
+		t.Fatalf("rows = %d (err %v): tombstoning must not delete", total, err)
+	}
+	got, _ := s.System(t.Context(), sys)
+	if got.GroupCount != 8 || got.MembershipCount != 0 {
+		t.Fatalf("systems counts = %d groups %d memberships, want 8 and 0", got.GroupCount, got.MembershipCount)
+	}
+
+	wantCounts(t, mergeGroups(t, s, groups(10), true), state.MergeCounts{Unchanged: 8, Revived: 2})
+	if n := liveCount(t, s, "groups"); n != 10 {
+		t.Fatalf("after revival %d live groups, want 10", n)
+	}
+}
+
+func liveCount(t *testing.T, s *state.Store, table string) int {
+	t.Helper()
+	var n int
+	if err := s.Pool().QueryRow(t.Context(), `SELECT count(*) FROM `+table+` WHERE deleted_at IS NULL`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestGroupMergeDuplicatesStoredOnceLastWins(t *testing.T) {
+	s := newStore(t)
+	a, b := group(1), group(1)
+	b.Name, b.Hash = "Second", "h2"
+	// Across pages (mergeGroups pages by 7) and within one page.
+	gs := append(groups(9), a, a, b)
+	wantCounts(t, mergeGroups(t, s, gs, true), state.MergeCounts{Inserted: 9})
+	var name string
+	if err := s.Pool().QueryRow(t.Context(), `SELECT name FROM groups WHERE external_id = 'g0001'`).Scan(&name); err != nil || name != "Second" {
+		t.Fatalf("name = %q (err %v), want the last occurrence %q", name, err, "Second")
+	}
+}
+
+func TestHostileNamesStoredVerbatim(t *testing.T) {
+	s := newStore(t)
+	names := []string{
+		`O'Brien "quoted" \backslash`,
+		`$tag$ $$ dollar $tag$`,
+		`'; DROP TABLE groups; --`,
+		"עברית RTL \u202e mixed",
+		"zero\u200bwidth\ufeff joiner\u200d",
+		"tab\tnewline\nCR\r",
+	}
+	var gs []connectors.Group
+	for i, n := range names {
+		gs = append(gs, connectors.Group{ID: fmt.Sprintf("id %d '\"", i), Name: n, Description: n, Hash: n,
+			Raw: json.RawMessage(fmt.Sprintf(`{"name":%q, "esc":"\\u0000 is text here"}`, n))})
+	}
+	wantCounts(t, mergeGroups(t, s, gs, true), state.MergeCounts{Inserted: int64(len(names))})
+	for _, g := range gs {
+		var name, desc string
+		if err := s.Pool().QueryRow(t.Context(), `SELECT name, description FROM groups WHERE system = $1 AND external_id = $2`,
+			sys, g.ID).Scan(&name, &desc); err != nil {
+			t.Fatalf("read %q: %v", g.ID, err)
+		}
+		if name != g.Name || desc != g.Description {
+			t.Errorf("stored %q / %q, want %q", name, desc, g.Name)
+		}
+	}
+}
+
+func TestInvalidTextRejectedWithSystemIDAndField(t *testing.T) {
+	cases := map[string]struct {
+		g     connectors.Group
+		field string
+	}{
+		"nul in name":       {connectors.Group{ID: "g1", Name: "bad\x00name"}, "field name"},
+		"nul in id":         {connectors.Group{ID: "g\x001", Name: "x"}, "field id"},
+		"bad utf-8":         {connectors.Group{ID: "g1", Description: "\xff\xfe"}, "field description: is not valid UTF-8"},
+		"nul escape in raw": {connectors.Group{ID: "g1", Raw: json.RawMessage(`{"a":"\u0000"}`)}, `field raw: contains \u0000`},
+		"raw not json":      {connectors.Group{ID: "g1", Raw: json.RawMessage(`{"a":`)}, "field raw: is not valid JSON"},
+		"empty id":          {connectors.Group{Name: "x"}, "field id: is empty"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := newStore(t)
+			ctx := t.Context()
+			w, err := s.BeginGroupMerge(ctx, sys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Rollback(ctx)
+			if err := w.Write(ctx, groups(3)); err != nil {
+				t.Fatal(err)
+			}
+			err = w.Write(ctx, []connectors.Group{group(5), tc.g})
+			if !errors.Is(err, state.ErrInvalidRecord) || !strings.Contains(err.Error(), fmt.Sprintf("system %q: group %q: %s", sys, tc.g.ID, tc.field)) {
+				t.Fatalf("Write error = %v, want ErrInvalidRecord naming system, id and %q", err, tc.field)
+			}
+			if _, err := w.Commit(ctx, true); !errors.Is(err, state.ErrInvalidRecord) {
+				t.Fatalf("Commit after a rejected page = %v, want the same error", err)
+			}
+			if n := liveCount(t, s, "groups"); n != 0 {
+				t.Fatalf("%d groups stored from an aborted merge", n)
+			}
+		})
+	}
+}
+
+func TestNulRejectedInMembershipsAndAccounts(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	mw, err := s.BeginMembershipMerge(ctx, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mw.Rollback(ctx)
+	err = mw.Write(ctx, []connectors.Member{{GroupID: "g1", AccountID: "a1", Role: "mem\x00ber"}})
+	if !errors.Is(err, state.ErrInvalidRecord) || !strings.Contains(err.Error(), `membership "g1/a1": field role`) {
+		t.Fatalf("membership Write = %v", err)
+	}
+	aw, err := s.BeginAccountMerge(ctx, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer aw.Rollback(ctx)
+	err = aw.Write(ctx, []connectors.Account{{ID: "a1", DisplayName: "x\x00"}})
+	if !errors.Is(err, state.ErrInvalidRecord) || !strings.Contains(err.Error(), `account "a1": field display_name`) {
+		t.Fatalf("account Write = %v", err)
+	}
+}
+
+func TestMembershipMergePerGroupCompleteness(t *testing.T) {
+	s := newStore(t)
+	mergeGroups(t, s, groups(3), true)
+	m := func(g, a, role string) connectors.Member {
+		return connectors.Member{GroupID: g, AccountID: a, Type: "user", Role: role, Email: " " + strings.ToUpper(a) + "@Example.com"}
+	}
+	first := []connectors.Member{m("g0000", "a1", "member"), m("g0000", "a2", "member"), m("g0001", "a1", "admin"),
+		m("g0001", "a3", "member"), m("nope", "a1", "member"), m("g0000", "a2", "member")}
+	wantCounts(t, mergeMembers(t, s, first, "g0000", "g0001"), state.MergeCounts{Inserted: 4, Orphaned: 1})
+	var email string
+	if err := s.Pool().QueryRow(t.Context(), `SELECT email FROM memberships WHERE group_id = 'g0000' AND account_id = 'a1'`).Scan(&email); err != nil || email != "a1@example.com" {
+		t.Fatalf("email %q (err %v), want normalized", email, err)
+	}
+
+	before := xid(t, s)
+	wantCounts(t, mergeMembers(t, s, first[:4], "g0000", "g0001"), state.MergeCounts{Unchanged: 4})
+	if n := writtenSince(t, s, "memberships", before); n != 0 {
+		t.Fatalf("no-op membership merge wrote %d rows", n)
+	}
+
+	// g0000 lost a2 and its listing completed; g0001's listing failed midway (only a1
+	// seen, role changed): a3 must stay.
+	wantCounts(t, mergeMembers(t, s, []connectors.Member{m("g0000", "a1", "member"), m("g0001", "a1", "member")}, "g0000"),
+		state.MergeCounts{Unchanged: 1, Updated: 1, Tombstoned: 1})
+	live := map[string]bool{}
+	rows, err := s.Pool().Query(t.Context(), `SELECT group_id || '/' || account_id FROM memberships WHERE deleted_at IS NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		_ = rows.Scan(&k)
+		live[k] = true
+	}
+	if rows.Err() != nil || len(live) != 3 || !live["g0000/a1"] || !live["g0001/a1"] || !live["g0001/a3"] || live["g0000/a2"] {
+		t.Fatalf("live memberships = %v (err %v), want g0000/a1 g0001/a1 g0001/a3", live, rows.Err())
+	}
+
+	// A group completed with no members at all loses them all; a2 comes back to g0000.
+	wantCounts(t, mergeMembers(t, s, []connectors.Member{m("g0000", "a2", "member")}, "g0001", "g0000"),
+		state.MergeCounts{Revived: 1, Tombstoned: 3})
+	got, _ := s.System(t.Context(), sys)
+	if got.MembershipCount != 1 {
+		t.Fatalf("membership_count = %d, want 1", got.MembershipCount)
+	}
+}
+
+func TestAccountMerge(t *testing.T) {
+	s := newStore(t)
+	as := []connectors.Account{{ID: "a1", Email: " Ann@Example.COM ", DisplayName: "Ann", Hash: "1"},
+		{ID: "a2", Email: "bob@example.com", DisplayName: "Bob", Hash: "2"}}
+	merge := func(as []connectors.Account, complete bool) state.MergeCounts {
+		w, err := s.BeginAccountMerge(t.Context(), sys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Rollback(t.Context())
+		if err := w.Write(t.Context(), as); err != nil {
+			t.Fatal(err)
+		}
+		c, err := w.Commit(t.Context(), complete)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	wantCounts(t, merge(as, true), state.MergeCounts{Inserted: 2})
+	var id string
+	if err := s.Pool().QueryRow(t.Context(), `SELECT external_id FROM accounts WHERE system = $1 AND email = 'ann@example.com'`, sys).Scan(&id); err != nil || id != "a1" {
+		t.Fatalf("lookup by normalized email = %q, %v", id, err)
+	}
+	wantCounts(t, merge(as[:1], true), state.MergeCounts{Unchanged: 1, Tombstoned: 1})
+	got, _ := s.System(t.Context(), sys)
+	if got.AccountCount != 1 {
+		t.Fatalf("account_count = %d, want 1", got.AccountCount)
+	}
+}
+
+func TestMergeForUnregisteredSystemFails(t *testing.T) {
+	s := statetest.Store(t)
+	_, err := s.BeginGroupMerge(t.Context(), "nobody")
+	if !errors.Is(err, state.ErrNotFound) || !strings.Contains(err.Error(), "UpsertSystem") {
+		t.Fatalf("BeginGroupMerge for an unknown system = %v, want ErrNotFound with a hint", err)
+	}
+	if _, err := s.System(t.Context(), "nobody"); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("System = %v, want ErrNotFound", err)
+	}
+}
+
+func TestRollbackMidStreamLeavesNothingAndRollbackAfterCommitIsSafe(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	w, err := s.BeginGroupMerge(ctx, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(ctx, groups(20)); err != nil {
+		t.Fatal(err)
+	}
+	w.Rollback(ctx)
+	w.Rollback(ctx)
+	if _, err := w.Commit(ctx, true); err == nil {
+		t.Fatal("Commit after Rollback succeeded")
+	}
+	if n := liveCount(t, s, "groups"); n != 0 {
+		t.Fatalf("%d groups after rollback", n)
+	}
+	mergeGroups(t, s, groups(2), true) // the connection went back to the pool usable
+	if n := liveCount(t, s, "groups"); n != 2 {
+		t.Fatalf("%d groups, want 2", n)
+	}
+}
+
+func TestCancelledContextAbortsMerge(t *testing.T) {
+	s := newStore(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	w, err := s.BeginGroupMerge(ctx, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Rollback(t.Context())
+	if err := w.Write(ctx, groups(5)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := w.Commit(ctx, true); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Commit after cancel = %v, want context.Canceled", err)
+	}
+	if n := liveCount(t, s, "groups"); n != 0 {
+		t.Fatalf("%d groups after a cancelled merge", n)
+	}
+}
+
+func TestSyncMetadataView(t *testing.T) {
+	s := newStore(t)
+	mergeGroups(t, s, groups(2), true)
+	mergeMembers(t, s, []connectors.Member{{GroupID: "g0000", AccountID: "a1", Type: "user", Role: "member"}})
+	var n int
+	var key string
+	if err := s.Pool().QueryRow(t.Context(), `SELECT count(*) OVER (), record_key FROM sync_metadata
+		WHERE system = $1 AND last_sync_in_status = 'succeeded' ORDER BY record_kind DESC LIMIT 1`, sys).Scan(&n, &key); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 || key != "g0000/a1" {
+		t.Fatalf("sync_metadata: %d rows, first membership key %q; want 3 and g0000/a1", n, key)
+	}
+}

@@ -1,0 +1,163 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Run statuses.
+const (
+	RunRunning   = "running"
+	RunSucceeded = "succeeded"
+	RunPartial   = "partial"
+	RunFailed    = "failed"
+	RunBlocked   = "blocked"
+	RunDryRun    = "dry_run"
+	RunPlanned   = "planned"
+)
+
+// Run is one execution of a flow.
+type Run struct {
+	ID            int64
+	Flow          string
+	Trigger       string
+	Status        string
+	DryRun        bool
+	StartedAt     time.Time
+	FinishedAt    *time.Time
+	Counts        map[string]int64
+	Error         string
+	BlockedReason string
+	ApprovedAt    *time.Time
+	ApprovedBy    string
+	Holder        string
+}
+
+// NewRun is what CreateRun records.
+type NewRun struct {
+	Flow      string
+	Trigger   string
+	DryRun    bool
+	Holder    string
+	LeaseTerm int64
+	Tick      *time.Time
+}
+
+// CreateRun inserts a run in status running and returns its id.
+func (s *Store) CreateRun(ctx context.Context, r NewRun) (int64, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO runs (flow, trigger, status, dry_run, holder, lease_term, tick)
+		VALUES ($1, $2, 'running', $3, $4, $5, $6) RETURNING id`,
+		r.Flow, r.Trigger, r.DryRun, r.Holder, r.LeaseTerm, r.Tick).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("state: create run of flow %q: %w", r.Flow, err)
+	}
+	return id, nil
+}
+
+// FinishRun records a run's outcome.
+func (s *Store) FinishRun(ctx context.Context, id int64, status string, counts map[string]int64, runErr, blockedReason string) error {
+	c, err := json.Marshal(counts)
+	if err != nil {
+		return fmt.Errorf("state: finish run %d: %w", id, err)
+	}
+	_, err = s.pool.Exec(ctx, `
+		UPDATE runs SET status = $2, finished_at = now(), counts = $3, error = nullif($4, ''),
+		       blocked_reason = nullif($5, '')
+		 WHERE id = $1`, id, status, c, runErr, blockedReason)
+	if err != nil {
+		return fmt.Errorf("state: finish run %d: %w", id, err)
+	}
+	return nil
+}
+
+// ApproveRun marks a run approved by who and sets its new status.
+func (s *Store) ApproveRun(ctx context.Context, id int64, who string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE runs SET approved_at = now(), approved_by = $2 WHERE id = $1`, id, who)
+	if err != nil {
+		return fmt.Errorf("state: approve run %d: %w", id, err)
+	}
+	return nil
+}
+
+const runColumns = `id, flow, trigger, status, dry_run, started_at, finished_at, counts, coalesce(error, ''),
+	coalesce(blocked_reason, ''), approved_at, coalesce(approved_by, ''), coalesce(holder, '')`
+
+func scanRun(row pgx.Row) (Run, error) {
+	var r Run
+	var counts []byte
+	err := row.Scan(&r.ID, &r.Flow, &r.Trigger, &r.Status, &r.DryRun, &r.StartedAt, &r.FinishedAt, &counts,
+		&r.Error, &r.BlockedReason, &r.ApprovedAt, &r.ApprovedBy, &r.Holder)
+	if err != nil {
+		return r, err
+	}
+	r.Counts = map[string]int64{}
+	if len(counts) > 0 {
+		if err := json.Unmarshal(counts, &r.Counts); err != nil {
+			return r, fmt.Errorf("run %d counts: %w", r.ID, err)
+		}
+	}
+	return r, nil
+}
+
+// GetRun reads one run; ErrNotFound if there is none.
+func (s *Store) GetRun(ctx context.Context, id int64) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, fmt.Errorf("state: run %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("state: run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// LastRuns returns the latest run of each flow, newest first.
+func (s *Store) LastRuns(ctx context.Context) ([]Run, error) {
+	return s.queryRuns(ctx, `SELECT DISTINCT ON (flow) `+runColumns+` FROM runs ORDER BY flow, id DESC`)
+}
+
+// RunsByStatus returns the runs in status, newest first, at most limit.
+func (s *Store) RunsByStatus(ctx context.Context, status string, limit int) ([]Run, error) {
+	return s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs WHERE status = $1 AND approved_at IS NULL ORDER BY id DESC LIMIT $2`, status, limit)
+}
+
+// LastBaselineRun returns the flow's latest finished run that was not blocked: the source
+// counts it recorded are what the guard compares a new pull against. ErrNotFound if none.
+func (s *Store) LastBaselineRun(ctx context.Context, flow string) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs
+		WHERE flow = $1 AND status IN ('succeeded', 'partial') ORDER BY id DESC LIMIT 1`, flow))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, ErrNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("state: baseline run of flow %q: %w", flow, err)
+	}
+	return r, nil
+}
+
+func (s *Store) queryRuns(ctx context.Context, sql string, args ...any) ([]Run, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("state: list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("state: list runs: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: list runs: %w", err)
+	}
+	return out, nil
+}
