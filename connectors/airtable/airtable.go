@@ -1,0 +1,329 @@
+// Package airtable is the connector for Airtable Enterprise user groups.
+//
+// Airtable splits groups across two APIs. The Web API's meta endpoints read them: one call
+// for the enterprise account's groupIds, then one per group with its members inline (user
+// id, email, name, role). They cannot write. SCIM 2.0 writes: create, rename and delete
+// groups, and add or remove members by user id in PatchOp requests. SCIM cannot see or set
+// the manager/member role, so roles are read-only here (Capabilities.WriteRoles false).
+//
+// Both APIs share one token and one published limit (50 requests/s per token across all
+// traffic); a request over it locks the token out for 30 s. The connector therefore keeps
+// meta and SCIM traffic behind one limiter and one lockout whenever both live on the same
+// host (the default), and splits the budget in two when they do not.
+package airtable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/apiclient"
+)
+
+// Defaults, from Airtable's published limits (reference/apis.md §4).
+const (
+	// DefaultBaseURL is the Web API host the meta endpoints live under.
+	DefaultBaseURL = "https://api.airtable.com"
+	// DefaultSCIMURL is the SCIM base. Older renderings of the docs show
+	// https://airtable.com/scim/v2; the scim_url option covers that.
+	DefaultSCIMURL = "https://api.airtable.com/scim/v2"
+
+	// PublishedRateLimit is Airtable's limit per token, across meta and SCIM traffic.
+	PublishedRateLimit = 50
+	// DefaultRateLimit and DefaultBurst keep rate+burst at 50: the token bucket can then
+	// never put more than 50 requests into any one-second window, whatever Airtable's
+	// window alignment is. Going over costs a 30 s lockout (about 1,350 requests at this
+	// rate), so the last 10% of throughput is not worth the risk.
+	DefaultRateLimit = 45
+	DefaultBurst     = 5
+	// RateLimitPenalty is Airtable's documented wait after a 429. No Retry-After header is
+	// documented, so the client waits this long unless the server names a wait.
+	RateLimitPenalty = 30 * time.Second
+
+	// DefaultConcurrency is how many group fetches run at once. At a typical 100–300 ms per
+	// call, 5 in flight already reach the 45 req/s limit; more would only queue at the
+	// limiter while holding memory for their responses.
+	DefaultConcurrency = 5
+	// MaxConcurrency bounds the concurrency option.
+	MaxConcurrency = 32
+
+	// DefaultPageSize is how many user ids one users-by-id request carries, and how many
+	// groups one ListGroups callback receives. Airtable documents no cap on id[]; 100 ids
+	// make a query of about 2.6 KB, far below the 16,000-character URL limit of Airtable's
+	// Web API, and a 100-user response stays well under the body cap.
+	DefaultPageSize = 100
+	// MaxPageSize bounds the page_size setting for the same reason.
+	MaxPageSize = 100
+
+	// MaxMembersPerWrite is how many members one SCIM PatchOp carries. Airtable documents
+	// no cap on Operations; 100 is the cap other SCIM providers document (e.g. AWS IAM
+	// Identity Center), keeps a remove request (one filtered op per member) near 6 KB, and
+	// bounds what a refused all-or-nothing PatchOp puts back on the engine.
+	MaxMembersPerWrite = 100
+)
+
+// Option keys accepted in SystemConfig.Options.
+const (
+	OptionEnterpriseAccountID = "enterprise_account_id"
+	OptionSCIMURL             = "scim_url"
+)
+
+// Endpoint labels: route templates, used in errors and metrics (never an id).
+const (
+	epEnterprise = "GET /v0/meta/enterpriseAccounts/{enterpriseAccountId}"
+	epUsers      = "GET /v0/meta/enterpriseAccounts/{enterpriseAccountId}/users"
+	epGroup      = "GET /v0/meta/groups/{groupId}"
+	epSCIMList   = "GET /scim/v2/Groups"
+	epSCIMCreate = "POST /scim/v2/Groups"
+	epSCIMGet    = "GET /scim/v2/Groups/{groupId}"
+	epSCIMPatch  = "PATCH /scim/v2/Groups/{groupId}"
+	epSCIMDelete = "DELETE /scim/v2/Groups/{groupId}"
+)
+
+var (
+	_ connectors.Connector          = (*conn)(nil)
+	_ connectors.Writer             = (*conn)(nil)
+	_ connectors.InlineMemberLister = (*conn)(nil)
+	_ connectors.Opener             = Open
+)
+
+// conn is one configured Airtable enterprise.
+type conn struct {
+	name       string
+	enterprise string
+	meta       *apiclient.Client
+	// scim is meta itself when both APIs share a host, so they share limiter and lockout.
+	scim *apiclient.Client
+	// scimBase is prefixed to SCIM paths: the absolute SCIM URL when scim == meta, else "".
+	scimBase    string
+	concurrency int
+	pageSize    int
+	log         *slog.Logger
+}
+
+// Open validates cfg and returns the connector. Options: enterprise_account_id (required),
+// scim_url (default DefaultSCIMURL). Credentials: Token only.
+func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connector, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("airtable: system name is required")
+	}
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("airtable system %q: %s", cfg.Name, fmt.Sprintf(format, args...))
+	}
+	if cfg.Kind != "" && cfg.Kind != connectors.KindAirtable {
+		return nil, fail("kind %q is not %q", cfg.Kind, connectors.KindAirtable)
+	}
+	var unknown []string
+	for k := range cfg.Options {
+		if k != OptionEnterpriseAccountID && k != OptionSCIMURL {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return nil, fail("unknown option(s) %s (known: %s, %s)", strings.Join(unknown, ", "), OptionEnterpriseAccountID, OptionSCIMURL)
+	}
+	ent := strings.TrimSpace(cfg.Options[OptionEnterpriseAccountID])
+	if ent == "" {
+		return nil, fail("option %s is required", OptionEnterpriseAccountID)
+	}
+	if !isAlnum(ent) {
+		return nil, fail("option %s %q must be letters and digits (an id like entXXXXXXXXXXXXXX)", OptionEnterpriseAccountID, ent)
+	}
+	if !cfg.Token.IsSet() {
+		return nil, fail("token is required (a personal access token or service-account token with enterprise scopes)")
+	}
+	if cfg.Username != "" || cfg.Password.IsSet() || cfg.JWTSecret.IsSet() {
+		return nil, fail("only token is used; username, password and jwt_secret must be empty")
+	}
+	baseURL := cfg.BaseURL
+	if baseURL == "" {
+		baseURL = DefaultBaseURL
+	}
+	metaURL, err := parseBase(baseURL)
+	if err != nil {
+		return nil, fail("base_url: %v", err)
+	}
+	scimRaw := cfg.Options[OptionSCIMURL]
+	if scimRaw == "" {
+		scimRaw = DefaultSCIMURL
+	}
+	scimURL, err := parseBase(scimRaw)
+	if err != nil {
+		return nil, fail("option %s: %v", OptionSCIMURL, err)
+	}
+	if cfg.RateLimit < 0 || cfg.Burst < 0 || cfg.Concurrency < 0 || cfg.PageSize < 0 {
+		return nil, fail("rate_limit, burst, concurrency and page_size must not be negative")
+	}
+	limit, burst := cfg.RateLimit, cfg.Burst
+	if limit == 0 {
+		limit = DefaultRateLimit
+	}
+	if burst == 0 {
+		burst = DefaultBurst
+	}
+	if limit > PublishedRateLimit {
+		return nil, fail("rate_limit %g exceeds Airtable's published %d requests/s per token (over it, every request fails for 30 s)", limit, PublishedRateLimit)
+	}
+	concurrency := cfg.Concurrency
+	if concurrency == 0 {
+		concurrency = DefaultConcurrency
+	}
+	if concurrency > MaxConcurrency {
+		return nil, fail("concurrency %d exceeds %d", concurrency, MaxConcurrency)
+	}
+	pageSize := cfg.PageSize
+	if pageSize == 0 {
+		pageSize = DefaultPageSize
+	}
+	if pageSize > MaxPageSize {
+		return nil, fail("page_size %d exceeds %d (user ids per lookup request)", pageSize, MaxPageSize)
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+
+	sameHost := metaURL.Scheme == scimURL.Scheme && metaURL.Host == scimURL.Host
+	if !sameHost {
+		// Two clients would each run their own limiter against one token's budget: give
+		// each half so that together they stay within it.
+		limit /= 2
+		burst = max(1, burst/2)
+	}
+	token := cfg.Token
+	clock := newClock(deps.Sleep)
+	mk := func(base string) (*apiclient.Client, error) {
+		ac := apiclient.Config{
+			System:           cfg.Name,
+			BaseURL:          base,
+			HTTPClient:       deps.HTTPClient,
+			Timeout:          cfg.Timeout,
+			MaxBodyBytes:     cfg.MaxBodyBytes,
+			RateLimit:        rate.Limit(limit),
+			Burst:            burst,
+			MaxAttempts:      cfg.MaxAttempts,
+			MaxRetryWait:     cfg.MaxRetryWait,
+			RateLimitPenalty: RateLimitPenalty,
+			Auth: func(_ context.Context, r *http.Request) error {
+				r.Header.Set("Authorization", "Bearer "+token.Reveal())
+				return nil
+			},
+			DecodeError: decodeError,
+			Logger:      logger,
+			Observer:    deps.Observer,
+		}
+		if clock != nil {
+			ac.Sleep, ac.Now = clock.sleep, clock.now
+		}
+		return apiclient.New(ac)
+	}
+	c := &conn{name: cfg.Name, enterprise: ent, concurrency: concurrency, pageSize: pageSize, log: logger}
+	if c.meta, err = mk(metaURL.String()); err != nil {
+		return nil, err
+	}
+	if sameHost {
+		c.scim, c.scimBase = c.meta, scimURL.String()
+	} else if c.scim, err = mk(scimURL.String()); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func parseBase(s string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%q must be an absolute http(s) URL", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%q must not carry a query or fragment", s)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return u, nil
+}
+
+func isAlnum(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *conn) Name() string          { return c.name }
+func (c *conn) Kind() connectors.Kind { return connectors.KindAirtable }
+
+// Capabilities: SCIM creates, renames, deletes and changes members. Airtable groups have
+// no description, no visibility and no archive state, and SCIM has no role attribute.
+func (c *conn) Capabilities() connectors.Capabilities {
+	return connectors.Capabilities{
+		CreateGroup:        true,
+		UpdateGroup:        true,
+		DeleteGroup:        true,
+		AddMember:          true,
+		RemoveMember:       true,
+		MaxMembersPerWrite: MaxMembersPerWrite,
+	}
+}
+
+// scimPath turns a path under the SCIM base ("/Groups/ugp…") into what the SCIM client
+// resolves.
+func (c *conn) scimPath(p string) string { return c.scimBase + p }
+
+// clock keeps the client's lockout clock in step with an injected Sleep. apiclient waits
+// out a lockout by comparing Now against the lockout's end; with a Sleep that returns at
+// once (tests, simulations) a wall clock would never get there. Time a Sleep claimed but
+// did not really spend is added to the clock, so a real Sleep leaves it at wall time.
+type clock struct {
+	mu    sync.Mutex
+	skew  time.Duration
+	inner func(ctx context.Context, d time.Duration) error
+}
+
+func newClock(sleep func(ctx context.Context, d time.Duration) error) *clock {
+	if sleep == nil {
+		return nil
+	}
+	return &clock{inner: sleep}
+}
+
+func (k *clock) now() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return time.Now().Add(k.skew)
+}
+
+func (k *clock) sleep(ctx context.Context, d time.Duration) error {
+	start := time.Now()
+	if err := k.inner(ctx, d); err != nil {
+		return err
+	}
+	if spent := time.Since(start); spent < d {
+		k.mu.Lock()
+		k.skew += d - spent
+		k.mu.Unlock()
+	}
+	return nil
+}
+
+// badBody classifies a 2xx body the connector could not use, like apiclient.Decode does:
+// a body cut short may come whole on the next call, anything else will not.
+func (c *conn) badBody(op string, err error) error {
+	class := connectors.ErrPermanent
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		class = connectors.ErrRetryable
+	}
+	return &connectors.Error{System: c.name, Op: op, Class: class, Message: "malformed response body", Err: err}
+}

@@ -1,0 +1,351 @@
+package airtable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+
+	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/apiclient"
+)
+
+// enterprisePath is the enterprise account's meta path.
+func (c *conn) enterprisePath() string {
+	return "/v0/meta/enterpriseAccounts/" + url.PathEscape(c.enterprise)
+}
+
+// getEnterprise reads the enterprise account: the ids of every group and user.
+func (c *conn) getEnterprise(ctx context.Context) (enterpriseJSON, error) {
+	body, _, err := c.meta.DoRaw(ctx, apiclient.Request{Method: "GET", Path: c.enterprisePath(), Endpoint: epEnterprise})
+	if err != nil {
+		return enterpriseJSON{}, err
+	}
+	e, err := decodeEnterprise(body)
+	if err != nil {
+		return enterpriseJSON{}, c.badBody(epEnterprise, err)
+	}
+	return e, nil
+}
+
+// fetchGroup reads one group with its members through the meta API.
+func (c *conn) fetchGroup(ctx context.Context, id string) (connectors.Group, []connectors.Member, error) {
+	if id == "" {
+		return connectors.Group{}, nil, &connectors.Error{System: c.name, Op: epGroup, Class: connectors.ErrPermanent, Message: "empty group id"}
+	}
+	body, _, err := c.meta.DoRaw(ctx, apiclient.Request{Method: "GET", Path: "/v0/meta/groups/" + url.PathEscape(id), Endpoint: epGroup})
+	if err != nil {
+		return connectors.Group{}, nil, err
+	}
+	g, ms, err := decodeMetaGroup(body)
+	if err != nil {
+		return connectors.Group{}, nil, c.badBody(epGroup, err)
+	}
+	if g.ID != id {
+		return connectors.Group{}, nil, c.badBody(epGroup, fmt.Errorf("asked for group %s, got %s", id, g.ID))
+	}
+	return g, ms, nil
+}
+
+// GetGroup reads one group; ErrNotFound if it does not exist.
+func (c *conn) GetGroup(ctx context.Context, id string) (connectors.Group, error) {
+	g, _, err := c.fetchGroup(ctx, id)
+	return g, err
+}
+
+// ListMembers streams one group's members. The meta API returns them whole with the
+// group, so this is one request and one callback.
+func (c *conn) ListMembers(ctx context.Context, groupID string, fn func([]connectors.Member) error) (connectors.Listing, error) {
+	_, ms, err := c.fetchGroup(ctx, groupID)
+	if err != nil {
+		return connectors.Listing{}, err
+	}
+	l := connectors.Listing{Pages: 1}
+	for start := 0; start < len(ms); start += c.pageSize {
+		page := ms[start:min(start+c.pageSize, len(ms))]
+		if err := fn(page); err != nil {
+			return l, err
+		}
+		l.Items += len(page)
+	}
+	l.Complete = true
+	return l, nil
+}
+
+// ListGroups streams every group of the enterprise in pages of up to pageSize groups. It
+// costs one request for the group ids plus one per group (members come along and are
+// dropped); the engine should prefer ListGroupsWithMembers, which costs the same and also
+// yields the members.
+func (c *conn) ListGroups(ctx context.Context, fn func([]connectors.Group) error) (connectors.Listing, error) {
+	page := make([]connectors.Group, 0, c.pageSize)
+	items := 0
+	l, err := c.eachGroup(ctx, func(g connectors.Group, _ []connectors.Member) error {
+		page = append(page, g)
+		if len(page) < c.pageSize {
+			return nil
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		items += len(page)
+		page = page[:0]
+		return nil
+	})
+	if err == nil && len(page) > 0 {
+		if err = fn(page); err == nil {
+			items += len(page)
+		}
+	}
+	l.Items = items
+	if err != nil {
+		l.Complete = false
+		return l, err
+	}
+	return l, nil
+}
+
+// ListGroupsWithMembers streams every group with its whole member list, one callback per
+// group (the meta API never cuts a member list, so complete is always true).
+func (c *conn) ListGroupsWithMembers(ctx context.Context, fn func(g connectors.Group, members []connectors.Member, complete bool) error) (connectors.Listing, error) {
+	items := 0
+	l, err := c.eachGroup(ctx, func(g connectors.Group, ms []connectors.Member) error {
+		if err := fn(g, ms, true); err != nil {
+			return err
+		}
+		items++
+		return nil
+	})
+	l.Items = items
+	return l, err
+}
+
+type groupResult struct {
+	id      string
+	group   connectors.Group
+	members []connectors.Member
+	err     error
+}
+
+// eachGroup reads the enterprise's group ids, fetches the groups concurrently and hands
+// each to deliver from the calling goroutine, so deliver is never called concurrently.
+// Listing.Pages counts the responses read. A group deleted between the id listing and its
+// fetch (404) is skipped: it is gone, which a complete listing rightly reports.
+func (c *conn) eachGroup(ctx context.Context, deliver func(connectors.Group, []connectors.Member) error) (connectors.Listing, error) {
+	var l connectors.Listing
+	ent, err := c.getEnterprise(ctx)
+	if err != nil {
+		return l, err
+	}
+	l.Pages++
+	ids := make([]string, 0, len(ent.GroupIDs))
+	seen := make(map[apiclient.ID]bool, len(ent.GroupIDs))
+	for _, id := range ent.GroupIDs {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		ids = append(ids, string(id))
+	}
+	if dup := len(ent.GroupIDs) - len(ids); dup > 0 {
+		c.log.WarnContext(ctx, "enterprise listed group ids more than once", "duplicates", dup)
+	}
+	if len(ids) == 0 {
+		l.Complete = true
+		return l, nil
+	}
+
+	handle := func(r groupResult) error {
+		if r.err != nil {
+			if errors.Is(r.err, connectors.ErrNotFound) {
+				c.log.InfoContext(ctx, "group vanished while listing", "group_id", r.id)
+				l.Pages++
+				return nil
+			}
+			return r.err
+		}
+		l.Pages++
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: list groups: %w", c.name, err)
+		}
+		return deliver(r.group, r.members)
+	}
+
+	// The first group is fetched alone: when the API is down, throttling or refusing the
+	// token, that costs one request's retries instead of one per worker.
+	g, ms, err := c.fetchGroup(ctx, ids[0])
+	if err := handle(groupResult{id: ids[0], group: g, members: ms, err: err}); err != nil {
+		return l, err
+	}
+	rest := ids[1:]
+	if len(rest) == 0 {
+		l.Complete = true
+		return l, nil
+	}
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan string)
+	// Unbuffered: a worker holds at most one fetched group while deliver runs, so memory
+	// stays at about one group per worker however large the enterprise is.
+	results := make(chan groupResult)
+	var wg sync.WaitGroup
+	for range min(c.concurrency, len(rest)) {
+		wg.Go(func() {
+			for id := range jobs {
+				g, ms, err := c.fetchGroup(wctx, id)
+				select {
+				case results <- groupResult{id: id, group: g, members: ms, err: err}:
+				case <-wctx.Done():
+					return
+				}
+			}
+		})
+	}
+	go func() {
+		defer close(jobs)
+		for _, id := range rest {
+			select {
+			case jobs <- id:
+			case <-wctx.Done():
+				return
+			}
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+
+	var firstErr error
+	for r := range results {
+		if firstErr != nil {
+			continue // drain so every worker can finish
+		}
+		if err := handle(r); err != nil {
+			firstErr = err
+			cancel()
+		}
+	}
+	if firstErr == nil {
+		if err := ctx.Err(); err != nil {
+			// Workers stopped early because the caller gave up.
+			firstErr = fmt.Errorf("%s: list groups: %w", c.name, err)
+		}
+	}
+	if firstErr != nil {
+		return l, firstErr
+	}
+	l.Complete = true
+	return l, nil
+}
+
+// usersPath is the users-by-id-or-email path.
+func (c *conn) usersPath() string { return c.enterprisePath() + "/users" }
+
+// lookupUsers runs one users-by-id-or-email request.
+func (c *conn) lookupUsers(ctx context.Context, key string, values []string) ([]connectors.Account, error) {
+	body, _, err := c.meta.DoRaw(ctx, apiclient.Request{
+		Method: "GET", Path: c.usersPath(), Query: url.Values{key: values}, Endpoint: epUsers,
+	})
+	if err != nil {
+		return nil, err
+	}
+	accs, err := decodeUsers(body)
+	if err != nil {
+		return nil, c.badBody(epUsers, err)
+	}
+	return accs, nil
+}
+
+// ListAccounts resolves accounts through the meta users endpoint, pageSize ids per request.
+// With ids nil it lists the enterprise's userIds first, so both forms return the same
+// record shape (and the same hashes) for the mirror. Ids that no longer exist are skipped.
+func (c *conn) ListAccounts(ctx context.Context, ids []string, fn func([]connectors.Account) error) (connectors.Listing, error) {
+	var l connectors.Listing
+	if ids == nil {
+		ent, err := c.getEnterprise(ctx)
+		if err != nil {
+			return l, err
+		}
+		l.Pages++
+		ids = make([]string, len(ent.UserIDs))
+		for i, id := range ent.UserIDs {
+			ids[i] = string(id)
+		}
+	}
+	want := make(map[string]bool, len(ids))
+	uniq := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id != "" && !want[id] {
+			want[id] = true
+			uniq = append(uniq, id)
+		}
+	}
+	for start := 0; start < len(uniq); start += c.pageSize {
+		batch := uniq[start:min(start+c.pageSize, len(uniq))]
+		accs, err := c.lookupUsers(ctx, "id[]", batch)
+		if err != nil {
+			return l, err
+		}
+		l.Pages++
+		// Keep only what was asked, once: the endpoint matches ids and emails alike.
+		page := accs[:0]
+		for _, a := range accs {
+			if want[a.ID] {
+				want[a.ID] = false
+				page = append(page, a)
+			}
+		}
+		if len(page) == 0 {
+			continue
+		}
+		if err := fn(page); err != nil {
+			return l, err
+		}
+		l.Items += len(page)
+	}
+	l.Complete = true
+	return l, nil
+}
+
+// FindAccountByEmail looks an account up through the meta users endpoint (email[]).
+func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors.Account, error) {
+	email = connectors.NormalizeEmail(email)
+	if email == "" {
+		return connectors.Account{}, &connectors.Error{System: c.name, Op: epUsers, Class: connectors.ErrPermanent, Message: "empty email"}
+	}
+	accs, err := c.lookupUsers(ctx, "email[]", []string{email})
+	if err != nil {
+		return connectors.Account{}, err
+	}
+	for _, a := range accs {
+		if a.Email == email {
+			return a, nil
+		}
+	}
+	return connectors.Account{}, &connectors.Error{System: c.name, Op: epUsers, Class: connectors.ErrNotFound, Message: "no account with that email"}
+}
+
+// FindGroupByName looks the name up with SCIM's displayName filter (the meta API cannot
+// search), keeps an exact match only (SCIM compares displayName case-insensitively), and
+// reads the group through the meta API so it has the shape and hash a listing gives.
+func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Group, error) {
+	body, _, err := c.scim.DoRaw(ctx, apiclient.Request{
+		Method: "GET", Path: c.scimPath("/Groups"), Endpoint: epSCIMList,
+		Query: url.Values{"filter": {`displayName eq ` + scimString(name)}},
+	})
+	if err != nil {
+		return connectors.Group{}, err
+	}
+	gs, err := decodeSCIMGroupList(body)
+	if err != nil {
+		return connectors.Group{}, c.badBody(epSCIMList, err)
+	}
+	for _, g := range gs {
+		if g.DisplayName != nil && *g.DisplayName == name {
+			return c.GetGroup(ctx, string(g.ID))
+		}
+	}
+	return connectors.Group{}, &connectors.Error{System: c.name, Op: epSCIMList, Class: connectors.ErrNotFound, Message: "no group with that name"}
+}
