@@ -136,8 +136,9 @@ func validateDatabase(db Database, p *problems) {
 	case !strings.Contains(u, "="):
 		p.add("database.url", "is neither a postgres:// URL nor a key=value connection string")
 	}
-	if !schemaRE.MatchString(db.Schema) {
-		p.add("database.schema", "%q is not a plain identifier ([a-z_][a-z0-9_]*)", db.Schema)
+	// Postgres truncates identifiers past 63 bytes, which would silently name another schema.
+	if !schemaRE.MatchString(db.Schema) || len(db.Schema) > 63 {
+		p.add("database.schema", "%q is not a plain identifier ([a-z_][a-z0-9_]*, at most 63 bytes)", db.Schema)
 	}
 	if db.MaxConns < 1 {
 		p.add("database.max_conns", "must be at least 1, got %d", db.MaxConns)
