@@ -12,7 +12,7 @@ help: ## list the targets
 build: ## build bin/groupsync with the version and commit stamped in
 	go build -ldflags "$(LDFLAGS)" -o bin/groupsync ./cmd/groupsync
 
-test: ## vet and run every test with the race detector (needs Postgres, see README)
+test: ## vet and run every test with the race detector (needs Postgres: GROUPSYNC_TEST_DATABASE_URL, default 127.0.0.1:5432)
 	go vet ./... && go test -race -count=1 ./...
 
 lint: ## gofmt check, go vet, and hadolint on the Dockerfile when hadolint is installed

@@ -52,11 +52,12 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	HTTP     HTTP     `yaml:"http"`
 	// Systems are the configured connector instances by name ([a-z0-9][a-z0-9-]*).
+	// At least one is required.
 	Systems map[string]System `yaml:"systems"`
-	// Flows are the configured syncs by name ([a-z0-9][a-z0-9-]*).
+	// Flows are the configured syncs by name ([a-z0-9][a-z0-9-]*). At least one is required.
 	Flows map[string]Flow `yaml:"flows"`
 
-	// Path is the file the configuration was read from.
+	// Path is the file the configuration was read from (not a YAML key).
 	Path string `yaml:"-"`
 }
 
@@ -213,11 +214,11 @@ func (s Scope) IsEmpty() bool {
 
 // Link pairs a source group with a target group.
 type Link struct {
-	// Source is the source group id.
+	// Source is the source group id. Required.
 	Source string `yaml:"source"`
-	// TargetSystem is one of the flow's targets.
+	// TargetSystem is one of the flow's targets. Required.
 	TargetSystem string `yaml:"target_system"`
-	// Target is the target group id.
+	// Target is the target group id. Required.
 	Target string `yaml:"target"`
 }
 
@@ -231,7 +232,9 @@ type Matching struct {
 
 // EmailOverride maps one source email to a target email.
 type EmailOverride struct {
+	// Source is the email in the source system. Required.
 	Source string `yaml:"source"`
+	// Target is the email the account has in the targets. Required.
 	Target string `yaml:"target"`
 }
 
