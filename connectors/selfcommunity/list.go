@@ -330,12 +330,14 @@ func isSingleObject(body []byte) bool {
 
 // FindGroupByName searches `GET /api/v2/group/search/?search=` and returns the group whose
 // name equals name exactly, else the one whose normalized name matches (names are unique in
-// SelfCommunity, so at most one does).
+// SelfCommunity, so at most one does). The search term is the normalized name: DRF's
+// SearchFilter splits it on whitespace and matches every word case-insensitively, so odd
+// spacing or case in the stored name still comes back and is compared here.
 func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Group, error) {
 	var exact, loose *connectors.Group
 	want := connectors.NormalizeName(name)
 	errFound := errors.New("found")
-	_, err := c.paginate(ctx, epGroupsSearch, "/api/v2/group/search/", url.Values{"search": {name}}, func(rs []json.RawMessage) error {
+	_, err := c.paginate(ctx, epGroupsSearch, "/api/v2/group/search/", url.Values{"search": {want}}, func(rs []json.RawMessage) error {
 		for _, r := range rs {
 			g, manager, err := decodeGroup(r)
 			if err != nil {

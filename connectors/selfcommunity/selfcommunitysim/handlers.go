@@ -131,16 +131,26 @@ func (s *Server) groupFor(w http.ResponseWriter, r *http.Request, c caller) *gro
 }
 
 func (s *Server) groupsSearch(w http.ResponseWriter, r *http.Request, c caller) {
-	term := strings.ToLower(r.URL.Query().Get("search"))
+	// DRF's SearchFilter: whitespace-separated terms, each matched case-insensitively.
+	terms := strings.Fields(strings.ToLower(r.URL.Query().Get("search")))
 	s.mu.Lock()
 	var ids []int64
 	for _, id := range s.groupOrder {
 		g := s.groups[id]
-		if s.canSee(g, c) && (term == "" || strings.Contains(strings.ToLower(g.name), term)) {
+		if s.canSee(g, c) && matchesAll(strings.ToLower(g.name), terms) {
 			ids = append(ids, id)
 		}
 	}
 	s.paged(w, r, RouteGroupsSearch, len(ids), func(i int) any { return s.render(s.groups[ids[i]], c) })
+}
+
+func matchesAll(name string, terms []string) bool {
+	for _, t := range terms {
+		if !strings.Contains(name, t) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) groupGet(w http.ResponseWriter, r *http.Request, c caller) {
