@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -95,6 +96,18 @@ var (
 // documented scheme) or Token (an OAuth2 bearer token), never both. The only option is
 // accounts_by_id_limit (a positive integer, default DefaultAccountsByIDLimit).
 func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connector, error) {
+	c, err := open(cfg, deps, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// open is Open with the client's clock injectable (nil: the real clock). connectors.Deps
+// carries a Sleep but no clock, and apiclient times a rate-limit lockout on its clock: a
+// test whose fake Sleep returns at once needs a clock that Sleep moves on, or every later
+// request waits out the same lockout again.
+func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Time) (*conn, error) {
 	var problems []string
 	if cfg.Name == "" {
 		problems = append(problems, "name is required")
@@ -186,6 +199,7 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 		Logger:      logger,
 		Observer:    deps.Observer,
 		Sleep:       deps.Sleep,
+		Now:         now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("socialcast system %q: %w", cfg.Name, err)
