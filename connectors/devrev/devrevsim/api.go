@@ -682,7 +682,7 @@ func (s *Server) devUsersList(body map[string]any) (int, any, *badRequest) {
 	}
 	emails := strs(body, "email")
 	for i := range emails {
-		emails[i] = strings.ToLower(strings.TrimSpace(emails[i]))
+		emails[i] = normalizeEmail(emails[i])
 	}
 	states := strs(body, "state")
 	n := len(s.users)

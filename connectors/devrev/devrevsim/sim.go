@@ -173,11 +173,15 @@ func (s *Server) Seed(t simkit.Tenant) {
 	}
 }
 
+// normalizeEmail is the lookup key of the email filter (DevRev's matching is not
+// documented; case and surrounding space are ignored here).
+func normalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
 func (s *Server) addUserLocked(p simkit.Person, now time.Time) int32 {
 	idx := int32(len(s.users))
 	full := strings.TrimSpace(p.First + " " + p.Last)
 	s.users = append(s.users, devUser{email: p.Email, fullName: full, state: "active", created: now})
-	s.userByEmail[strings.ToLower(p.Email)] = idx
+	s.userByEmail[normalizeEmail(p.Email)] = idx
 	return idx
 }
 
