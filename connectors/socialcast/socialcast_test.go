@@ -165,7 +165,9 @@ func TestOpenValidation(t *testing.T) {
 		want string // "" = valid
 	}{
 		{"basic", func(*connectors.SystemConfig) {}, ""},
-		{"bearer", func(c *connectors.SystemConfig) { c.Username, c.Password, c.Token = "", secret.Value{}, secret.New("tok") }, ""},
+		{"bearer", func(c *connectors.SystemConfig) {
+			c.Username, c.Password, c.Token = "", secret.Value{}, secret.New("tok")
+		}, ""},
 		{"both", func(c *connectors.SystemConfig) { c.Token = secret.New("tok") }, "not both"},
 		{"none", func(c *connectors.SystemConfig) { c.Username, c.Password = "", secret.Value{} }, "credentials are required"},
 		{"user without password", func(c *connectors.SystemConfig) { c.Password = secret.Value{} }, "password is required"},
@@ -482,7 +484,9 @@ func TestUnauthorizedDoesNotLeakCredentials(t *testing.T) {
 		edit func(*connectors.SystemConfig)
 	}{
 		{"basic", func(c *connectors.SystemConfig) { c.Password = secret.New(canary) }},
-		{"bearer", func(c *connectors.SystemConfig) { c.Username, c.Password, c.Token = "", secret.Value{}, secret.New(canary) }},
+		{"bearer", func(c *connectors.SystemConfig) {
+			c.Username, c.Password, c.Token = "", secret.Value{}, secret.New(canary)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, conformance.DefaultOptions(), socialcastsim.Options{}, tc.edit)
