@@ -49,6 +49,10 @@ func (p *page) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// errNoID refuses a record without an id: apiclient.ID only refuses a null or malformed
+// id, and an absent key never reaches its decoder.
+var errNoID = errors.New("record has no id")
+
 // decodePage reads a list response body.
 func decodePage(body []byte) (page, error) {
 	var p page
@@ -148,6 +152,9 @@ func decodeGroup(raw json.RawMessage) (connectors.Group, string, error) {
 	if err := json.Unmarshal(raw, &g); err != nil {
 		return connectors.Group{}, "", fmt.Errorf("decode group: %w", err)
 	}
+	if g.ID == "" {
+		return connectors.Group{}, "", errNoID
+	}
 	hash, err := groupHash(raw)
 	if err != nil {
 		return connectors.Group{}, "", err
@@ -213,6 +220,9 @@ func decodeMember(groupID, manager string, raw json.RawMessage) (connectors.Memb
 	if err := json.Unmarshal(raw, &u); err != nil {
 		return connectors.Member{}, fmt.Errorf("decode member: %w", err)
 	}
+	if u.ID == "" {
+		return connectors.Member{}, errNoID
+	}
 	role := "member"
 	if manager != "" && u.ID.String() == manager {
 		role = "manager"
@@ -234,6 +244,9 @@ func decodeAccount(raw json.RawMessage) (connectors.Account, error) {
 	var u apiUser
 	if err := json.Unmarshal(raw, &u); err != nil {
 		return connectors.Account{}, fmt.Errorf("decode user: %w", err)
+	}
+	if u.ID == "" {
+		return connectors.Account{}, errNoID
 	}
 	hash, err := connectors.ContentHash(raw, userHashExclude...)
 	if err != nil {
