@@ -525,3 +525,20 @@ func TestHeaders(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkListGroups10k lists 10k groups in pages of 100 through the simulator.
+func BenchmarkListGroups10k(b *testing.B) {
+	h := newHarness(b, devrevsim.Options{}, func(c *connectors.SystemConfig) { c.PageSize = 100 })
+	h.sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 10_000, People: 10, Seed: 1}))
+	b.ResetTimer()
+	for range b.N {
+		n := 0
+		l, err := h.conn.ListGroups(b.Context(), func(gs []connectors.Group) error {
+			n += len(gs)
+			return nil
+		})
+		if err != nil || !l.Complete || n != 10_000 {
+			b.Fatalf("listing %+v, %d groups, %v", l, n, err)
+		}
+	}
+}

@@ -67,7 +67,7 @@ func (h *harness) Sent() []sentRequest {
 
 // newHarness opens a connector against a fresh simulator. edit may change the system
 // configuration before Open.
-func newHarness(t *testing.T, so devrevsim.Options, edit func(*connectors.SystemConfig)) *harness {
+func newHarness(t testing.TB, so devrevsim.Options, edit func(*connectors.SystemConfig)) *harness {
 	t.Helper()
 	if so.Token == "" {
 		so.Token = testToken
