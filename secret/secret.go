@@ -54,3 +54,6 @@ func (s *Value) UnmarshalText(b []byte) error {
 	s.v = string(b)
 	return nil
 }
+
+// IsZero reports an unset secret; YAML's omitempty consults it.
+func (s Value) IsZero() bool { return s.v == "" }

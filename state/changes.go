@@ -1,0 +1,316 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/groupsync/groupsync/connectors"
+)
+
+// Change statuses.
+const (
+	ChangePlanned  = "planned"
+	ChangeInFlight = "in_flight"
+	ChangeApplied  = "applied"
+	ChangeFailed   = "failed"
+	ChangeSkipped  = "skipped"
+	ChangeBlocked  = "blocked"
+)
+
+// Change is one planned write to a target.
+type Change struct {
+	ID              int64
+	RunID           int64
+	Flow            string
+	TargetSystem    string
+	Operation       string
+	LinkID          int64
+	SourceSystem    string
+	SourceGroupID   string
+	TargetGroupID   string
+	AccountEmail    string
+	SourceAccountID string
+	TargetAccountID string
+	Payload         GroupPayload
+	Status          string
+	Reason          string
+	Attempts        int
+	LastError       string
+}
+
+// GroupPayload is the group side of a create/update/delete change.
+type GroupPayload struct {
+	Name           string `json:"name"`
+	Description    string `json:"description"`
+	Visibility     string `json:"visibility"`
+	OldName        string `json:"old_name,omitempty"`
+	OldDescription string `json:"old_description,omitempty"`
+	OldVisibility  string `json:"old_visibility,omitempty"`
+}
+
+const changeColumns = `id, run_id, flow, target_system, operation, coalesce(link_id, 0), coalesce(source_system, ''),
+	coalesce(source_group_id, ''), coalesce(target_group_id, ''), coalesce(account_email, ''),
+	coalesce(source_account_id, ''), coalesce(target_account_id, ''), payload, status, coalesce(reason, ''),
+	attempts, coalesce(last_error, '')`
+
+func scanChange(row pgx.Row) (Change, error) {
+	var c Change
+	var payload []byte
+	err := row.Scan(&c.ID, &c.RunID, &c.Flow, &c.TargetSystem, &c.Operation, &c.LinkID, &c.SourceSystem,
+		&c.SourceGroupID, &c.TargetGroupID, &c.AccountEmail, &c.SourceAccountID, &c.TargetAccountID, &payload,
+		&c.Status, &c.Reason, &c.Attempts, &c.LastError)
+	if err != nil {
+		return c, err
+	}
+	if len(payload) > 0 {
+		if err := json.Unmarshal(payload, &c.Payload); err != nil {
+			return c, fmt.Errorf("change %d payload: %w", c.ID, err)
+		}
+	}
+	return c, nil
+}
+
+// ChangeFilter selects a run's changes.
+type ChangeFilter struct {
+	RunID        int64
+	TargetSystem string // "" = all
+	Operation    string // "" = all
+	Status       string // "" = all
+	// AfterID pages through results (keyset): only ids above it.
+	AfterID int64
+	Limit   int
+}
+
+// Changes returns a page of a run's changes ordered by id.
+func (s *Store) Changes(ctx context.Context, f ChangeFilter) ([]Change, error) {
+	if f.Limit <= 0 {
+		f.Limit = 500
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+changeColumns+` FROM changes
+		WHERE run_id = $1 AND ($2 = '' OR target_system = $2) AND ($3 = '' OR operation = $3)
+		  AND ($4 = '' OR status = $4) AND id > $5
+		ORDER BY id LIMIT $6`, f.RunID, f.TargetSystem, f.Operation, f.Status, f.AfterID, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("state: changes of run %d: %w", f.RunID, err)
+	}
+	defer rows.Close()
+	var out []Change
+	for rows.Next() {
+		c, err := scanChange(rows)
+		if err != nil {
+			return nil, fmt.Errorf("state: changes of run %d: %w", f.RunID, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: changes of run %d: %w", f.RunID, err)
+	}
+	return out, nil
+}
+
+// ChangeCount is the number of a run's changes with one (target, operation, status, reason).
+type ChangeCount struct {
+	TargetSystem string
+	Operation    string
+	Status       string
+	Reason       string
+	Count        int64
+}
+
+// ChangeCounts summarizes a run's changes.
+func (s *Store) ChangeCounts(ctx context.Context, runID int64) ([]ChangeCount, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT target_system, operation, status, coalesce(reason, ''), count(*)
+		  FROM changes WHERE run_id = $1
+		 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("state: change counts of run %d: %w", runID, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ChangeCount, error) {
+		var c ChangeCount
+		err := r.Scan(&c.TargetSystem, &c.Operation, &c.Status, &c.Reason, &c.Count)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: change counts of run %d: %w", runID, err)
+	}
+	return out, nil
+}
+
+// MarkInFlight records that the changes are about to be sent: a crash between here and
+// the outcome leaves them in_flight, and the next run reconciles before retrying.
+func (s *Store) MarkInFlight(ctx context.Context, ids []int64) error {
+	_, err := s.pool.Exec(ctx, `UPDATE changes SET status = 'in_flight', attempts = attempts + 1, updated_at = now()
+		WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return fmt.Errorf("state: mark changes in flight: %w", err)
+	}
+	return nil
+}
+
+// MarkFailed records a failed attempt, and the failure on the target record's sync
+// metadata where there is one.
+func (s *Store) MarkFailed(ctx context.Context, ids []int64, reason, lastError string) error {
+	lastError = strings.ToValidUTF8(strings.ReplaceAll(lastError, "\x00", ""), "?")
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE changes SET status = 'failed', reason = nullif($2, ''), last_error = $3,
+			updated_at = now() WHERE id = ANY($1)`, ids, reason, lastError); err != nil {
+			return fmt.Errorf("state: mark changes failed: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE groups g SET last_sync_out_status = 'failed', last_sync_out_date = now(),
+			last_sync_out_error = $2
+			  FROM changes c WHERE c.id = ANY($1) AND g.system = c.target_system AND g.external_id = c.target_group_id
+			   AND c.operation IN ('update_group', 'archive_group', 'delete_group')`, ids, lastError); err != nil {
+			return fmt.Errorf("state: record failed sync out: %w", err)
+		}
+		return nil
+	})
+}
+
+// ReconcileInterrupted fails the flow's changes left in_flight by a run that died between
+// sending and recording. Retrying them blindly could duplicate a create; instead the next
+// run's fresh pull shows what happened (a created group is adopted by name, an added
+// member is already there) and plans only what is still missing.
+func (s *Store) ReconcileInterrupted(ctx context.Context, flow string) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE changes SET status = 'failed', reason = 'interrupted',
+		last_error = 'interrupted between send and record; reconciled by the next pull', updated_at = now()
+		WHERE flow = $1 AND status = 'in_flight'`, flow)
+	if err != nil {
+		return 0, fmt.Errorf("state: reconcile interrupted changes of flow %q: %w", flow, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// RecordGroupWritten stores a group the engine created or updated in a target, links it,
+// points the run's pending member changes of that link at it, and marks the change applied.
+func (s *Store) RecordGroupWritten(ctx context.Context, c Change, g connectors.Group) error {
+	hash := hashOr(g.Hash, g.ID, g.Name, g.Description, string(g.Visibility), g.State, string(g.Raw))
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO groups (system, external_id, name, description, visibility, state, membership_managed,
+			                    is_system, remote_created_at, remote_modified_at, raw, hash, origin_system,
+			                    external_reference, last_sync_out_status, last_sync_out_date)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'succeeded', now())
+			ON CONFLICT (system, external_id) DO UPDATE
+			   SET name = excluded.name, description = excluded.description, visibility = excluded.visibility,
+			       state = excluded.state, raw = excluded.raw, hash = excluded.hash, deleted_at = NULL,
+			       updated_at = now(), origin_system = excluded.origin_system,
+			       external_reference = excluded.external_reference,
+			       last_sync_out_status = 'succeeded', last_sync_out_date = now(), last_sync_out_error = NULL`,
+			c.TargetSystem, g.ID, g.Name, g.Description, string(g.Visibility), g.State, g.MembershipManaged,
+			g.System, timeOrNull(g.CreatedAt), timeOrNull(g.ModifiedAt), rawText(g.Raw), hash,
+			c.SourceSystem, c.SourceGroupID); err != nil {
+			return fmt.Errorf("state: record group %s/%s: %w", c.TargetSystem, g.ID, err)
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO links (link_id, system, external_id, flow, created_by_run) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (system, external_id) DO UPDATE SET link_id = excluded.link_id`,
+			c.LinkID, c.TargetSystem, g.ID, c.Flow, c.RunID); err != nil {
+			return fmt.Errorf("state: link group %s/%s: %w", c.TargetSystem, g.ID, err)
+		}
+		if _, err := tx.Exec(ctx, `
+			UPDATE changes SET target_group_id = $4
+			 WHERE run_id = $1 AND link_id = $2 AND target_system = $3 AND target_group_id IS NULL`,
+			c.RunID, c.LinkID, c.TargetSystem, g.ID); err != nil {
+			return fmt.Errorf("state: point changes at group %s/%s: %w", c.TargetSystem, g.ID, err)
+		}
+		return markApplied(ctx, tx, []int64{c.ID})
+	})
+}
+
+// RecordGroupDeleted marks a target group archived or tombstoned after the engine removed it.
+func (s *Store) RecordGroupDeleted(ctx context.Context, c Change, archived bool) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := `UPDATE groups SET deleted_at = now(), updated_at = now(), last_sync_out_status = 'succeeded',
+			last_sync_out_date = now(), last_sync_out_error = NULL WHERE system = $1 AND external_id = $2`
+		if archived {
+			q = `UPDATE groups SET state = 'archived', updated_at = now(), last_sync_out_status = 'succeeded',
+				last_sync_out_date = now(), last_sync_out_error = NULL WHERE system = $1 AND external_id = $2`
+		}
+		if _, err := tx.Exec(ctx, q, c.TargetSystem, c.TargetGroupID); err != nil {
+			return fmt.Errorf("state: record group %s/%s removed: %w", c.TargetSystem, c.TargetGroupID, err)
+		}
+		return markApplied(ctx, tx, []int64{c.ID})
+	})
+}
+
+// RecordMembersAdded stores memberships the engine added (added_by_run set, so the mirror
+// knows groupsync made them) and marks the changes applied.
+func (s *Store) RecordMembersAdded(ctx context.Context, cs []Change) error {
+	return s.recordMembers(ctx, cs, `
+		INSERT INTO memberships (system, group_id, account_id, member_type, role, email, added_by_run,
+		                         origin_system, external_reference, last_sync_out_status, last_sync_out_date)
+		SELECT c.target_system, c.target_group_id, c.target_account_id, 'user', 'member', coalesce(c.account_email, ''),
+		       c.run_id, c.source_system, c.source_group_id, 'succeeded', now()
+		  FROM changes c
+		  JOIN groups g ON g.system = c.target_system AND g.external_id = c.target_group_id
+		 WHERE c.id = ANY($1)
+		ON CONFLICT (system, group_id, account_id) DO UPDATE
+		   SET deleted_at = NULL, added_by_run = excluded.added_by_run, updated_at = now(),
+		       origin_system = excluded.origin_system, external_reference = excluded.external_reference,
+		       last_sync_out_status = 'succeeded', last_sync_out_date = now(), last_sync_out_error = NULL`)
+}
+
+// RecordMembersRemoved tombstones memberships the engine removed and marks the changes applied.
+func (s *Store) RecordMembersRemoved(ctx context.Context, cs []Change) error {
+	return s.recordMembers(ctx, cs, `
+		UPDATE memberships m SET deleted_at = now(), updated_at = now(), last_sync_out_status = 'succeeded',
+		       last_sync_out_date = now(), last_sync_out_error = NULL
+		  FROM changes c
+		 WHERE c.id = ANY($1) AND m.system = c.target_system AND m.group_id = c.target_group_id
+		   AND m.account_id = c.target_account_id`)
+}
+
+func (s *Store) recordMembers(ctx context.Context, cs []Change, sql string) error {
+	ids := make([]int64, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sql, ids); err != nil {
+			return fmt.Errorf("state: record member changes: %w", err)
+		}
+		return markApplied(ctx, tx, ids)
+	})
+}
+
+// MarkApplied marks changes applied without a mirror write (e.g. an update that changed
+// nothing the mirror models).
+func (s *Store) MarkApplied(ctx context.Context, ids []int64) error {
+	return markApplied(ctx, s.pool, ids)
+}
+
+// execer is a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func markApplied(ctx context.Context, db execer, ids []int64) error {
+	if _, err := db.Exec(ctx, `UPDATE changes SET status = 'applied', applied_at = now(), updated_at = now(),
+		last_error = NULL WHERE id = ANY($1)`, ids); err != nil {
+		return fmt.Errorf("state: mark changes applied: %w", err)
+	}
+	return nil
+}
+
+// RecordSourceSyncOut stamps each source group of the run with the outcome of pushing it:
+// failed if any of its changes failed, else succeeded.
+func (s *Store) RecordSourceSyncOut(ctx context.Context, runID int64) error {
+	_, err := s.pool.Exec(ctx, `
+		UPDATE groups g SET last_sync_out_status = r.status, last_sync_out_date = now(), last_sync_out_error = r.err
+		  FROM (SELECT source_system, source_group_id,
+		               CASE WHEN bool_or(status = 'failed') THEN 'failed' ELSE 'succeeded' END AS status,
+		               max(last_error) FILTER (WHERE status = 'failed') AS err
+		          FROM changes WHERE run_id = $1 AND status IN ('applied', 'failed')
+		         GROUP BY 1, 2) r
+		 WHERE g.system = r.source_system AND g.external_id = r.source_group_id`, runID)
+	if err != nil {
+		return fmt.Errorf("state: record sync out of run %d: %w", runID, err)
+	}
+	return nil
+}

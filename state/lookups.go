@@ -1,0 +1,89 @@
+package state
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// GroupRef is a group's id and name, for evaluating a flow's scope.
+type GroupRef struct {
+	ID      string
+	Name    string
+	Deleted bool
+}
+
+// EachGroup streams every group of a system (tombstoned ones included) to fn.
+func (s *Store) EachGroup(ctx context.Context, system string, fn func(GroupRef) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT external_id, name, deleted_at IS NOT NULL FROM groups WHERE system = $1`, system)
+	if err != nil {
+		return fmt.Errorf("state: groups of %s: %w", system, err)
+	}
+	defer rows.Close()
+	var g GroupRef
+	_, err = pgx.ForEachRow(rows, []any{&g.ID, &g.Name, &g.Deleted}, func() error { return fn(g) })
+	if err != nil {
+		return fmt.Errorf("state: groups of %s: %w", system, err)
+	}
+	return nil
+}
+
+// AccountIDsWithoutEmail returns the ids of accounts that are live members in the system
+// but whose email the mirror does not know: the accounts to resolve after a member pull.
+func (s *Store) AccountIDsWithoutEmail(ctx context.Context, system string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT DISTINCT m.account_id
+		  FROM memberships m
+		 WHERE m.system = $1 AND m.deleted_at IS NULL AND m.email = '' AND m.member_type NOT LIKE 'group%'
+		   AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.system = m.system AND a.external_id = m.account_id
+		                      AND a.email <> '' AND a.deleted_at IS NULL)
+		 ORDER BY 1`, system)
+	if err != nil {
+		return nil, fmt.Errorf("state: accounts without email in %s: %w", system, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("state: accounts without email in %s: %w", system, err)
+	}
+	return ids, nil
+}
+
+// EmailsMissingInTarget returns the target-side emails of in-scope source members that have
+// no account in the target's mirror: the ones to look up in the target by email.
+func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeIDs []string, target string, overrides map[string]string) ([]string, error) {
+	ovSource, ovTarget := make([]string, 0, len(overrides)), make([]string, 0, len(overrides))
+	for k, v := range overrides {
+		ovSource, ovTarget = append(ovSource, k), append(ovTarget, v)
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT DISTINCT coalesce(ov.target_email, e.email)
+		  FROM memberships m
+		  LEFT JOIN accounts a ON a.system = m.system AND a.external_id = m.account_id
+		  CROSS JOIN LATERAL (SELECT lower(btrim(coalesce(nullif(m.email, ''), a.email, ''))) AS email) e
+		  LEFT JOIN unnest($4::text[], $5::text[]) AS ov(source_email, target_email) ON ov.source_email = e.email
+		 WHERE m.system = $1 AND m.group_id = ANY($2::text[]) AND m.deleted_at IS NULL
+		   AND m.member_type NOT LIKE 'group%' AND coalesce(ov.target_email, e.email) <> ''
+		   AND NOT EXISTS (SELECT 1 FROM accounts t WHERE t.system = $3 AND t.email = coalesce(ov.target_email, e.email)
+		                      AND t.deleted_at IS NULL)
+		 ORDER BY 1`, source, scopeIDs, target, ovSource, ovTarget)
+	if err != nil {
+		return nil, fmt.Errorf("state: emails missing in %s: %w", target, err)
+	}
+	emails, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("state: emails missing in %s: %w", target, err)
+	}
+	return emails, nil
+}
+
+// FailUnattempted fails a run's changes still planned when pushing stopped (an
+// unauthorized target, a shutdown), so none is left looking pending.
+func (s *Store) FailUnattempted(ctx context.Context, runID int64, target, reason string) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE changes SET status = 'failed', reason = $3, updated_at = now()
+		WHERE run_id = $1 AND status = 'planned' AND ($2 = '' OR target_system = $2)`, runID, target, reason)
+	if err != nil {
+		return 0, fmt.Errorf("state: fail unattempted changes of run %d: %w", runID, err)
+	}
+	return tag.RowsAffected(), nil
+}

@@ -1,0 +1,92 @@
+package syncengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/groupsync/groupsync/state"
+)
+
+// ErrPlanMoved is returned by Apply when a fresh plan no longer matches the stored one.
+var ErrPlanMoved = errors.New("the mirror moved since the plan was made")
+
+// Apply pushes exactly the stored plan of a run made by `plan` (status planned) or blocked
+// by the guard (which needs allowDeletes). It first plans afresh as a dry run and refuses
+// if that plan differs from the stored one, so nothing is pushed on a stale basis.
+func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who string) (*Result, error) {
+	st := e.o.Store
+	run, err := st.GetRun(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	flow, ok := e.o.Config.Flows[run.Flow]
+	if !ok {
+		return nil, fmt.Errorf("syncengine: run %d belongs to flow %q, which is no longer configured", runID, run.Flow)
+	}
+	if run.ApprovedAt != nil {
+		return nil, fmt.Errorf("syncengine: run %d was already applied (by %s at %s)", runID, run.ApprovedBy, run.ApprovedAt.Format("2006-01-02 15:04:05Z07:00"))
+	}
+	switch run.Status {
+	case state.RunPlanned:
+	case state.RunBlocked:
+		if !allowDeletes {
+			return nil, fmt.Errorf("syncengine: run %d was blocked by the guard (%s); pass --allow-deletes to approve it", runID, run.BlockedReason)
+		}
+	default:
+		return nil, fmt.Errorf("syncengine: run %d is %s: only planned or blocked runs can be applied", runID, run.Status)
+	}
+	if !e.claim(run.Flow) {
+		return nil, fmt.Errorf("syncengine: flow %q: %w (in this process)", run.Flow, ErrFlowBusy)
+	}
+	defer e.unclaim(run.Flow)
+	lease, err := st.AcquireLease(ctx, run.Flow, e.o.Holder, e.o.LeaseTTL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("syncengine: flow %q: %w", run.Flow, err)
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopRenew := e.keepLease(runCtx, cancel, lease)
+	defer func() {
+		stopRenew()
+		_ = st.ReleaseLease(context.WithoutCancel(ctx), lease)
+	}()
+
+	log := e.logger.With("flow", run.Flow, "run_id", runID)
+	check, err := e.run(runCtx, run.Flow, flow, RunOptions{Trigger: TriggerApply, DryRun: true}, lease.Term, 0)
+	if err != nil {
+		return nil, err
+	}
+	onlyStored, onlyFresh, err := st.PlanDiff(runCtx, runID, check.RunID)
+	if err != nil {
+		return nil, err
+	}
+	if onlyStored > 0 || onlyFresh > 0 {
+		return check, fmt.Errorf("syncengine: run %d: %w: %d planned changes no longer apply and %d new ones appeared (fresh plan: run %d); plan again",
+			runID, ErrPlanMoved, onlyStored, onlyFresh, check.RunID)
+	}
+	if _, err := st.ReleaseBlocked(runCtx, runID); err != nil {
+		return nil, err
+	}
+	if err := st.ApproveRun(runCtx, runID, who); err != nil {
+		return nil, err
+	}
+	log.Info("applying stored plan", "approved_by", who, "allow_deletes", allowDeletes)
+	res := &Result{RunID: runID, Flow: run.Flow, Pulls: map[string]*PullSummary{}, Targets: map[string]*TargetSummary{}}
+	status, _, runErr := e.pushAll(runCtx, log, runID, &pullState{liveTargets: flow.Targets}, res)
+	res.Status, res.Err = status, runErr
+	counts := maps.Clone(run.Counts)
+	if err := e.summarize(context.WithoutCancel(ctx), res, counts); err != nil {
+		return res, err
+	}
+	errText := ""
+	if runErr != nil {
+		errText = runErr.Error()
+	}
+	if err := st.FinishRun(context.WithoutCancel(ctx), runID, status, counts, errText, ""); err != nil {
+		return res, err
+	}
+	log.Info("stored plan applied", "status", status)
+	return res, nil
+}

@@ -1,0 +1,411 @@
+// Package syncengine runs flows: pull every system a flow touches into the mirror, link
+// source groups to their counterparts, plan the changes as rows, guard against destructive
+// surprises, push the changes to the targets and record the outcome. One run of one flow at
+// a time holds that flow's lease, so replicas sharing a database run each tick once.
+package syncengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/state"
+)
+
+// Triggers.
+const (
+	TriggerSchedule = "schedule"
+	TriggerOnce     = "once"
+	TriggerManual   = "manual"
+	TriggerApply    = "apply"
+	TriggerPlan     = "plan"
+)
+
+// Observer is told about runs and changes, for metrics. Implementations must be safe for
+// concurrent use.
+type Observer interface {
+	RunFinished(flow, status string, d time.Duration)
+	ChangeDone(system, operation, status string, n int)
+}
+
+// Progress is told how a run advances, for a terminal display. Implementations must be
+// safe for concurrent use.
+type Progress interface {
+	Pulled(system, kind string, pages, items int)
+	Pushed(system string, n int)
+}
+
+// Options configure an Engine.
+type Options struct {
+	Store  *state.Store
+	Config *config.Config
+	// Connectors are the opened systems by configured name.
+	Connectors map[string]connectors.Connector
+	Logger     *slog.Logger
+	// Clock defaults to the real clock.
+	Clock Clock
+	// Holder identifies this replica in leases; default host:pid.
+	Holder string
+	// LeaseTTL is how long a lease lasts unless renewed; default 2 minutes. A replica that
+	// dies mid-run hands its flows over within this time.
+	LeaseTTL time.Duration
+	// Observer and Progress are optional.
+	Observer Observer
+	Progress Progress
+	// Workers bounds concurrent member listings and account lookups per system; default 4.
+	Workers int
+}
+
+// Engine runs flows.
+type Engine struct {
+	o      Options
+	logger *slog.Logger
+	// running guards against two runs of one flow in this process (the lease guards
+	// across processes).
+	mu      sync.Mutex
+	running map[string]bool
+}
+
+// New checks the options and returns an Engine.
+func New(o Options) (*Engine, error) {
+	if o.Store == nil || o.Config == nil {
+		return nil, errors.New("syncengine: store and config are required")
+	}
+	for name, f := range o.Config.Flows {
+		for _, sys := range append([]string{f.Source}, f.Targets...) {
+			if o.Connectors[sys] == nil {
+				return nil, fmt.Errorf("syncengine: flow %q: system %q has no opened connector", name, sys)
+			}
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	if o.Holder == "" {
+		host, _ := os.Hostname()
+		o.Holder = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 2 * time.Minute
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	return &Engine{o: o, logger: o.Logger, running: map[string]bool{}}, nil
+}
+
+// Flows returns the configured flow names, sorted.
+func (e *Engine) Flows() []string {
+	return slices.Sorted(maps.Keys(e.o.Config.Flows))
+}
+
+// RunOptions say how a run is started.
+type RunOptions struct {
+	Trigger string
+	// DryRun plans and stores the plan but pushes nothing (status dry_run).
+	DryRun bool
+	// PlanOnly plans and stores an approvable plan (status planned) for `apply`.
+	PlanOnly bool
+	// Tick is the scheduled time for schedule-triggered runs: replicas run a tick once.
+	Tick *time.Time
+}
+
+// TargetSummary counts one target's changes in a run.
+type TargetSummary struct {
+	Created, Updated, Deleted, Added, Removed int
+	Skipped, Failed, Blocked, Planned         int
+	// Reasons counts skipped/failed/blocked changes by reason.
+	Reasons map[string]int
+}
+
+// PullSummary is how one system's pull went.
+type PullSummary struct {
+	Complete bool
+	Groups   state.MergeCounts
+	Members  state.MergeCounts
+	Accounts state.MergeCounts
+	Err      string
+}
+
+// Result is the outcome of one run.
+type Result struct {
+	RunID         int64
+	Flow          string
+	Status        string
+	BlockedReason string
+	Err           error
+	Duration      time.Duration
+	Pulls         map[string]*PullSummary
+	Targets       map[string]*TargetSummary
+}
+
+// ErrFlowBusy is returned when the flow is already running here or on another replica.
+var ErrFlowBusy = errors.New("flow is already running")
+
+// RunFlow executes one run of the named flow. The returned error is for runs that could not
+// start (unknown flow, lease held, database down); a run that started reports its outcome
+// in Result.Status and Result.Err.
+func (e *Engine) RunFlow(ctx context.Context, name string, ro RunOptions) (*Result, error) {
+	flow, ok := e.o.Config.Flows[name]
+	if !ok {
+		return nil, fmt.Errorf("syncengine: unknown flow %q", name)
+	}
+	if !e.claim(name) {
+		return nil, fmt.Errorf("syncengine: flow %q: %w (in this process)", name, ErrFlowBusy)
+	}
+	defer e.unclaim(name)
+
+	lease, err := e.o.Store.AcquireLease(ctx, name, e.o.Holder, e.o.LeaseTTL, ro.Tick)
+	if errors.Is(err, state.ErrLeaseHeld) {
+		return nil, fmt.Errorf("syncengine: flow %q: %w (lease held by another replica or tick already run)", name, ErrFlowBusy)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("syncengine: flow %q: %w", name, err)
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopRenew := e.keepLease(runCtx, cancel, lease)
+	defer func() {
+		stopRenew()
+		if err := e.o.Store.ReleaseLease(context.WithoutCancel(ctx), lease); err != nil {
+			e.logger.Warn("releasing lease", "flow", name, "error", err)
+		}
+	}()
+	return e.run(runCtx, name, flow, ro, lease.Term, 0)
+}
+
+func (e *Engine) claim(flow string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.running[flow] {
+		return false
+	}
+	e.running[flow] = true
+	return true
+}
+
+func (e *Engine) unclaim(flow string) {
+	e.mu.Lock()
+	delete(e.running, flow)
+	e.mu.Unlock()
+}
+
+// keepLease renews the lease while the run goes on; if the lease is lost (another replica
+// took it after this one stalled past the expiry), the run is cancelled so two replicas
+// never push the same flow at once.
+func (e *Engine) keepLease(ctx context.Context, cancel context.CancelCauseFunc, l state.Lease) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-e.o.Clock.After(e.o.LeaseTTL / 3):
+			}
+			var err error
+			l, err = e.o.Store.RenewLease(ctx, l, e.o.LeaseTTL)
+			if errors.Is(err, state.ErrLeaseHeld) {
+				e.logger.Error("lease lost; stopping the run", "flow", l.Flow)
+				cancel(fmt.Errorf("lease of flow %q lost", l.Flow))
+				return
+			}
+			if err != nil && ctx.Err() == nil {
+				e.logger.Warn("renewing lease", "flow", l.Flow, "error", err)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// run is one run under a held lease. approveRun, when set, is the stored plan to push
+// instead of planning anew.
+func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunOptions, term int64, approveRun int64) (*Result, error) {
+	start := time.Now()
+	log := e.logger.With("flow", name)
+	st := e.o.Store
+	if n, err := st.ReconcileInterrupted(ctx, name); err != nil {
+		return nil, err
+	} else if n > 0 {
+		log.Warn("changes interrupted between send and record; the fresh pull reconciles them before any retry", "changes", n)
+	}
+	runID, err := st.CreateRun(ctx, state.NewRun{Flow: name, Trigger: ro.Trigger, DryRun: ro.DryRun || ro.PlanOnly,
+		Holder: e.o.Holder, LeaseTerm: term, Tick: ro.Tick})
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("run_id", runID)
+	res := &Result{RunID: runID, Flow: name, Pulls: map[string]*PullSummary{}, Targets: map[string]*TargetSummary{}}
+	log.Info("run started", "trigger", ro.Trigger, "dry_run", ro.DryRun, "plan_only", ro.PlanOnly)
+
+	counts := map[string]int64{}
+	status, blocked, runErr := e.execute(ctx, log, runID, name, flow, ro, res, counts)
+	res.Status, res.BlockedReason, res.Err = status, blocked, runErr
+	res.Duration = time.Since(start)
+	if err := e.summarize(context.WithoutCancel(ctx), res, counts); err != nil {
+		log.Error("summarizing run", "error", err)
+	}
+	errText := ""
+	if runErr != nil {
+		errText = runErr.Error()
+	}
+	if err := st.FinishRun(context.WithoutCancel(ctx), runID, status, counts, errText, blocked); err != nil {
+		return res, err
+	}
+	if e.o.Observer != nil {
+		e.o.Observer.RunFinished(name, status, res.Duration)
+	}
+	attrs := []any{"status", status, "duration", res.Duration.Round(time.Millisecond)}
+	switch {
+	case status == state.RunBlocked:
+		log.Warn("run blocked: nothing was pushed", append(attrs, "reason", blocked,
+			"approve", fmt.Sprintf("groupsync apply %d --allow-deletes", runID))...)
+	case runErr != nil:
+		log.Error("run finished with errors", append(attrs, "error", runErr)...)
+	default:
+		log.Info("run finished", attrs...)
+	}
+	return res, nil
+}
+
+// execute is pull → link → plan → guard → push → record; it returns the run status.
+func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, name string, flow config.Flow,
+	ro RunOptions, res *Result, counts map[string]int64) (status, blocked string, err error) {
+	sc, err := newScope(flow.Scope)
+	if err != nil {
+		return state.RunFailed, "", err
+	}
+	overrides := map[string]string{}
+	for _, o := range flow.Matching.Overrides {
+		overrides[connectors.NormalizeEmail(o.Source)] = connectors.NormalizeEmail(o.Target)
+	}
+
+	// 1. Pull groups (and the source's in-scope members) from every system at once.
+	p, err := e.pullAll(ctx, log, name, flow, sc, res)
+	if err != nil {
+		return state.RunFailed, "", err
+	}
+	counts["source_groups_listed"] = int64(p.sourceListed)
+	if p.sourceErr != nil {
+		// A source that could not be read whole is not a basis for any write.
+		if errors.Is(p.sourceErr, connectors.ErrUnauthorized) {
+			return state.RunFailed, "", fmt.Errorf("source %s: %w", flow.Source, p.sourceErr)
+		}
+		return state.RunBlocked, fmt.Sprintf("source %s listing incomplete (%v); nothing was planned or pushed, the next run retries",
+			flow.Source, p.sourceErr), nil
+	}
+
+	// 2. Link.
+	links := make([]state.ConfigLink, 0, len(flow.Links))
+	for _, l := range flow.Links {
+		links = append(links, state.ConfigLink{SourceID: l.Source, TargetSystem: l.TargetSystem, TargetID: l.Target})
+	}
+	if err := e.o.Store.LinkFlow(ctx, state.LinkInput{RunID: runID, Flow: name, Source: flow.Source,
+		Targets: p.liveTargets, ScopeIDs: p.scopeIDs, ConfigLinks: links}); err != nil {
+		return state.RunFailed, "", err
+	}
+
+	// Targets' members of linked groups, and the accounts needed to match by email.
+	if err := e.pullTargetsAndAccounts(ctx, log, flow, p, overrides, res); err != nil {
+		return state.RunFailed, "", err
+	}
+
+	// 3. Plan.
+	targets := make([]state.PlanTarget, 0, len(p.liveTargets))
+	for _, t := range p.liveTargets {
+		targets = append(targets, state.PlanTarget{System: t, Caps: e.o.Connectors[t].Capabilities()})
+	}
+	maxAttempts := flow.MaxChangeAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = config.DefaultMaxChangeAttempts
+	}
+	stats, err := e.o.Store.PlanFlow(ctx, state.PlanInput{RunID: runID, Flow: name, Source: flow.Source,
+		ScopeIDs: p.scopeIDs, Targets: targets, Overrides: overrides,
+		Mirror: flow.Membership != config.MembershipAddOnly, CreateGroups: flow.CreateGroups,
+		DeletePolicy: string(flow.DeleteGroups), MaxAttempts: maxAttempts})
+	if err != nil {
+		return state.RunFailed, "", err
+	}
+	counts["source_groups"], counts["source_members"] = stats.SourceGroups, stats.SourceMembers
+
+	// 4. Guard.
+	blocked, err = e.guard(ctx, log, runID, name, flow, p, stats)
+	if err != nil {
+		return state.RunFailed, "", err
+	}
+	if blocked != "" {
+		if _, err := e.o.Store.SetPlannedStatus(ctx, runID, nil, state.ChangeBlocked, "guard"); err != nil {
+			return state.RunFailed, "", err
+		}
+		return state.RunBlocked, blocked, nil
+	}
+	switch {
+	case ro.DryRun:
+		return state.RunDryRun, "", p.err()
+	case ro.PlanOnly:
+		return state.RunPlanned, "", p.err()
+	}
+
+	// 5. Push, 6. record.
+	return e.pushAll(ctx, log, runID, p, res)
+}
+
+// summarize fills the result's per-target counts from the run's change rows and copies
+// them into the run's counts.
+func (e *Engine) summarize(ctx context.Context, res *Result, counts map[string]int64) error {
+	rows, err := e.o.Store.ChangeCounts(ctx, res.RunID)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		ts := res.Targets[r.TargetSystem]
+		if ts == nil {
+			ts = &TargetSummary{Reasons: map[string]int{}}
+			res.Targets[r.TargetSystem] = ts
+		}
+		n := int(r.Count)
+		switch r.Status {
+		case state.ChangeApplied:
+			switch r.Operation {
+			case "create_group":
+				ts.Created += n
+			case "update_group":
+				ts.Updated += n
+			case "archive_group", "delete_group":
+				ts.Deleted += n
+			case "add_member":
+				ts.Added += n
+			case "remove_member":
+				ts.Removed += n
+			}
+		case state.ChangeSkipped:
+			ts.Skipped += n
+		case state.ChangeFailed, state.ChangeInFlight:
+			ts.Failed += n
+		case state.ChangeBlocked:
+			ts.Blocked += n
+		case state.ChangePlanned:
+			ts.Planned += n
+		}
+		if r.Reason != "" {
+			ts.Reasons[r.Reason] += n
+		}
+		counts[r.TargetSystem+"."+r.Operation+"."+r.Status] += int64(n)
+	}
+	return nil
+}

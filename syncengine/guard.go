@@ -1,0 +1,72 @@
+package syncengine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/state"
+)
+
+// destructive are the operations the guard holds back.
+var destructive = []string{"remove_member", "archive_group", "delete_group"}
+
+// guard applies the flow's safety rules to a stored plan. An incomplete source member pull
+// drops every removal and deletion (additions go on). A source that shrank below
+// min_source_ratio of the last good run, or removals/deletions beyond the limits, block the
+// whole run: the returned reason says what tripped, and nothing is pushed until an operator
+// approves the run.
+func (e *Engine) guard(ctx context.Context, log *slog.Logger, runID int64, name string, flow config.Flow,
+	p *pullState, stats state.PlanStats) (string, error) {
+	st := e.o.Store
+	if !p.sourceMembersComplete {
+		n, err := st.SetPlannedStatus(ctx, runID, destructive, state.ChangeSkipped, "source_incomplete")
+		if err != nil {
+			return "", err
+		}
+		if n > 0 {
+			log.Warn("source pull incomplete: removals and deletions skipped this run", "changes", n)
+		}
+	}
+	var reasons []string
+	lim := flow.Limits
+	if lim.MinSourceRatio > 0 {
+		base, err := st.LastBaselineRun(ctx, name)
+		if err == nil {
+			check := func(what string, now, before int64) {
+				if before > 0 && float64(now) < lim.MinSourceRatio*float64(before) {
+					reasons = append(reasons, fmt.Sprintf("source %s shrank from %d to %d %s (below min_source_ratio %.2f)",
+						flow.Source, before, now, what, lim.MinSourceRatio))
+				}
+			}
+			check("groups", stats.SourceGroups, base.Counts["source_groups"])
+			check("members", stats.SourceMembers, base.Counts["source_members"])
+		}
+	}
+	gc, err := st.GuardCounts(ctx, runID)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range p.liveTargets {
+		c := gc[t]
+		if c.Removals > int64(lim.MaxMemberRemovals) {
+			reasons = append(reasons, fmt.Sprintf("%s: %d member removals exceed max_member_removals %d", t, c.Removals, lim.MaxMemberRemovals))
+		}
+		if total := stats.TargetMembers[t]; total > 0 && c.Removals > 0 {
+			pct := 100 * float64(c.Removals) / float64(total)
+			if pct > lim.MaxMemberRemovalsPercent {
+				reasons = append(reasons, fmt.Sprintf("%s: %d member removals are %.1f%% of %d members, above max_member_removals_percent %g",
+					t, c.Removals, pct, total, lim.MaxMemberRemovalsPercent))
+			}
+		}
+		if c.Deletions > int64(lim.MaxGroupDeletions) {
+			reasons = append(reasons, fmt.Sprintf("%s: %d group deletions exceed max_group_deletions %d", t, c.Deletions, lim.MaxGroupDeletions))
+		}
+	}
+	if len(reasons) == 0 {
+		return "", nil
+	}
+	return strings.Join(reasons, "; ") + fmt.Sprintf("; review with `groupsync status` and approve with `groupsync apply %d --allow-deletes`", runID), nil
+}

@@ -1,0 +1,459 @@
+package syncengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/state"
+)
+
+// pullState is what the pull learned, for the later steps.
+type pullState struct {
+	// scopeIDs are the in-scope source groups, live and tombstoned.
+	scopeIDs []string
+	// sourceErr is set when the source's group listing failed: the run must not push.
+	sourceErr error
+	// sourceMembersComplete is false when any in-scope group's member listing failed.
+	sourceMembersComplete bool
+	sourceListed          int
+	// liveTargets are the targets whose group listing succeeded.
+	liveTargets []string
+	// inline marks systems whose members came with their groups.
+	inline map[string]bool
+
+	mu   sync.Mutex
+	errs []error
+}
+
+func (p *pullState) fail(err error) {
+	p.mu.Lock()
+	p.errs = append(p.errs, err)
+	p.mu.Unlock()
+}
+
+func (p *pullState) err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return errors.Join(p.errs...)
+}
+
+// pullAll lists groups from the source and every target at once (each within its own
+// rate limit), and the members of the source's in-scope groups.
+func (e *Engine) pullAll(ctx context.Context, log *slog.Logger, name string, flow config.Flow, sc *scope, res *Result) (*pullState, error) {
+	p := &pullState{inline: map[string]bool{}, sourceMembersComplete: true}
+	systems := append([]string{flow.Source}, flow.Targets...)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, sys := range systems {
+		sum := &PullSummary{}
+		res.Pulls[sys] = sum
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			isSource := sys == flow.Source
+			var want func(connectors.Group) bool
+			if isSource {
+				want = func(g connectors.Group) bool { return sc.contains(g.ID, g.Name) }
+			}
+			listed, membersComplete, err := e.pullSystem(ctx, log.With("system", sys), sys, want, sum)
+			mu.Lock()
+			defer mu.Unlock()
+			if isSource {
+				p.sourceListed = listed
+				p.sourceMembersComplete = membersComplete
+				if err != nil {
+					p.sourceErr = err
+				}
+				return
+			}
+			if err != nil {
+				p.fail(fmt.Errorf("target %s not synced: %w", sys, err))
+				return
+			}
+			p.liveTargets = append(p.liveTargets, sys)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Keep the targets in configuration order for stable logs and plans.
+	live := map[string]bool{}
+	for _, t := range p.liveTargets {
+		live[t] = true
+	}
+	p.liveTargets = p.liveTargets[:0]
+	for _, t := range flow.Targets {
+		if live[t] {
+			p.liveTargets = append(p.liveTargets, t)
+		}
+	}
+	for _, sys := range systems {
+		if _, ok := e.o.Connectors[sys].(connectors.InlineMemberLister); ok {
+			p.inline[sys] = true
+		}
+	}
+	err := e.o.Store.EachGroup(ctx, flow.Source, func(g state.GroupRef) error {
+		if sc.contains(g.ID, g.Name) {
+			p.scopeIDs = append(p.scopeIDs, g.ID)
+		}
+		return nil
+	})
+	return p, err
+}
+
+// pullSystem streams one system's groups into the mirror and, where want selects them,
+// their members. It returns how many groups were listed and whether every selected
+// group's member listing was complete.
+func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, want func(connectors.Group) bool, sum *PullSummary) (int, bool, error) {
+	conn := e.o.Connectors[sys]
+	cfg := e.o.Config.Systems[sys]
+	if err := e.o.Store.UpsertSystem(ctx, sys, string(conn.Kind()), cfg.BaseURL); err != nil {
+		return 0, false, err
+	}
+	gm, err := e.o.Store.BeginGroupMerge(ctx, sys)
+	if err != nil {
+		return 0, false, err
+	}
+	defer gm.Rollback(context.WithoutCancel(ctx))
+
+	var wanted []string
+	listed := 0
+	membersComplete := true
+	var listing connectors.Listing
+	var listErr error
+	var mm *state.MembershipMerge
+	if inl, ok := conn.(connectors.InlineMemberLister); ok {
+		// Members arrive with their groups: stage both in one pass.
+		mm, err = e.o.Store.BeginMembershipMerge(ctx, sys)
+		if err != nil {
+			return 0, false, err
+		}
+		defer mm.Rollback(context.WithoutCancel(ctx))
+		batch := make([]connectors.Group, 0, 100)
+		listing, listErr = inl.ListGroupsWithMembers(ctx, func(g connectors.Group, members []connectors.Member, complete bool) error {
+			listed++
+			batch = append(batch, g)
+			if len(batch) == cap(batch) {
+				if err := gm.Write(ctx, batch); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+			if err := mm.Write(ctx, members); err != nil {
+				return err
+			}
+			if complete {
+				mm.CompleteGroup(g.ID)
+			} else if want != nil && want(g) {
+				membersComplete = false
+			}
+			e.progress(sys, "groups", 1, 1)
+			return nil
+		})
+		if len(batch) > 0 && listErr == nil {
+			listErr = gm.Write(ctx, batch)
+		}
+	} else {
+		listing, listErr = conn.ListGroups(ctx, func(page []connectors.Group) error {
+			listed += len(page)
+			if err := gm.Write(ctx, page); err != nil {
+				return err
+			}
+			if want != nil {
+				for _, g := range page {
+					if want(g) {
+						wanted = append(wanted, g.ID)
+					}
+				}
+			}
+			e.progress(sys, "groups", 1, len(page))
+			return nil
+		})
+	}
+	complete := listErr == nil && listing.Complete
+	sum.Complete = complete
+	if listErr != nil {
+		sum.Err = listErr.Error()
+		log.Warn("group listing incomplete", "error", listErr, "groups_listed", listed)
+	}
+	if sum.Groups, err = gm.Commit(ctx, complete); err != nil {
+		return listed, false, err
+	}
+	if mm != nil {
+		if sum.Members, err = mm.Commit(ctx); err != nil {
+			return listed, false, err
+		}
+	}
+	if listErr != nil {
+		return listed, false, listErr
+	}
+	if mm == nil && len(wanted) > 0 {
+		c, ok, err := e.pullMembers(ctx, log, sys, wanted)
+		sum.Members = c
+		if err != nil {
+			return listed, false, err
+		}
+		membersComplete = ok
+		sum.Complete = sum.Complete && ok
+	}
+	log.Info("pulled", "groups_listed", listed, "groups", sum.Groups, "members", sum.Members, "complete", sum.Complete)
+	return listed, membersComplete, nil
+}
+
+// pullMembers streams the members of the given groups into the mirror with a few listings
+// in flight. A group whose listing fails keeps its mirror rows (not marked complete); the
+// pull then reports incomplete.
+func (e *Engine) pullMembers(ctx context.Context, log *slog.Logger, sys string, groupIDs []string) (state.MergeCounts, bool, error) {
+	conn := e.o.Connectors[sys]
+	mm, err := e.o.Store.BeginMembershipMerge(ctx, sys)
+	if err != nil {
+		return state.MergeCounts{}, false, err
+	}
+	defer mm.Rollback(context.WithoutCancel(ctx))
+	var (
+		mu       sync.Mutex
+		failed   int
+		firstErr error
+		fatal    error
+	)
+	ids := make(chan string)
+	var wg sync.WaitGroup
+	for range e.o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range ids {
+				l, err := conn.ListMembers(ctx, id, func(page []connectors.Member) error {
+					mu.Lock()
+					defer mu.Unlock()
+					if fatal != nil {
+						return fatal
+					}
+					e.progress(sys, "members", 1, len(page))
+					return mm.Write(ctx, page)
+				})
+				mu.Lock()
+				switch {
+				case err == nil && l.Complete:
+					mm.CompleteGroup(id)
+				case errors.Is(err, connectors.ErrNotFound):
+					// Deleted between the group listing and now: the next listing tombstones it.
+				case errors.Is(err, connectors.ErrUnauthorized) || errors.Is(err, state.ErrInvalidRecord):
+					if fatal == nil {
+						fatal = err
+					}
+				default:
+					failed++
+					if firstErr == nil {
+						firstErr = err
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, id := range groupIDs {
+		mu.Lock()
+		stop := fatal != nil
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			break
+		}
+		ids <- id
+	}
+	close(ids)
+	wg.Wait()
+	if fatal != nil {
+		return state.MergeCounts{}, false, fatal
+	}
+	if err := ctx.Err(); err != nil {
+		return state.MergeCounts{}, false, err
+	}
+	counts, err := mm.Commit(ctx)
+	if err != nil {
+		return counts, false, err
+	}
+	if failed > 0 {
+		log.Warn("member listings incomplete; their groups keep their mirror rows and no removal is planned",
+			"groups_failed", failed, "error", firstErr)
+	}
+	return counts, failed == 0, nil
+}
+
+// pullTargetsAndAccounts pulls the members of every target's linked groups, then resolves
+// the accounts needed to match members by email: the source's members' emails first, then
+// each target's accounts for those emails.
+func (e *Engine) pullTargetsAndAccounts(ctx context.Context, log *slog.Logger, flow config.Flow, p *pullState,
+	overrides map[string]string, res *Result) error {
+	var wg sync.WaitGroup
+	live := append([]string{}, p.liveTargets...)
+	dropped := make(chan string, len(live))
+	for _, t := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tlog := log.With("system", t)
+			if !p.inline[t] {
+				ids, err := e.o.Store.LinkedGroupIDs(ctx, flow.Source, t, p.scopeIDs)
+				if err == nil && len(ids) > 0 {
+					var c state.MergeCounts
+					var ok bool
+					c, ok, err = e.pullMembers(ctx, tlog, t, ids)
+					res.Pulls[t].Members = c
+					res.Pulls[t].Complete = res.Pulls[t].Complete && ok
+				}
+				if err != nil {
+					p.fail(fmt.Errorf("target %s not synced: members: %w", t, err))
+					dropped <- t
+					return
+				}
+			}
+			if err := e.resolveAccountIDs(ctx, tlog, t, res.Pulls[t]); err != nil {
+				p.fail(fmt.Errorf("target %s: accounts: %w", t, err))
+			}
+		}()
+	}
+	if err := e.resolveAccountIDs(ctx, log.With("system", flow.Source), flow.Source, res.Pulls[flow.Source]); err != nil {
+		p.fail(fmt.Errorf("source %s: accounts: %w", flow.Source, err))
+	}
+	wg.Wait()
+	close(dropped)
+	for t := range dropped {
+		for i, lt := range p.liveTargets {
+			if lt == t {
+				p.liveTargets = append(p.liveTargets[:i], p.liveTargets[i+1:]...)
+				break
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, t := range p.liveTargets {
+		if err := e.findTargetAccounts(ctx, log.With("system", t), flow.Source, t, p.scopeIDs, overrides, res.Pulls[t]); err != nil {
+			p.fail(fmt.Errorf("target %s: account lookup: %w", t, err))
+		}
+	}
+	return ctx.Err()
+}
+
+// resolveAccountIDs fetches the accounts of members whose email the mirror lacks.
+func (e *Engine) resolveAccountIDs(ctx context.Context, log *slog.Logger, sys string, sum *PullSummary) error {
+	ids, err := e.o.Store.AccountIDsWithoutEmail(ctx, sys)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	am, err := e.o.Store.BeginAccountMerge(ctx, sys)
+	if err != nil {
+		return err
+	}
+	defer am.Rollback(context.WithoutCancel(ctx))
+	const chunk = 500
+	for i := 0; i < len(ids); i += chunk {
+		batch := ids[i:min(i+chunk, len(ids))]
+		if _, err := e.o.Connectors[sys].ListAccounts(ctx, batch, func(page []connectors.Account) error {
+			e.progress(sys, "accounts", 1, len(page))
+			return am.Write(ctx, page)
+		}); err != nil {
+			return err
+		}
+	}
+	c, err := am.Commit(ctx, false)
+	if sum != nil {
+		sum.Accounts = addCounts(sum.Accounts, c)
+	}
+	log.Debug("resolved member accounts", "requested", len(ids), "accounts", c)
+	return err
+}
+
+// findTargetAccounts looks up, by email, target accounts for source members the target's
+// mirror does not know yet. Emails not found stay unmatched (planned as no_account).
+func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, source, target string, scopeIDs []string,
+	overrides map[string]string, sum *PullSummary) error {
+	emails, err := e.o.Store.EmailsMissingInTarget(ctx, source, scopeIDs, target, overrides)
+	if err != nil || len(emails) == 0 {
+		return err
+	}
+	conn := e.o.Connectors[target]
+	am, err := e.o.Store.BeginAccountMerge(ctx, target)
+	if err != nil {
+		return err
+	}
+	defer am.Rollback(context.WithoutCancel(ctx))
+	var (
+		mu       sync.Mutex
+		found    int
+		fatal    error
+		writeErr error
+	)
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range e.o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for email := range work {
+				a, err := conn.FindAccountByEmail(ctx, email)
+				mu.Lock()
+				switch {
+				case err == nil:
+					found++
+					if werr := am.Write(ctx, []connectors.Account{a}); werr != nil && writeErr == nil {
+						writeErr = werr
+					}
+				case errors.Is(err, connectors.ErrNotFound):
+				default:
+					if fatal == nil {
+						fatal = err
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, em := range emails {
+		mu.Lock()
+		stop := fatal != nil || writeErr != nil
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			break
+		}
+		work <- em
+	}
+	close(work)
+	wg.Wait()
+	if writeErr != nil {
+		return writeErr
+	}
+	c, err := am.Commit(ctx, false)
+	if err != nil {
+		return err
+	}
+	if sum != nil {
+		sum.Accounts = addCounts(sum.Accounts, c)
+	}
+	log.Debug("looked up accounts by email", "emails", len(emails), "found", found)
+	return fatal
+}
+
+func addCounts(a, b state.MergeCounts) state.MergeCounts {
+	a.Inserted += b.Inserted
+	a.Updated += b.Updated
+	a.Unchanged += b.Unchanged
+	a.Tombstoned += b.Tombstoned
+	a.Revived += b.Revived
+	a.Orphaned += b.Orphaned
+	return a
+}
+
+func (e *Engine) progress(sys, kind string, pages, items int) {
+	if e.o.Progress != nil {
+		e.o.Progress.Pulled(sys, kind, pages, items)
+	}
+}

@@ -1,0 +1,85 @@
+package syncengine
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Scheduler runs every flow on its schedule until its context ends. Within one process a
+// flow's runs never overlap: the next tick is computed after a run ends, so ticks that
+// passed meanwhile are skipped (and logged). Across replicas the lease makes each tick run
+// once.
+type Scheduler struct {
+	e         *Engine
+	schedules map[string]Schedule
+	running   atomic.Bool
+	// OnResult, if set, is called after every scheduled run (tests, metrics).
+	OnResult func(flow string, res *Result, err error)
+}
+
+// NewScheduler returns a scheduler for the given flow schedules.
+func (e *Engine) NewScheduler(schedules map[string]Schedule) *Scheduler {
+	return &Scheduler{e: e, schedules: schedules}
+}
+
+// Running reports whether the scheduler loop is active (for /readyz).
+func (s *Scheduler) Running() bool { return s.running.Load() }
+
+// Run blocks until ctx ends. A run in flight when ctx ends is cancelled: it stops between
+// changes, records the interruption, and releases its lease.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.running.Store(true)
+	defer s.running.Store(false)
+	var wg sync.WaitGroup
+	for flow, sched := range s.schedules {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.loop(ctx, flow, sched)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (s *Scheduler) loop(ctx context.Context, flow string, sched Schedule) {
+	clock := s.e.o.Clock
+	log := s.e.logger.With("flow", flow)
+	next := sched.Next(clock.Now())
+	log.Info("flow scheduled", "next_run", next)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-clock.After(next.Sub(clock.Now())):
+		}
+		tick := next
+		res, err := s.e.RunFlow(ctx, flow, RunOptions{Trigger: TriggerSchedule, Tick: &tick})
+		switch {
+		case errors.Is(err, ErrFlowBusy):
+			log.Info("tick skipped: the flow runs elsewhere or this tick already ran", "tick", tick)
+		case err != nil:
+			log.Error("run could not start", "tick", tick, "error", err)
+		}
+		if s.OnResult != nil {
+			s.OnResult(flow, res, err)
+		}
+		now := clock.Now()
+		next = sched.Next(now)
+		if skipped := countTicks(sched, tick, now); skipped > 0 {
+			log.Warn("run outlasted its schedule: late ticks skipped", "skipped_ticks", skipped, "next_run", next)
+		}
+	}
+}
+
+// countTicks counts the ticks strictly between last and now (bounded, for the log line).
+func countTicks(sched Schedule, last, now time.Time) int {
+	n := 0
+	for t := sched.Next(last); !t.After(now) && n < 1000; t = sched.Next(t) {
+		n++
+	}
+	return n
+}

@@ -1,0 +1,51 @@
+package syncengine
+
+import (
+	"fmt"
+	"path"
+
+	"github.com/groupsync/groupsync/config"
+)
+
+// scope decides which source groups a flow syncs. It is evaluated in Go, once, so the
+// pull (which members to fetch) and the plan (which groups to diff) agree exactly.
+type scope struct {
+	all      bool
+	names    map[string]bool
+	ids      map[string]bool
+	patterns []string
+	exclude  []string
+}
+
+func newScope(s config.Scope) (*scope, error) {
+	sc := &scope{all: s.All, names: map[string]bool{}, ids: map[string]bool{}, patterns: s.Patterns, exclude: s.ExcludePatterns}
+	for _, n := range s.Names {
+		sc.names[n] = true
+	}
+	for _, id := range s.IDs {
+		sc.ids[id] = true
+	}
+	for _, p := range append(append([]string{}, s.Patterns...), s.ExcludePatterns...) {
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("scope pattern %q: %w", p, err)
+		}
+	}
+	return sc, nil
+}
+
+func (s *scope) contains(id, name string) bool {
+	for _, p := range s.exclude {
+		if ok, _ := path.Match(p, name); ok {
+			return false
+		}
+	}
+	if s.all || s.names[name] || s.ids[id] {
+		return true
+	}
+	for _, p := range s.patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
