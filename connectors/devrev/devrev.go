@@ -16,7 +16,9 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -81,6 +83,15 @@ type conn struct {
 	pageSize    int
 	description string
 	log         *slog.Logger
+	sleep       func(ctx context.Context, d time.Duration) error
+	now         func() time.Time
+	// maxPause caps a pause taken because DevRev said the quota is spent.
+	maxPause time.Duration
+
+	mu sync.Mutex
+	// pauseUntil holds the next request back when the last response reported
+	// X-Ratelimit-Remaining: 0, so the window resets instead of a 429 being provoked.
+	pauseUntil time.Time
 }
 
 var (
@@ -175,7 +186,16 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps) (*conn, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &conn{name: cfg.Name, api: api, pageSize: pageSize, description: description, log: logger}, nil
+	sleep := deps.Sleep
+	if sleep == nil {
+		sleep = sleepContext
+	}
+	maxPause := cfg.MaxRetryWait
+	if maxPause <= 0 {
+		maxPause = apiclient.DefaultMaxRetryWait
+	}
+	return &conn{name: cfg.Name, api: api, pageSize: pageSize, description: description, log: logger,
+		sleep: sleep, now: time.Now, maxPause: maxPause}, nil
 }
 
 func (c *conn) Name() string          { return c.name }
@@ -205,7 +225,7 @@ type errorBody struct {
 
 // decodeError reads DevRev's error body. It never sees request headers, so the token
 // cannot end up in an error.
-func decodeError(status int, _ http.Header, body []byte) apiclient.ErrorInfo {
+func decodeError(_ int, _ http.Header, body []byte) apiclient.ErrorInfo {
 	var e errorBody
 	if err := json.Unmarshal(body, &e); err != nil {
 		return apiclient.ErrorInfo{Message: strings.TrimSpace(firstLine(body, 200))}
@@ -219,12 +239,6 @@ func decodeError(status int, _ http.Header, body []byte) apiclient.ErrorInfo {
 		if f, err := secs.Float64(); err == nil && f > 0 && f < 366*24*3600 {
 			info.RetryAfter = time.Duration(f * float64(time.Second))
 		}
-	}
-	switch {
-	case e.Type == "not_found" && status == http.StatusBadRequest:
-		info.Class = connectors.ErrNotFound
-	case e.Type == "too_many_requests" && status != http.StatusTooManyRequests:
-		info.Class = connectors.ErrRateLimited
 	}
 	return info
 }
@@ -248,12 +262,78 @@ func (c *conn) malformed(endpoint string, err error) error {
 
 // post sends one DevRev call with a JSON body and returns the 2xx body.
 func (c *conn) post(ctx context.Context, endpoint string, body any, idempotent bool) ([]byte, error) {
-	data, _, err := c.api.DoRaw(ctx, apiclient.Request{
+	if err := c.waitQuota(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", c.name, endpoint, err)
+	}
+	data, hdr, err := c.api.DoRaw(ctx, apiclient.Request{
 		Method:     http.MethodPost,
 		Path:       "/" + endpoint,
 		JSON:       body,
 		Endpoint:   endpoint,
 		Idempotent: idempotent,
 	})
+	if err == nil {
+		c.noteQuota(ctx, endpoint, hdr)
+	}
 	return data, err
+}
+
+// noteQuota reads DevRev's X-Ratelimit-Remaining and X-Ratelimit-Reset (epoch seconds).
+// When the window's budget is spent, the next request waits for the reset rather than
+// earning a 429; a reset further away than maxPause is left to the 429 handling.
+func (c *conn) noteQuota(ctx context.Context, endpoint string, hdr http.Header) {
+	if strings.TrimSpace(hdr.Get("X-Ratelimit-Remaining")) != "0" {
+		return
+	}
+	reset, err := strconv.ParseInt(strings.TrimSpace(hdr.Get("X-Ratelimit-Reset")), 10, 64)
+	if err != nil || reset <= 0 {
+		return
+	}
+	now := c.now()
+	until := time.Unix(reset, 0)
+	if reset < 1_000_000_000 {
+		// Not an epoch: read it as seconds from now, as some gateways send.
+		until = now.Add(time.Duration(reset) * time.Second)
+	}
+	wait := until.Sub(now)
+	if wait <= 0 || wait > c.maxPause {
+		return
+	}
+	c.log.DebugContext(ctx, "rate limit budget spent; pausing until reset", "endpoint", endpoint, "wait", wait)
+	c.mu.Lock()
+	if until.After(c.pauseUntil) {
+		c.pauseUntil = until
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) waitQuota(ctx context.Context) error {
+	c.mu.Lock()
+	until := c.pauseUntil
+	c.mu.Unlock()
+	if until.IsZero() {
+		return nil
+	}
+	if d := until.Sub(c.now()); d > 0 {
+		if err := c.sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	if !c.pauseUntil.After(until) {
+		c.pauseUntil = time.Time{}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+func sleepContext(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -540,5 +541,44 @@ func BenchmarkListGroups10k(b *testing.B) {
 		if err != nil || !l.Complete || n != 10_000 {
 			b.Fatalf("listing %+v, %d groups, %v", l, n, err)
 		}
+	}
+}
+
+// TestPausesWhenQuotaSpent: DevRev reports its remaining budget on every response; when it
+// reaches zero the connector waits for the window to reset instead of provoking a 429.
+func TestPausesWhenQuotaSpent(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	h := newHarness(t, devrevsim.Options{Quota: 3, Now: now}, func(c *connectors.SystemConfig) {
+		c.MaxRetryWait = 10 * time.Minute
+	})
+	h.conn.now = now
+	h.conn.sleep = func(ctx context.Context, d time.Duration) error {
+		mu.Lock()
+		clock = clock.Add(d)
+		mu.Unlock()
+		h.mu.Lock()
+		h.waits = append(h.waits, d)
+		h.mu.Unlock()
+		return ctx.Err()
+	}
+	h.sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 1, People: 2}))
+	id := h.sim.Snapshot()[0].ID
+	for i := range 7 {
+		if _, err := h.conn.GetGroup(t.Context(), id); err != nil {
+			t.Fatalf("GetGroup #%d: %v", i, err)
+		}
+	}
+	if n := h.sim.Counter().CountStatus("groups.get", 429) + h.sim.Counter().CountStatus("groups.list", 429); n != 0 {
+		t.Fatalf("%d requests were throttled; the connector did not pause on X-Ratelimit-Remaining: 0", n)
+	}
+	waits := h.Waits()
+	if len(waits) < 4 || waits[0] <= 0 || waits[0] > devrevsim.QuotaWindow {
+		t.Fatalf("waits = %v, want a pause up to the window reset each time the budget ran out", waits)
 	}
 }

@@ -302,6 +302,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"message": "route not found"})
 		return
 	}
+	if !s.takeQuota(w) {
+		return
+	}
 	if !s.authorized(r) {
 		writeError(w, http.StatusUnauthorized, "unauthenticated", "Invalid or missing token", nil)
 		return

@@ -39,8 +39,12 @@ type Options struct {
 	RetryAfter time.Duration
 	// FaultSeed seeds the fault injector's random source.
 	FaultSeed uint64
-	// Now is the clock for created/modified dates (default time.Now).
+	// Now is the clock for created/modified dates and the quota window (default time.Now).
 	Now func() time.Time
+	// Quota, when > 0, is the per-token request budget of a 5-minute window, as DevRev
+	// enforces it: every response carries X-Ratelimit-Limit/Remaining/Reset, and a request
+	// over the budget gets 429 until the window resets. 0 means no quota.
+	Quota int
 }
 
 // Server is a simulated DevRev tenant. It implements simkit.Sim.
@@ -60,6 +64,8 @@ type Server struct {
 	// repeatCursor answers the next n list requests on an endpoint that carry a cursor
 	// with that same cursor as next_cursor (a server stuck in a loop).
 	repeatCursor map[string]int
+	quotaLeft    int
+	windowEnd    time.Time
 }
 
 type devUser struct {
@@ -144,6 +150,35 @@ func (s *Server) RepeatCursorNext(endpoint string, n int) {
 	s.mu.Lock()
 	s.repeatCursor[endpoint] += n
 	s.mu.Unlock()
+}
+
+// QuotaWindow is DevRev's documented rate-limit window.
+const QuotaWindow = 5 * time.Minute
+
+// takeQuota spends one request of the window's budget, sets the X-Ratelimit headers and
+// reports whether the request may proceed.
+func (s *Server) takeQuota(w http.ResponseWriter) bool {
+	if s.opts.Quota <= 0 {
+		return true
+	}
+	now := s.opts.Now()
+	s.mu.Lock()
+	if !now.Before(s.windowEnd) {
+		// Windows end on a whole second so X-Ratelimit-Reset (epoch seconds) is exact.
+		s.windowEnd = now.Add(QuotaWindow).Truncate(time.Second)
+		s.quotaLeft = s.opts.Quota
+	}
+	s.quotaLeft--
+	left, end := s.quotaLeft, s.windowEnd
+	s.mu.Unlock()
+	w.Header().Set("X-Ratelimit-Limit", strconv.Itoa(s.opts.Quota))
+	w.Header().Set("X-Ratelimit-Remaining", strconv.Itoa(max(left, 0)))
+	w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(end.Unix(), 10))
+	if left < 0 {
+		s.writeFault(w, http.StatusTooManyRequests, end.Sub(now))
+		return false
+	}
+	return true
 }
 
 func (s *Server) now() time.Time { return s.opts.Now().UTC().Truncate(time.Millisecond) }
@@ -493,9 +528,13 @@ func (s *Server) writeFault(w http.ResponseWriter, status int, retryAfter time.D
 		secs := simkit.RetryAfterSeconds(retryAfter)
 		n, _ := strconv.Atoi(secs)
 		w.Header().Set("Retry-After", secs)
-		w.Header().Set("X-Ratelimit-Limit", "1000")
+		if w.Header().Get("X-Ratelimit-Limit") == "" {
+			w.Header().Set("X-Ratelimit-Limit", "1000")
+		}
 		w.Header().Set("X-Ratelimit-Remaining", "0")
-		w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(s.opts.Now().Add(retryAfter).Unix(), 10))
+		if w.Header().Get("X-Ratelimit-Reset") == "" {
+			w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(s.opts.Now().Add(retryAfter).Unix(), 10))
+		}
 		writeError(w, status, "too_many_requests", "Rate limit exceeded", map[string]any{"retry_after": n})
 		return
 	}
