@@ -629,3 +629,42 @@ func TestDefaultsFromPublishedChoices(t *testing.T) {
 		t.Fatalf("capabilities %+v", caps)
 	}
 }
+
+// BenchmarkFullPull lists 1,000 groups and their 50,000 memberships through the simulator,
+// the request pattern of one pull (one request per page).
+func BenchmarkFullPull(b *testing.B) {
+	sim := selfcommunitysim.New(selfcommunitysim.Options{Token: canaryToken})
+	sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 1000, People: 5000, MembersPerGroup: 50, Seed: 2}))
+	srv := httptest.NewServer(sim)
+	b.Cleanup(srv.Close)
+	c, err := open(connectors.SystemConfig{Name: "sc-bench", BaseURL: srv.URL, Token: secret.New(canaryToken), RateLimit: 1e9, Burst: 1000},
+		connectors.Deps{HTTPClient: srv.Client()}, time.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	for b.Loop() {
+		var ids []string
+		members := 0
+		if _, err := c.ListGroups(ctx, func(gs []connectors.Group) error {
+			for _, g := range gs {
+				ids = append(ids, g.ID)
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		for _, id := range ids {
+			if _, err := c.ListMembers(ctx, id, func(ms []connectors.Member) error {
+				members += len(ms)
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if members != 50_000 {
+			b.Fatalf("%d members", members)
+		}
+	}
+	b.ReportMetric(float64(sim.Counter().Total())/float64(b.N), "requests/op")
+}
