@@ -292,6 +292,20 @@ func TestRepeatedCursorStops(t *testing.T) {
 	}
 }
 
+func TestIgnoredCursorStops(t *testing.T) {
+	h := newHarness(t, devrevsim.Options{}, nil)
+	h.sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 1, People: 50, MembersPerGroup: 50}))
+	gid := h.sim.Snapshot()[0].ID
+	h.sim.IgnoreCursorNext("groups.members.list", 1)
+	l, err := h.conn.ListMembers(t.Context(), gid, func([]connectors.Member) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "repeats the records") || l.Complete {
+		t.Fatalf("ListMembers against a server ignoring the cursor = %+v, %v; want a repeated-page error, incomplete", l, err)
+	}
+	if n := h.sim.Counter().Count("groups.members.list"); n != 2 {
+		t.Fatalf("requests = %d, want 2 (stopped at the repeat)", n)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	seed := simkit.Generate(simkit.GenOptions{Groups: 1, People: 25, MembersPerGroup: 25})
 	listMembers := func(h *harness) (connectors.Listing, error) {

@@ -42,18 +42,40 @@ func (c *conn) params(cursor string) listParams {
 	return listParams{Cursor: cursor, Limit: c.pageSize, Mode: "after"}
 }
 
+// pageInfo is what a page handler reports: the next cursor (nil on the last page), the
+// records it passed on, and the span of record ids it held (first and last), which tells a
+// repeated page.
+type pageInfo struct {
+	next *string
+	n    int
+	span string
+}
+
+// spanOf is the span of a decoded page; empty pages have none.
+func spanOf[T any](items []T, id func(T) string) string {
+	if len(items) == 0 {
+		return ""
+	}
+	return id(items[0]) + "\x00" + id(items[len(items)-1])
+}
+
+func groupRecID(r groupRecord) string       { return r.ID }
+func memberID(m connectors.Member) string   { return m.AccountID }
+func accountID(a connectors.Account) string { return a.ID }
+
 // errStop ends a listing early from inside a page handler (a lookup found its record).
 var errStop = errors.New("stop listing")
 
 // paginate walks a cursor listing: body builds the request for a cursor, page decodes one
 // response, hands its records on and returns the next cursor (nil on the last page) and the
-// number of records. A repeated cursor or more than MaxPages pages fails the listing rather
-// than looping; any failure leaves Complete false.
+// number of records. A repeated cursor, a page holding the same records as the one before,
+// or more than MaxPages pages fails the listing rather than looping; any failure leaves
+// Complete false.
 func (c *conn) paginate(ctx context.Context, endpoint string, body func(cursor string) any,
-	page func(data []byte) (*string, int, error)) (connectors.Listing, error) {
+	page func(data []byte) (pageInfo, error)) (connectors.Listing, error) {
 	var l connectors.Listing
 	seen := map[string]struct{}{}
-	cursor := ""
+	cursor, lastSpan := "", ""
 	for {
 		if l.Pages >= MaxPages {
 			return l, &connectors.Error{System: c.name, Op: endpoint, Class: connectors.ErrPermanent,
@@ -64,11 +86,18 @@ func (c *conn) paginate(ctx context.Context, endpoint string, body func(cursor s
 			return l, err
 		}
 		l.Pages++
-		next, n, err := page(data)
-		l.Items += n
+		info, err := page(data)
+		l.Items += info.n
 		if err != nil {
 			return l, err
 		}
+		next := info.next
+		// A server that ignores the cursor hands out fresh cursors for the same records.
+		if info.span != "" && info.span == lastSpan {
+			return l, &connectors.Error{System: c.name, Op: endpoint, Class: connectors.ErrPermanent,
+				Message: fmt.Sprintf("page %d repeats the records of the page before; stopping to avoid a loop", l.Pages)}
+		}
+		lastSpan = info.span
 		// The spec says the last page omits next_cursor; an empty one is read the same way,
 		// since sending it back would restart the listing from the top.
 		if next == nil || *next == "" {
@@ -91,19 +120,19 @@ func (c *conn) dynamicGroups(ctx context.Context) (map[string]struct{}, connecto
 	ids := map[string]struct{}{}
 	l, err := c.paginate(ctx, epGroupsList, func(cursor string) any {
 		return groupsListRequest{listParams: c.params(cursor), GroupType: []string{"dynamic"}}
-	}, func(data []byte) (*string, int, error) {
+	}, func(data []byte) (pageInfo, error) {
 		recs, next, err := decodeGroupsPage(data)
 		if err != nil {
-			return nil, 0, c.malformed(epGroupsList, err)
+			return pageInfo{}, c.malformed(epGroupsList, err)
 		}
 		for _, r := range recs {
 			ids[r.ID] = struct{}{}
 		}
 		if len(ids) > MaxDynamicGroups {
-			return nil, 0, &connectors.Error{System: c.name, Op: epGroupsList, Class: connectors.ErrPermanent,
+			return pageInfo{}, &connectors.Error{System: c.name, Op: epGroupsList, Class: connectors.ErrPermanent,
 				Message: fmt.Sprintf("more than %d dynamic groups", MaxDynamicGroups)}
 		}
-		return next, len(recs), nil
+		return pageInfo{next: next, n: len(recs), span: spanOf(recs, groupRecID)}, nil
 	})
 	if err != nil {
 		return nil, l, fmt.Errorf("listing dynamic groups: %w", err)
@@ -120,13 +149,13 @@ func (c *conn) ListGroups(ctx context.Context, fn func([]connectors.Group) error
 	}
 	l, err := c.paginate(ctx, epGroupsList, func(cursor string) any {
 		return groupsListRequest{listParams: c.params(cursor)}
-	}, func(data []byte) (*string, int, error) {
+	}, func(data []byte) (pageInfo, error) {
 		recs, next, err := decodeGroupsPage(data)
 		if err != nil {
-			return nil, 0, c.malformed(epGroupsList, err)
+			return pageInfo{}, c.malformed(epGroupsList, err)
 		}
 		if len(recs) == 0 {
-			return next, 0, nil
+			return pageInfo{next: next}, nil
 		}
 		groups := make([]connectors.Group, len(recs))
 		for i, r := range recs {
@@ -136,9 +165,9 @@ func (c *conn) ListGroups(ctx context.Context, fn func([]connectors.Group) error
 			}
 		}
 		if err := fn(groups); err != nil {
-			return nil, 0, err
+			return pageInfo{}, err
 		}
-		return next, len(groups), nil
+		return pageInfo{next: next, n: len(groups), span: spanOf(recs, groupRecID)}, nil
 	})
 	l.Pages += probe.Pages
 	return l, err
@@ -153,17 +182,17 @@ func (c *conn) ListMembers(ctx context.Context, groupID string, fn func([]connec
 	}
 	return c.paginate(ctx, epMembersList, func(cursor string) any {
 		return membersListRequest{listParams: c.params(cursor), Group: groupID}
-	}, func(data []byte) (*string, int, error) {
+	}, func(data []byte) (pageInfo, error) {
 		members, next, err := decodeMembersPage(groupID, data)
 		if err != nil {
-			return nil, 0, c.malformed(epMembersList, err)
+			return pageInfo{}, c.malformed(epMembersList, err)
 		}
 		if len(members) > 0 {
 			if err := fn(members); err != nil {
-				return nil, 0, err
+				return pageInfo{}, err
 			}
 		}
-		return next, len(members), nil
+		return pageInfo{next: next, n: len(members), span: spanOf(members, memberID)}, nil
 	})
 }
 
@@ -238,11 +267,12 @@ func (c *conn) getUser(ctx context.Context, endpoint, key, id string, l *connect
 func (c *conn) listDevUsers(ctx context.Context, want map[string]struct{}, fn func([]connectors.Account) error) (connectors.Listing, error) {
 	return c.paginate(ctx, epDevUsersList, func(cursor string) any {
 		return devUsersListRequest{listParams: c.params(cursor)}
-	}, func(data []byte) (*string, int, error) {
+	}, func(data []byte) (pageInfo, error) {
 		accounts, next, err := decodeDevUsersPage(data)
 		if err != nil {
-			return nil, 0, c.malformed(epDevUsersList, err)
+			return pageInfo{}, c.malformed(epDevUsersList, err)
 		}
+		pageSpan := spanOf(accounts, accountID)
 		if want != nil {
 			kept := accounts[:0]
 			for _, a := range accounts {
@@ -254,10 +284,10 @@ func (c *conn) listDevUsers(ctx context.Context, want map[string]struct{}, fn fu
 		}
 		if len(accounts) > 0 {
 			if err := fn(accounts); err != nil {
-				return nil, 0, err
+				return pageInfo{}, err
 			}
 		}
-		return next, len(accounts), nil
+		return pageInfo{next: next, n: len(accounts), span: pageSpan}, nil
 	})
 }
 
@@ -276,18 +306,18 @@ func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors
 	var found *connectors.Account
 	_, err := c.paginate(ctx, epDevUsersList, func(cursor string) any {
 		return devUsersListRequest{listParams: c.params(cursor), Email: []string{email}}
-	}, func(data []byte) (*string, int, error) {
+	}, func(data []byte) (pageInfo, error) {
 		accounts, next, err := decodeDevUsersPage(data)
 		if err != nil {
-			return nil, 0, c.malformed(epDevUsersList, err)
+			return pageInfo{}, c.malformed(epDevUsersList, err)
 		}
 		for i := range accounts {
 			if accounts[i].Email == email {
 				found = &accounts[i]
-				return nil, len(accounts), errStop
+				return pageInfo{n: len(accounts)}, errStop
 			}
 		}
-		return next, len(accounts), nil
+		return pageInfo{next: next, n: len(accounts), span: spanOf(accounts, accountID)}, nil
 	})
 	if found != nil {
 		return *found, nil
@@ -308,18 +338,18 @@ func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Gro
 	var found *groupRecord
 	_, err := c.paginate(ctx, epGroupsList, func(cursor string) any {
 		return groupsListRequest{listParams: c.params(cursor), Name: []string{name}}
-	}, func(data []byte) (*string, int, error) {
+	}, func(data []byte) (pageInfo, error) {
 		recs, next, err := decodeGroupsPage(data)
 		if err != nil {
-			return nil, 0, c.malformed(epGroupsList, err)
+			return pageInfo{}, c.malformed(epGroupsList, err)
 		}
 		for i := range recs {
 			if recs[i].Name == name {
 				found = &recs[i]
-				return nil, len(recs), errStop
+				return pageInfo{n: len(recs)}, errStop
 			}
 		}
-		return next, len(recs), nil
+		return pageInfo{next: next, n: len(recs), span: spanOf(recs, groupRecID)}, nil
 	})
 	if found == nil {
 		if err != nil {
@@ -364,18 +394,18 @@ func (c *conn) withType(ctx context.Context, rec groupRecord) (connectors.Group,
 	}
 	_, err := c.paginate(ctx, epGroupsList, func(cursor string) any {
 		return groupsListRequest{listParams: c.params(cursor), Name: []string{g.Name}, GroupType: []string{"dynamic"}}
-	}, func(data []byte) (*string, int, error) {
+	}, func(data []byte) (pageInfo, error) {
 		recs, next, err := decodeGroupsPage(data)
 		if err != nil {
-			return nil, 0, c.malformed(epGroupsList, err)
+			return pageInfo{}, c.malformed(epGroupsList, err)
 		}
 		for _, r := range recs {
 			if r.ID == g.ID {
 				g.MembershipManaged = true
-				return nil, len(recs), errStop
+				return pageInfo{n: len(recs)}, errStop
 			}
 		}
-		return next, len(recs), nil
+		return pageInfo{next: next, n: len(recs), span: spanOf(recs, groupRecID)}, nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
 		return connectors.Group{}, fmt.Errorf("checking group type: %w", err)

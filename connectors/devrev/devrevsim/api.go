@@ -390,10 +390,12 @@ func (s *Server) dispatch(name string, body map[string]any) (int, any, *badReque
 	return 0, nil, notFound("route")
 }
 
-// Cursors are opaque to clients: base64 of "<endpoint>:<next index>".
+// Cursors are opaque to clients: base64 of "<endpoint>:<next index>:<serial>". The serial
+// makes every cursor handed out distinct, as a server's signed cursors would be.
 
-func encodeCursor(endpoint string, next int) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(endpoint + ":" + strconv.Itoa(next)))
+func (s *Server) encodeCursor(endpoint string, next int) string {
+	s.cursorSerial++
+	return base64.RawURLEncoding.EncodeToString([]byte(endpoint + ":" + strconv.Itoa(next) + ":" + strconv.FormatUint(s.cursorSerial, 10)))
 }
 
 func decodeCursor(endpoint, c string) (int, *badRequest) {
@@ -405,10 +407,11 @@ func decodeCursor(endpoint, c string) (int, *badRequest) {
 	if err != nil {
 		return 0, bad
 	}
-	ep, num, ok := strings.Cut(string(raw), ":")
-	if !ok || ep != endpoint {
+	parts := strings.Split(string(raw), ":")
+	if len(parts) != 3 || parts[0] != endpoint {
 		return 0, bad
 	}
+	num := parts[1]
 	n, err := strconv.Atoi(num)
 	if err != nil || n < 0 {
 		return 0, bad
@@ -424,6 +427,10 @@ func (s *Server) pageParams(endpoint string, body map[string]any) (start, limit 
 	start, bad = decodeCursor(endpoint, str(body, "cursor"))
 	if bad != nil {
 		return 0, 0, bad
+	}
+	if str(body, "cursor") != "" && s.ignoreCursor[endpoint] > 0 {
+		s.ignoreCursor[endpoint]--
+		start = 0
 	}
 	limit = s.opts.PageSize
 	if n, ok := body["limit"].(json.Number); ok {
@@ -460,7 +467,7 @@ func (s *Server) nextCursor(endpoint string, body map[string]any, next int) *str
 	if next < 0 {
 		return nil
 	}
-	c := encodeCursor(endpoint, next)
+	c := s.encodeCursor(endpoint, next)
 	return &c
 }
 

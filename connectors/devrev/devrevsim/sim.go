@@ -64,6 +64,10 @@ type Server struct {
 	// repeatCursor answers the next n list requests on an endpoint that carry a cursor
 	// with that same cursor as next_cursor (a server stuck in a loop).
 	repeatCursor map[string]int
+	// ignoreCursor serves the next n requests on an endpoint that carry a cursor from the
+	// first record again, with a fresh cursor (a server that ignores the cursor).
+	ignoreCursor map[string]int
+	cursorSerial uint64
 	quotaLeft    int
 	windowEnd    time.Time
 }
@@ -126,6 +130,7 @@ func New(o Options) *Server {
 		userByEmail:  map[string]int32{},
 		groupByName:  map[string]int32{},
 		repeatCursor: map[string]int{},
+		ignoreCursor: map[string]int{},
 	}
 	s.handler = s.faults.Middleware(http.HandlerFunc(s.serve), routeLabel, s.writeFault, s.counter)
 	return s
@@ -179,6 +184,14 @@ func (s *Server) takeQuota(w http.ResponseWriter) bool {
 		return false
 	}
 	return true
+}
+
+// IgnoreCursorNext makes the next n requests on endpoint that carry a cursor start from
+// the first record again while handing out a fresh cursor.
+func (s *Server) IgnoreCursorNext(endpoint string, n int) {
+	s.mu.Lock()
+	s.ignoreCursor[endpoint] += n
+	s.mu.Unlock()
 }
 
 func (s *Server) now() time.Time { return s.opts.Now().UTC().Truncate(time.Millisecond) }
