@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -43,7 +44,6 @@ func TestOpenValidatesConfig(t *testing.T) {
 		{"no basic auth", func(c *connectors.SystemConfig) { c.Password = secret.New("p") }, "only token is used"},
 		{"scim url absolute", func(c *connectors.SystemConfig) { c.Options[airtable.OptionSCIMURL] = "/scim/v2" }, "scim_url"},
 		{"base url absolute", func(c *connectors.SystemConfig) { c.BaseURL = "ftp://api.airtable.com" }, "base_url"},
-		{"rate under the published limit", func(c *connectors.SystemConfig) { c.RateLimit = 60 }, "published 50"},
 		{"page size bounded", func(c *connectors.SystemConfig) { c.PageSize = 500 }, "page_size 500"},
 		{"wrong kind", func(c *connectors.SystemConfig) { c.Kind = connectors.KindDevRev }, "kind"},
 	} {
@@ -59,6 +59,15 @@ func TestOpenValidatesConfig(t *testing.T) {
 	c, err := airtable.Open(valid(), connectors.Deps{})
 	if err != nil {
 		t.Fatalf("Open(valid): %v", err)
+	}
+	var logs syncBuffer
+	fast := valid()
+	fast.RateLimit = 60
+	if _, err := airtable.Open(fast, connectors.Deps{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+		t.Fatalf("Open(rate_limit 60): %v", err)
+	}
+	if !strings.Contains(logs.String(), "published limit") {
+		t.Fatalf("no warning for a rate over Airtable's published limit; logs: %s", logs.String())
 	}
 	want := connectors.Capabilities{CreateGroup: true, UpdateGroup: true, DeleteGroup: true, AddMember: true,
 		RemoveMember: true, MaxMembersPerWrite: airtable.MaxMembersPerWrite}
@@ -561,5 +570,32 @@ func TestCancellationStopsWorkers(t *testing.T) {
 	}
 	if n := h.sim.Counter().Count(airtablesim.RouteGroup); n > 1+airtable.DefaultConcurrency+1 {
 		t.Fatalf("%d group requests after cancelling on the first group", n)
+	}
+}
+
+// BenchmarkListGroupsWithMembers pulls 1,000 groups of 50 members from the simulator with
+// the limiter opened up, to measure the connector's own cost per group.
+func BenchmarkListGroupsWithMembers(b *testing.B) {
+	sim := airtablesim.New(airtablesim.Options{})
+	sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 1000, People: 5000, MembersPerGroup: 50, Seed: 1}))
+	srv := httptest.NewServer(sim)
+	b.Cleanup(srv.Close)
+	conn, err := airtable.Open(connectors.SystemConfig{
+		Name: "bench", BaseURL: srv.URL, Token: secret.New(sim.Token()), RateLimit: 1e6, Burst: 1000,
+		Options: map[string]string{airtable.OptionEnterpriseAccountID: sim.EnterpriseID(), airtable.OptionSCIMURL: srv.URL + airtablesim.SCIMPrefix},
+	}, connectors.Deps{HTTPClient: srv.Client()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		members := 0
+		l, err := conn.(connectors.InlineMemberLister).ListGroupsWithMembers(b.Context(), func(_ connectors.Group, ms []connectors.Member, _ bool) error {
+			members += len(ms)
+			return nil
+		})
+		if err != nil || !l.Complete || members != 50_000 {
+			b.Fatalf("listing %+v, %v, %d members", l, err, members)
+		}
 	}
 }

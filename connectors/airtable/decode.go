@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -79,9 +80,14 @@ func decodeMetaGroup(body []byte) (connectors.Group, []connectors.Member, error)
 	if raw == nil {
 		return connectors.Group{}, nil, errors.New("group: null")
 	}
+	// Fields are read from the map's raw values, so the body is scanned once.
 	var f groupFields
-	if err := strictDecode(body, &f); err != nil {
-		return connectors.Group{}, nil, fmt.Errorf("group: %w", err)
+	for key, dst := range map[string]any{"id": &f.ID, "name": &f.Name, "createdTime": &f.CreatedTime, "updatedTime": &f.UpdatedTime} {
+		if v, ok := raw[key]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return connectors.Group{}, nil, fmt.Errorf("group: %s: %w", key, err)
+			}
+		}
 	}
 	if f.ID == "" {
 		return connectors.Group{}, nil, errors.New("group: id missing")
@@ -295,16 +301,17 @@ func snippet(body []byte) string {
 	return s
 }
 
-// strictDecode decodes one JSON value and refuses trailing data, so a body cut or
-// concatenated by a proxy is not half-read as a valid answer.
+// strictDecode decodes one JSON value and refuses trailing data (json.Unmarshal does), so
+// a body cut or concatenated by a proxy is not half-read as a valid answer. Ids decode
+// through apiclient.ID, so no number goes through float64.
 func strictDecode(b []byte, out any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(out); err != nil {
+	if err := json.Unmarshal(b, out); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) && syn.Offset >= int64(len(bytes.TrimRight(b, " \t\r\n"))) {
+			// A value cut short: report it as such so the call is classed retryable.
+			return fmt.Errorf("%w: %v", io.ErrUnexpectedEOF, err)
+		}
 		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data after JSON value")
 	}
 	return nil
 }

@@ -177,3 +177,15 @@ func TestSCIMStringEscapes(t *testing.T) {
 		}
 	}
 }
+
+func TestCutBodyIsRetryable(t *testing.T) {
+	c := &conn{name: "at"}
+	_, err := decodeUsers([]byte(`{"users":[{"id":"usrA","email":"a@b.c"`))
+	if !errors.Is(c.badBody(epUsers, err), connectors.ErrRetryable) {
+		t.Fatalf("a body cut short = %v, want retryable", err)
+	}
+	_, err = decodeUsers([]byte(`{"users":[}`))
+	if !errors.Is(c.badBody(epUsers, err), connectors.ErrPermanent) {
+		t.Fatalf("a malformed body = %v, want permanent", err)
+	}
+}
