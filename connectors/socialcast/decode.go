@@ -53,57 +53,77 @@ func listElems(body []byte, root string) ([]json.RawMessage, error) {
 	return elems, nil
 }
 
-// unwrap returns the record inside a single-key root node ({"group": {…}}), as Socialcast
-// answers show/create/update/archive, or raw itself when it is not wrapped.
-func unwrap(raw json.RawMessage, key string) (json.RawMessage, error) {
+// record decodes one object's top-level fields, unwrapping a single-key root node
+// ({"group": {…}}, as Socialcast answers show/create/update/archive). It returns the
+// record's own bytes (what Raw keeps) and its fields, decoded once and shared by the field
+// reads and the caller-relative key scan.
+func record(raw json.RawMessage, key string) (json.RawMessage, map[string]json.RawMessage, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if obj == nil {
+		return nil, nil, errors.New("record is null")
 	}
 	if inner, ok := obj[key]; ok && len(obj) == 1 {
-		if t := bytes.TrimSpace(inner); len(t) > 0 && t[0] == '{' {
-			return inner, nil
+		raw = inner
+		obj = nil
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return nil, nil, fmt.Errorf("%q: %w", key, err)
 		}
-		return nil, fmt.Errorf("%q is not an object", key)
+		if obj == nil {
+			return nil, nil, fmt.Errorf("%q is null", key)
+		}
 	}
-	return raw, nil
+	return raw, obj, nil
 }
 
-// callerRelative lists the top-level keys of raw that describe the caller rather than the
-// record: fixed ones plus every can_* flag, so a flag Socialcast adds later is covered too.
-func callerRelative(raw json.RawMessage, fixed ...string) ([]string, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, err
+// fields decodes the listed top-level fields of obj into their destinations; absent keys
+// leave them untouched.
+func fields(obj map[string]json.RawMessage, dst map[string]any) error {
+	for k, d := range dst {
+		if v, ok := obj[k]; ok {
+			if err := json.Unmarshal(v, d); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+		}
 	}
+	return nil
+}
+
+// callerRelative lists the keys of obj that describe the caller rather than the record:
+// fixed ones plus every can_* flag, so a flag Socialcast adds later is covered too.
+func callerRelative(obj map[string]json.RawMessage, fixed ...string) []string {
 	out := append([]string(nil), fixed...)
 	for k := range obj {
 		if strings.HasPrefix(k, "can_") {
 			out = append(out, k)
 		}
 	}
-	return out, nil
+	return out
 }
 
+// groupRecord holds the group fields the connector reads (decoded by fields()).
 type groupRecord struct {
-	ID          apiclient.ID `json:"id"`
-	Name        *string      `json:"name"`
-	Description *string      `json:"description"`
-	Private     *bool        `json:"private"`
-	Permission  *string      `json:"permission"`
-	State       *string      `json:"state"`
-	RuleManaged *bool        `json:"rule_managed"`
+	ID          apiclient.ID
+	Name        *string
+	Description *string
+	Private     *bool
+	Permission  *string
+	State       *string
+	RuleManaged *bool
 }
 
 // groupFromRecord maps one group object. The name is `name`, never `html_name` (which is
 // HTML-escaped for display).
 func groupFromRecord(raw json.RawMessage) (connectors.Group, error) {
-	raw, err := unwrap(raw, "group")
+	raw, obj, err := record(raw, "group")
 	if err != nil {
 		return connectors.Group{}, fmt.Errorf("group: %w", err)
 	}
 	var rec groupRecord
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	if err := fields(obj, map[string]any{"id": &rec.ID, "name": &rec.Name, "description": &rec.Description,
+		"private": &rec.Private, "permission": &rec.Permission, "state": &rec.State, "rule_managed": &rec.RuleManaged}); err != nil {
 		return connectors.Group{}, fmt.Errorf("group: %w", err)
 	}
 	if rec.ID == "" {
@@ -140,11 +160,7 @@ func groupFromRecord(raw json.RawMessage) (connectors.Group, error) {
 	if g.Visibility != connectors.VisibilityPublic {
 		fixed = append(fixed, "member_count")
 	}
-	exclude, err := callerRelative(raw, fixed...)
-	if err != nil {
-		return connectors.Group{}, fmt.Errorf("group %s: %w", g.ID, err)
-	}
-	if g.Hash, err = connectors.ContentHash(raw, exclude...); err != nil {
+	if g.Hash, err = connectors.ContentHash(raw, callerRelative(obj, fixed...)...); err != nil {
 		return connectors.Group{}, fmt.Errorf("group %s: %w", g.ID, err)
 	}
 	return g, nil
@@ -192,16 +208,29 @@ type membershipRecord struct {
 
 // decodeMembershipsPage decodes GET /api/groups/{id}/memberships.json.
 func decodeMembershipsPage(groupID string, body []byte) ([]connectors.Member, error) {
-	elems, err := listElems(body, "group_memberships")
-	if err != nil {
+	// Memberships keep no raw JSON, so the page decodes in one pass straight into records
+	// (a 100k-member group is 200 pages of them).
+	var recs []membershipRecord
+	b := bytes.TrimSpace(body)
+	if len(b) > 0 && b[0] == '{' {
+		var page struct {
+			GroupMemberships *[]membershipRecord `json:"group_memberships"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			return nil, err
+		}
+		if page.GroupMemberships == nil {
+			return nil, errors.New(`response has no "group_memberships" list`)
+		}
+		recs = *page.GroupMemberships
+	} else if err := json.Unmarshal(b, &recs); err != nil {
 		return nil, err
 	}
-	out := make([]connectors.Member, 0, len(elems))
-	for i, e := range elems {
-		var rec membershipRecord
-		if err := json.Unmarshal(e, &rec); err != nil {
-			return nil, fmt.Errorf("membership %d: %w", i, err)
-		}
+	if recs == nil && !bytes.HasPrefix(b, []byte("{")) && !bytes.HasPrefix(b, []byte("[")) {
+		return nil, errors.New("response is not a list")
+	}
+	out := make([]connectors.Member, 0, len(recs))
+	for i, rec := range recs {
 		m := connectors.Member{GroupID: groupID, Type: connectors.MemberUser, Role: "member"}
 		switch {
 		case rec.UserID != nil && *rec.UserID != "":
@@ -229,24 +258,26 @@ func decodeMembershipsPage(groupID string, body []byte) ([]connectors.Member, er
 	return out, nil
 }
 
+// userRecord holds the user fields the connector reads (decoded by fields()).
 type userRecord struct {
-	ID    apiclient.ID `json:"id"`
-	Name  *string      `json:"name"`
-	Email *string      `json:"email"`
+	ID    apiclient.ID
+	Name  *string
+	Email *string
 	// ContactInfo is kept raw: only its email matters, and a shape we do not expect there
 	// should not fail the whole page.
-	ContactInfo json.RawMessage `json:"contact_info"`
-	Active      *bool           `json:"active"`
-	Terminated  *bool           `json:"terminated"`
+	ContactInfo json.RawMessage
+	Active      *bool
+	Terminated  *bool
 }
 
 func accountFromRecord(raw json.RawMessage) (connectors.Account, error) {
-	raw, err := unwrap(raw, "user")
+	raw, obj, err := record(raw, "user")
 	if err != nil {
 		return connectors.Account{}, fmt.Errorf("user: %w", err)
 	}
 	var rec userRecord
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	if err := fields(obj, map[string]any{"id": &rec.ID, "name": &rec.Name, "email": &rec.Email,
+		"contact_info": &rec.ContactInfo, "active": &rec.Active, "terminated": &rec.Terminated}); err != nil {
 		return connectors.Account{}, fmt.Errorf("user: %w", err)
 	}
 	if rec.ID == "" {
@@ -271,11 +302,7 @@ func accountFromRecord(raw json.RawMessage) (connectors.Account, error) {
 	case rec.Active != nil && !*rec.Active:
 		a.State = "inactive"
 	}
-	exclude, err := callerRelative(raw, "following")
-	if err != nil {
-		return connectors.Account{}, fmt.Errorf("user %s: %w", a.ID, err)
-	}
-	if a.Hash, err = connectors.ContentHash(raw, exclude...); err != nil {
+	if a.Hash, err = connectors.ContentHash(raw, callerRelative(obj, "following")...); err != nil {
 		return connectors.Account{}, fmt.Errorf("user %s: %w", a.ID, err)
 	}
 	return a, nil

@@ -652,3 +652,41 @@ func TestGetGroupByIDSlug(t *testing.T) {
 		t.Fatalf("GetGroup(path) = %v, want a refusal before any request", err)
 	}
 }
+
+// BenchmarkListGroups pages 10k groups at per_page 500 (21 requests) through the connector.
+func BenchmarkListGroups(b *testing.B) {
+	sim := socialcastsim.New(socialcastsim.Options{Username: testUser, Password: testPassword})
+	sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 10_000, People: 1000, MembersPerGroup: 5, Seed: 1}))
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	c, err := Open(connectors.SystemConfig{Name: "bench", BaseURL: srv.URL, Username: testUser,
+		Password: secret.New(testPassword), RateLimit: 1e6, Burst: 100}, connectors.Deps{HTTPClient: srv.Client()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		l, err := c.ListGroups(b.Context(), func([]connectors.Group) error { return nil })
+		if err != nil || l.Items != 10_000 || l.Pages != 21 {
+			b.Fatalf("%+v, %v", l, err)
+		}
+	}
+}
+
+// BenchmarkListMembers pages one group of 100k members at per_page 500 (201 requests).
+func BenchmarkListMembers(b *testing.B) {
+	sim := socialcastsim.New(socialcastsim.Options{Username: testUser, Password: testPassword})
+	sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 1, People: 100_000, MembersPerGroup: 100_000, Seed: 1}))
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	c, err := Open(connectors.SystemConfig{Name: "bench", BaseURL: srv.URL, Username: testUser,
+		Password: secret.New(testPassword), RateLimit: 1e6, Burst: 100}, connectors.Deps{HTTPClient: srv.Client()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		l, err := c.ListMembers(b.Context(), "100001", func([]connectors.Member) error { return nil })
+		if err != nil || l.Items != 100_000 || l.Pages != 201 {
+			b.Fatalf("%+v, %v", l, err)
+		}
+	}
+}

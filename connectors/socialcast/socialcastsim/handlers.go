@@ -519,10 +519,10 @@ func (s *Server) renderUser(u *user) userJSON {
 	}
 }
 
-// htmlEscape is Rails' ERB::Util.html_escape (which differs from html.EscapeString on '"').
-func htmlEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#39;").Replace(s)
-}
+// htmlEscaper is Rails' ERB::Util.html_escape (which differs from html.EscapeString on '"').
+var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#39;")
+
+func htmlEscape(s string) string { return htmlEscaper.Replace(s) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
