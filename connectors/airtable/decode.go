@@ -307,7 +307,7 @@ func snippet(body []byte) string {
 func strictDecode(b []byte, out any) error {
 	if err := json.Unmarshal(b, out); err != nil {
 		var syn *json.SyntaxError
-		if errors.As(err, &syn) && syn.Offset >= int64(len(bytes.TrimRight(b, " \t\r\n"))) {
+		if errors.As(err, &syn) && syn.Error() == "unexpected end of JSON input" {
 			// A value cut short: report it as such so the call is classed retryable.
 			return fmt.Errorf("%w: %v", io.ErrUnexpectedEOF, err)
 		}
