@@ -690,3 +690,44 @@ func BenchmarkListMembers(b *testing.B) {
 		}
 	}
 }
+
+type recordingObserver struct {
+	mu        sync.Mutex
+	endpoints map[string]int
+}
+
+func (o *recordingObserver) ObserveRequest(_, endpoint string, _ int, _ time.Duration) {
+	o.mu.Lock()
+	o.endpoints[endpoint]++
+	o.mu.Unlock()
+}
+
+func (o *recordingObserver) ObserveRetry(string, string, time.Duration, bool) {}
+
+// Metrics are labelled with route templates, never ids (which would explode cardinality).
+func TestObserverSeesRouteTemplates(t *testing.T) {
+	obs := &recordingObserver{endpoints: map[string]int{}}
+	sim := socialcastsim.New(socialcastsim.Options{Username: testUser, Password: testPassword})
+	sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 2, People: 3, MembersPerGroup: 2, Seed: 1}))
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	c, err := Open(connectors.SystemConfig{Name: "obs", BaseURL: srv.URL, Username: testUser, Password: secret.New(testPassword),
+		RateLimit: 1e6}, connectors.Deps{HTTPClient: srv.Client(), Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, _ := listAllGroups(t, c)
+	ms := listAllMembers(t, c, gs[0].ID)
+	listAccounts(t, c, []string{ms[0].AccountID})
+	if _, err := c.GetGroup(t.Context(), gs[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{endpointGroupsList, endpointMemberships, endpointUserShow, endpointGroupShow} {
+		if obs.endpoints[want] == 0 {
+			t.Errorf("no request observed under %q (saw %v)", want, obs.endpoints)
+		}
+	}
+	if len(obs.endpoints) != 4 {
+		t.Errorf("observed endpoints %v, want only the four route templates", obs.endpoints)
+	}
+}
