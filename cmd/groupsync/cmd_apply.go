@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"os"
+	"os/user"
+	"strconv"
 
 	"github.com/spf13/cobra"
+
+	"github.com/groupsync/groupsync/syncengine"
 )
 
 // applyOptions are the flags and argument of `groupsync apply`.
@@ -35,4 +40,30 @@ a safety limit blocked. Approving removals or deletions beyond the flow's limits
 	return cmd
 }
 
-func runApply(_ context.Context, _ *app, _ applyOptions) error { return errNotAvailable }
+func runApply(ctx context.Context, a *app, opts applyOptions) error {
+	id, err := strconv.ParseInt(opts.run, 10, 64)
+	if err != nil || id <= 0 {
+		return usageError("apply: run id %q is not a positive integer (see groupsync status)", opts.run)
+	}
+	rt, err := a.openRuntime(ctx, runtimeHooks{})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	res, err := rt.engine.Apply(ctx, id, opts.allowDeletes, approver())
+	if err != nil {
+		return err
+	}
+	printSummary(a.env.stdout, []*syncengine.Result{res})
+	return exitFor([]*syncengine.Result{res})
+}
+
+// approver names who approved a run, for the runs table: user@host.
+func approver() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host
+}

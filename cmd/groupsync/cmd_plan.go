@@ -2,8 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/groupsync/groupsync/state"
+	"github.com/groupsync/groupsync/syncengine"
 )
 
 // planOptions are the flags of `groupsync plan`.
@@ -28,4 +34,76 @@ can carry out later. Nothing is written to the targets.`,
 	return cmd
 }
 
-func runPlan(_ context.Context, _ *app, _ planOptions) error { return errNotAvailable }
+func runPlan(ctx context.Context, a *app, opts planOptions) error {
+	rt, err := a.openRuntime(ctx, runtimeHooks{})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	flows, err := rt.selectFlows(opts.flows)
+	if err != nil {
+		return err
+	}
+	var results []*syncengine.Result
+	for _, name := range flows {
+		res, err := rt.engine.RunFlow(ctx, name, syncengine.RunOptions{Trigger: syncengine.TriggerPlan, PlanOnly: true})
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+		if err := printPlan(ctx, a.env.stdout, rt.store, res); err != nil {
+			return err
+		}
+	}
+	printSummary(a.env.stdout, results)
+	for _, r := range results {
+		if r.Status == state.RunPlanned || r.Status == state.RunBlocked {
+			fmt.Fprintf(a.env.stdout, "apply with: groupsync apply %d%s\n", r.RunID, map[bool]string{true: " --allow-deletes"}[r.Status == state.RunBlocked])
+		}
+	}
+	return exitFor(results)
+}
+
+// planListLimit bounds the item-level listing; the rest is in the changes table.
+const planListLimit = 500
+
+// printPlan lists a run's changes item by item: which group, which member, which system, why.
+func printPlan(ctx context.Context, w io.Writer, st *state.Store, res *syncengine.Result) error {
+	fmt.Fprintf(w, "Plan of flow %s (run %d, %s):\n", res.Flow, res.RunID, res.Status)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TARGET\tOPERATION\tGROUP\tMEMBER\tSTATUS\tREASON")
+	var after int64
+	shown := 0
+	for shown < planListLimit {
+		page, err := st.Changes(ctx, state.ChangeFilter{RunID: res.RunID, AfterID: after, Limit: 200})
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, c := range page {
+			if shown == planListLimit {
+				break
+			}
+			group := c.Payload.Name
+			if group == "" {
+				group = c.SourceGroupID
+			}
+			if c.Operation == "update_group" && c.Payload.OldName != "" && c.Payload.OldName != c.Payload.Name {
+				group = c.Payload.OldName + " → " + c.Payload.Name
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", c.TargetSystem, c.Operation, group, c.AccountEmail, c.Status, c.Reason)
+			shown++
+		}
+		after = page[len(page)-1].ID
+	}
+	_ = tw.Flush()
+	if shown == planListLimit {
+		fmt.Fprintf(w, "  … more changes: SELECT * FROM changes WHERE run_id = %d\n", res.RunID)
+	}
+	if shown == 0 {
+		fmt.Fprintln(w, "  no changes: the targets match the source")
+	}
+	return nil
+}

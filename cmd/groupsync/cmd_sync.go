@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
-)
 
-// errNotAvailable is what the commands of the sync engine say until it lands.
-var errNotAvailable = errors.New("not available yet: arrives with the sync engine")
+	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/syncengine"
+)
 
 // syncOptions are the flags of `groupsync sync`.
 type syncOptions struct {
@@ -41,4 +42,58 @@ plans but writes nothing to the targets.`,
 	return cmd
 }
 
-func runSync(_ context.Context, _ *app, _ syncOptions) error { return errNotAvailable }
+func runSync(ctx context.Context, a *app, opts syncOptions) error {
+	if !opts.once {
+		if opts.dryRun || len(opts.flows) > 0 {
+			return usageError("--dry-run and --flow need --once (the daemon runs every flow on its schedule)")
+		}
+		return runDaemon(ctx, a)
+	}
+	rt, err := a.openRuntime(ctx, runtimeHooks{})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	flows, err := rt.selectFlows(opts.flows)
+	if err != nil {
+		return err
+	}
+	var results []*syncengine.Result
+	for _, name := range flows {
+		res, err := rt.engine.RunFlow(ctx, name, syncengine.RunOptions{Trigger: syncengine.TriggerOnce, DryRun: opts.dryRun})
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	printSummary(a.env.stdout, results)
+	return exitFor(results)
+}
+
+// runDaemon runs every flow on its schedule until SIGINT/SIGTERM.
+func runDaemon(ctx context.Context, a *app) error {
+	rt, err := a.openRuntime(ctx, runtimeHooks{})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	schedules := map[string]syncengine.Schedule{}
+	for name, f := range rt.cfg.Flows {
+		s, err := config.ParseSchedule(f.Schedule)
+		if err != nil {
+			return fmt.Errorf("flow %q: schedule: %w", name, err)
+		}
+		schedules[name] = s
+	}
+	sched := rt.engine.NewScheduler(schedules)
+	rt.logger.Info("groupsync daemon started", "flows", len(schedules), "schema", rt.cfg.Database.Schema)
+	err = sched.Run(ctx)
+	rt.logger.Info("groupsync daemon stopped")
+	return err
+}
+
+// errNotAvailable is what a command says while its part of groupsync is not built yet.
+var errNotAvailable = errors.New("not available yet")
