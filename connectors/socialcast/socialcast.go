@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -130,7 +131,13 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 		problems = append(problems, "jwt_secret is not used by socialcast")
 	}
 	byIDLimit := DefaultAccountsByIDLimit
-	for k, v := range cfg.Options {
+	keys := make([]string, 0, len(cfg.Options))
+	for k := range cfg.Options {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // every problem reported, in a stable order
+	for _, k := range keys {
+		v := cfg.Options[k]
 		switch k {
 		case OptionAccountsByIDLimit:
 			n, err := strconv.Atoi(v)
