@@ -307,16 +307,19 @@ func (k *clock) now() time.Time {
 	return time.Now().Add(k.skew)
 }
 
+// sleep waits through the injected Sleep and then makes sure the clock reads at least the
+// wake-up time. Concurrent sleepers waiting out the same lockout move the clock once, not
+// once each.
 func (k *clock) sleep(ctx context.Context, d time.Duration) error {
-	start := time.Now()
+	wake := k.now().Add(d)
 	if err := k.inner(ctx, d); err != nil {
 		return err
 	}
-	if spent := time.Since(start); spent < d {
-		k.mu.Lock()
-		k.skew += d - spent
-		k.mu.Unlock()
+	k.mu.Lock()
+	if behind := wake.Sub(time.Now().Add(k.skew)); behind > 0 {
+		k.skew += behind
 	}
+	k.mu.Unlock()
 	return nil
 }
 

@@ -1,10 +1,13 @@
 package airtable
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/groupsync/groupsync/connectors"
 )
@@ -187,5 +190,27 @@ func TestCutBodyIsRetryable(t *testing.T) {
 	_, err = decodeUsers([]byte(`{"users":[}`))
 	if !errors.Is(c.badBody(epUsers, err), connectors.ErrPermanent) {
 		t.Fatalf("a malformed body = %v, want permanent", err)
+	}
+}
+
+func TestClockFollowsInjectedSleep(t *testing.T) {
+	k := newClock(func(ctx context.Context, _ time.Duration) error { return ctx.Err() })
+	start := k.now()
+	until := start.Add(30 * time.Second)
+	// Five workers wait out one lockout the way apiclient does: sleep until its end.
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			for d := until.Sub(k.now()); d > 0; d = until.Sub(k.now()) {
+				_ = k.sleep(t.Context(), d)
+			}
+		})
+	}
+	wg.Wait()
+	if got := k.now().Sub(start); got < 30*time.Second || got > 31*time.Second {
+		t.Fatalf("clock moved %s while five workers waited out one 30 s lockout, want about 30 s", got)
+	}
+	if newClock(nil) != nil {
+		t.Fatal("without an injected Sleep the client keeps its wall clock")
 	}
 }
