@@ -6,10 +6,10 @@ package simorg
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"maps"
 	"time"
 
 	"github.com/groupsync/groupsync/connectors"
