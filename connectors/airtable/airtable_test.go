@@ -599,3 +599,76 @@ func BenchmarkListGroupsWithMembers(b *testing.B) {
 		}
 	}
 }
+
+type labelRecorder struct {
+	mu     sync.Mutex
+	labels map[string]int
+}
+
+func (r *labelRecorder) ObserveRequest(_, endpoint string, _ int, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.labels[endpoint]++
+}
+
+func (r *labelRecorder) ObserveRetry(string, string, time.Duration, bool) {}
+
+// TestMetricLabelsAreRouteTemplates: every request is observed under a route template (the
+// simulator's own labels), never with an id in it.
+func TestMetricLabelsAreRouteTemplates(t *testing.T) {
+	h := newHarness(t, defaultOptions())
+	h.sim.Seed(tenant(2, 4, 2))
+	rec := &labelRecorder{labels: map[string]int{}}
+	conn, err := airtable.Open(h.cfg, connectors.Deps{HTTPClient: h.srv.Client(), Observer: rec, Sleep: h.sleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	gs, _, err := listAll(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := conn.(connectors.Writer)
+	g, err := w.CreateGroup(ctx, connectors.GroupSpec{Name: "metrics"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := conn.FindAccountByEmail(ctx, "user000001@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []error{
+		w.AddMembers(ctx, g.ID, []string{acc.ID}),
+		w.RemoveMembers(ctx, g.ID, []string{acc.ID}),
+		w.RemoveMembers(ctx, g.ID, []string{acc.ID}), // absent: noTarget, then a SCIM read
+		w.DeleteGroup(ctx, g.ID, connectors.DeleteHard),
+	} {
+		if step != nil {
+			t.Fatal(step)
+		}
+	}
+	if _, err := conn.FindGroupByName(ctx, gs[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	routes := map[string]bool{}
+	for _, r := range []string{airtablesim.RouteEnterprise, airtablesim.RouteUsers, airtablesim.RouteGroup, airtablesim.RouteSCIMList,
+		airtablesim.RouteSCIMCreate, airtablesim.RouteSCIMGet, airtablesim.RouteSCIMPatch, airtablesim.RouteSCIMDelete} {
+		routes[r] = true
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for label := range rec.labels {
+		if !routes[label] {
+			t.Errorf("request observed under %q, not a route template", label)
+		}
+		delete(routes, label)
+	}
+	if len(routes) != 0 {
+		t.Errorf("routes never observed: %v", routes)
+	}
+	for label, n := range rec.labels {
+		if got := h.sim.Counter().Count(label); got != n {
+			t.Errorf("%s: connector observed %d requests, simulator counted %d", label, n, got)
+		}
+	}
+}
