@@ -60,8 +60,9 @@ const (
 
 	// DefaultPageSize is how many user ids one users-by-id request carries, and how many
 	// groups one ListGroups callback receives. Airtable documents no cap on id[]; 100 ids
-	// make a query of about 2.6 KB, far below the 16,000-character URL limit of Airtable's
-	// Web API, and a 100-user response stays well under the body cap.
+	// make a query of about 2.6 KB, far below the 16,000-character URL limit of the Web API
+	// (support.airtable.com, "URL length limitations for web API requests"), and a
+	// 100-user response stays well under the body cap.
 	DefaultPageSize = 100
 	// MaxPageSize bounds the page_size setting for the same reason.
 	MaxPageSize = 100
