@@ -135,6 +135,9 @@ type Capabilities struct {
 	WriteRoles bool
 	// Visibility is true when the system models group visibility on write.
 	Visibility bool
+	// HiddenVisibility is true when the system tells hidden groups from private ones; where
+	// it does not, a hidden source group is written (and compared) as private.
+	HiddenVisibility bool
 	// MaxMembersPerWrite is how many members one add/remove call carries (1 where the API
 	// takes one per call).
 	MaxMembersPerWrite int

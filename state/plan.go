@@ -261,7 +261,8 @@ func planTarget(ctx context.Context, tx pgx.Tx, in PlanInput, t PlanTarget) (int
 			 WHERE NOT source_gone AND target_live
 			   AND (tname IS DISTINCT FROM name
 			        OR ($6 AND description <> '' AND tdesc IS DISTINCT FROM description)
-			        OR ($7 AND visibility <> '' AND tvis IS DISTINCT FROM visibility))`},
+			        OR ($7 AND visibility <> ''
+			            AND tvis IS DISTINCT FROM CASE WHEN visibility = 'hidden' AND NOT $8 THEN 'private' ELSE visibility END))`},
 		{"delete", insert + `
 			SELECT $1, $2, $3, $5, link_id, $4, sgid, tgid, NULL, NULL, NULL,
 			       jsonb_build_object('name', tname),
@@ -295,7 +296,7 @@ func planTarget(ctx context.Context, tx pgx.Tx, in PlanInput, t PlanTarget) (int
 	}
 	extra := map[string][]any{
 		"create": {c.CreateGroup, in.CreateGroups},
-		"update": {c.UpdateGroup, c.Description, c.Visibility},
+		"update": {c.UpdateGroup, c.Description, c.Visibility, c.HiddenVisibility},
 		"delete": {deleteOp, canDelete, in.DeletePolicy != "never"},
 		"add":    {c.AddMember, canCreate},
 		"remove": {c.RemoveMember, in.Mirror},

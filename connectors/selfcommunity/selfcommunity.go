@@ -218,6 +218,7 @@ func (c *conn) Capabilities() connectors.Capabilities {
 		AddMember:          true,
 		RemoveMember:       true,
 		Visibility:         true,
+		HiddenVisibility:   true,
 		Description:        true,
 		MaxMembersPerWrite: AddMembersBatchSize,
 	}
