@@ -54,7 +54,7 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 	}()
 
 	log := e.logger.With("flow", run.Flow, "run_id", runID)
-	check, err := e.run(runCtx, run.Flow, flow, RunOptions{Trigger: TriggerApply, DryRun: true}, lease.Term, 0)
+	check, err := e.run(runCtx, run.Flow, flow, RunOptions{Trigger: TriggerApply, DryRun: true}, lease.Term)
 	if err != nil {
 		return nil, err
 	}

@@ -182,7 +182,7 @@ func (e *Engine) RunFlow(ctx context.Context, name string, ro RunOptions) (*Resu
 			e.logger.Warn("releasing lease", "flow", name, "error", err)
 		}
 	}()
-	return e.run(runCtx, name, flow, ro, lease.Term, 0)
+	return e.run(runCtx, name, flow, ro, lease.Term)
 }
 
 func (e *Engine) claim(flow string) bool {
@@ -233,9 +233,8 @@ func (e *Engine) keepLease(ctx context.Context, cancel context.CancelCauseFunc, 
 	return func() { close(done); wg.Wait() }
 }
 
-// run is one run under a held lease. approveRun, when set, is the stored plan to push
-// instead of planning anew.
-func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunOptions, term int64, approveRun int64) (*Result, error) {
+// run is one run under a held lease.
+func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunOptions, term int64) (*Result, error) {
 	start := time.Now()
 	log := e.logger.With("flow", name)
 	st := e.o.Store

@@ -3,10 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/registry"
 )
 
 func newConfigCommand(a *app) *cobra.Command {
@@ -27,7 +31,7 @@ problem with its key path (one per line) and exits 1. Secret files (*_file) are 
 it also catches a missing or unreadable secret.`,
 			Args: usageArgs(cobra.NoArgs),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				_, err := a.loadConfig()
+				cfg, err := a.loadConfig()
 				var ve *config.ValidationError
 				if errors.As(err, &ve) {
 					fmt.Fprintln(cmd.OutOrStdout(), ve.Error())
@@ -35,6 +39,18 @@ it also catches a missing or unreadable secret.`,
 				}
 				if err != nil {
 					return err
+				}
+				// Each connector checks its own options and credentials when it opens
+				// (no request is sent), so validate catches what only the kind knows.
+				bad := 0
+				for _, name := range slices.Sorted(maps.Keys(cfg.Systems)) {
+					if _, err := registry.Open(cfg.SystemConfig(name), connectors.Deps{}); err != nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "systems.%s: %v\n", name, err)
+						bad++
+					}
+				}
+				if bad > 0 {
+					return &exitError{code: exitFailure}
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), "ok")
 				return nil

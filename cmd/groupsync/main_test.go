@@ -154,18 +154,6 @@ func TestHelp(t *testing.T) {
 	execute(t, nil, "apply", "--help").want(t, 0, "--allow-deletes", "")
 }
 
-func TestPlaceholdersSayNotYet(t *testing.T) {
-	for _, args := range [][]string{
-		{"sync"}, {"sync", "--once", "--flow", "a", "--flow", "b", "--dry-run"}, {"plan", "--flow", "a"},
-		{"apply", "12", "--allow-deletes"}, {"status", "--output", "json"}, {"demo"},
-	} {
-		r := execute(t, nil, args...)
-		if r.code != 1 || !strings.Contains(r.stderr, "not available yet: arrives with the sync engine") {
-			t.Errorf("groupsync %s: exit %d, stderr %q", strings.Join(args, " "), r.code, r.stderr)
-		}
-	}
-}
-
 func TestVersion(t *testing.T) {
 	r := execute(t, nil, "version")
 	r.want(t, 0, "groupsync ", "")
