@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -90,8 +91,44 @@ type merge struct {
 	copyErr  error
 	closed   bool
 
+	// Duplicate detection: hashes of the keys staged so far. While no key repeats,
+	// Commit skips the dedupe sort. A hash collision only costs that sort; past
+	// maxTrackedKeys the set is dropped and the sort always runs, so memory stays bounded.
+	seed maphash.Seed
+	keys map[uint64]struct{}
+	dups bool
+
 	err   error // first failure; the merge is unusable after it
 	ended bool  // committed or rolled back
+}
+
+// maxTrackedKeys bounds the duplicate-detection set (about 40 MB at the limit).
+const maxTrackedKeys = 1 << 20
+
+// noteKey records a staged key for duplicate detection.
+func (m *merge) noteKey(k string) {
+	if m.dups {
+		return
+	}
+	if m.keys == nil {
+		m.seed = maphash.MakeSeed()
+		m.keys = make(map[uint64]struct{})
+	}
+	h := maphash.String(m.seed, k)
+	if _, seen := m.keys[h]; seen || len(m.keys) >= maxTrackedKeys {
+		m.dups, m.keys = true, nil
+		return
+	}
+	m.keys[h] = struct{}{}
+}
+
+// source is the SQL for the staged rows, one per key (the last occurrence): the plain
+// staging table while no key repeated, else a DISTINCT ON over it.
+func (m *merge) source(cols, key string) string {
+	if !m.dups {
+		return `SELECT ` + cols + ` FROM ` + m.stage
+	}
+	return `SELECT DISTINCT ON (` + key + `) ` + cols + ` FROM ` + m.stage + ` ORDER BY ` + key + `, seq DESC`
 }
 
 func (s *Store) beginMerge(ctx context.Context, kind, system, stageDDL, stage string, columns []string) (*merge, error) {
@@ -264,22 +301,31 @@ func (m *merge) commit(ctx context.Context, apply func(ctx context.Context, tx p
 		m.rollback(ctx)
 		return MergeCounts{}, fmt.Errorf("state: commit %s merge for system %q: %s: %w", m.kind, m.system, what, err)
 	}
+	t0 := time.Now()
 	if err := m.finishStream(ctx); err != nil {
 		return wrap("stage rows", err)
 	}
+	t1 := time.Now()
 	// Without statistics the planner assumes a temp table is tiny and picks nested
 	// loops over the mirror; ANALYZE samples it (a few ms) so it hash-joins.
 	if _, err := m.tx.Exec(ctx, `ANALYZE `+pgx.Identifier{m.stage}.Sanitize()); err != nil {
 		return wrap("analyze staging table", err)
 	}
+	t2 := time.Now()
 	counts, err := apply(ctx, m.tx)
 	if err != nil {
 		return wrap("merge", err)
 	}
+	t3 := time.Now()
 	if err := m.tx.Commit(ctx); err != nil {
 		return wrap("commit", err)
 	}
 	m.ended = true
+	m.store.logger.Debug("merged", "kind", m.kind, "system", m.system, "staged", m.seq,
+		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
+		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
+		"stage_wait_ms", t1.Sub(t0).Milliseconds(), "analyze_ms", t2.Sub(t1).Milliseconds(),
+		"apply_ms", t3.Sub(t2).Milliseconds(), "commit_ms", time.Since(t3).Milliseconds())
 	return counts, nil
 }
 

@@ -48,6 +48,7 @@ func (w *GroupMerge) Write(ctx context.Context, page []connectors.Group) error {
 		if c.err != nil {
 			return w.m.fail(c.err)
 		}
+		w.m.noteKey(g.ID)
 		hash := hashOr(g.Hash, g.ID, g.Name, g.Description, string(g.Visibility), g.State, string(g.Raw))
 		rows[i] = []any{nil, g.ID, g.Name, g.Description, string(g.Visibility), g.State,
 			g.MembershipManaged, g.System, timeOrNull(g.CreatedAt), timeOrNull(g.ModifiedAt), rawText(g.Raw), hash}
@@ -61,71 +62,77 @@ func (w *GroupMerge) Write(ctx context.Context, page []connectors.Group) error {
 func (w *GroupMerge) Commit(ctx context.Context, complete bool) (MergeCounts, error) {
 	return w.m.commit(ctx, func(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
 		var c MergeCounts
-		// One statement: dedupe (last occurrence wins, so ON CONFLICT never meets a key
-		// twice), classify against the mirror with a hash join, write only what differs.
+		var membersGone int64
+		// One statement, one pass over the system's groups: take the stream (deduped
+		// when a key repeated: last occurrence wins), full-join it to the mirror to
+		// classify every key, then insert what is new, update what differs or was
+		// tombstoned, and tombstone what a complete listing lacks. Unchanged rows are
+		// not touched at all. A FULL JOIN must be a hash or merge join, so stale
+		// statistics (right after a first load, say) cannot turn it into a nested loop
+		// over the staging table.
+		//
+		// New rows go in with a plain INSERT, not ON CONFLICT: speculative insertion
+		// costs about 15% of a first load, and merges of one system and kind hold an
+		// advisory lock, so only a writer outside the merge path could race us; that
+		// fails this merge with a unique violation (retried by the next pull) and
+		// damages nothing.
 		err := tx.QueryRow(ctx, `
 WITH src AS (
-	SELECT DISTINCT ON (external_id) * FROM stage_groups ORDER BY external_id, seq DESC
+	`+w.m.source("*", "external_id")+`
+), cur AS (
+	SELECT external_id, hash, name, description, visibility, state, membership_managed, is_system,
+		remote_created_at, remote_modified_at, deleted_at
+	FROM groups WHERE system = $1
 ), cls AS (
-	SELECT src.*, CASE
-		WHEN g.external_id IS NULL THEN 'inserted'
-		WHEN g.deleted_at IS NOT NULL THEN 'revived'
-		WHEN (g.hash, g.name, g.description, g.visibility, g.state, g.membership_managed, g.is_system,
-		      g.remote_created_at, g.remote_modified_at)
+	SELECT src.*, cur.external_id AS cur_id, CASE
+		WHEN src.external_id IS NULL THEN
+			CASE WHEN $2 AND cur.deleted_at IS NULL THEN 'tombstoned' ELSE 'absent' END
+		WHEN cur.external_id IS NULL THEN 'inserted'
+		WHEN cur.deleted_at IS NOT NULL THEN 'revived'
+		WHEN (cur.hash, cur.name, cur.description, cur.visibility, cur.state, cur.membership_managed,
+		      cur.is_system, cur.remote_created_at, cur.remote_modified_at)
 		     IS DISTINCT FROM
 		     (src.hash, src.name, src.description, src.visibility, src.state, src.membership_managed,
 		      src.is_system, src.remote_created_at, src.remote_modified_at) THEN 'updated'
 		ELSE 'unchanged' END AS op
-	FROM src LEFT JOIN groups g ON g.system = $1 AND g.external_id = src.external_id
-), written AS (
-	INSERT INTO groups AS g (system, external_id, name, description, visibility, state, membership_managed,
+	FROM src FULL JOIN cur ON cur.external_id = src.external_id
+), inserted AS (
+	INSERT INTO groups (system, external_id, name, description, visibility, state, membership_managed,
 		is_system, remote_created_at, remote_modified_at, raw, hash, origin_system,
 		last_sync_in_status, last_sync_in_date)
 	SELECT $1, external_id, name, description, visibility, state, membership_managed,
 		is_system, remote_created_at, remote_modified_at, raw::jsonb, hash, $1, 'succeeded', now()
-	FROM cls WHERE op <> 'unchanged'
-	ON CONFLICT (system, external_id) DO UPDATE SET
-		name = excluded.name, description = excluded.description, visibility = excluded.visibility,
-		state = excluded.state, membership_managed = excluded.membership_managed,
-		is_system = excluded.is_system, remote_created_at = excluded.remote_created_at,
-		remote_modified_at = excluded.remote_modified_at, raw = excluded.raw, hash = excluded.hash,
+	FROM cls WHERE op = 'inserted'
+	RETURNING 1
+), updated AS (
+	UPDATE groups g SET
+		name = cls.name, description = cls.description, visibility = cls.visibility,
+		state = cls.state, membership_managed = cls.membership_managed,
+		is_system = cls.is_system, remote_created_at = cls.remote_created_at,
+		remote_modified_at = cls.remote_modified_at, raw = cls.raw::jsonb, hash = cls.hash,
 		updated_at = now(), deleted_at = NULL,
-		origin_system = coalesce(g.origin_system, excluded.origin_system),
+		origin_system = coalesce(g.origin_system, $1),
 		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	WHERE g.deleted_at IS NOT NULL
-	   OR (g.hash, g.name, g.description, g.visibility, g.state, g.membership_managed, g.is_system,
-	       g.remote_created_at, g.remote_modified_at)
-	      IS DISTINCT FROM
-	      (excluded.hash, excluded.name, excluded.description, excluded.visibility, excluded.state,
-	       excluded.membership_managed, excluded.is_system, excluded.remote_created_at,
-	       excluded.remote_modified_at)
+	FROM cls WHERE cls.op IN ('updated', 'revived') AND g.system = $1 AND g.external_id = cls.external_id
+	RETURNING 1
+), gone AS (
+	UPDATE groups g SET deleted_at = now(), updated_at = now(),
+		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
+	FROM cls WHERE cls.op = 'tombstoned' AND g.system = $1 AND g.external_id = cls.cur_id
+	RETURNING 1
+), members_gone AS (
+	-- A tombstoned group's members are gone with it; nobody will list them again.
+	UPDATE memberships m SET deleted_at = now(), updated_at = now(),
+		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
+	FROM cls WHERE cls.op = 'tombstoned' AND m.system = $1 AND m.group_id = cls.cur_id AND m.deleted_at IS NULL
 	RETURNING 1
 )
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
-       count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'unchanged')
-FROM cls`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Unchanged)
+       count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'unchanged'),
+       count(*) FILTER (WHERE op = 'tombstoned'), (SELECT count(*) FROM members_gone)
+FROM cls`, w.m.system, complete).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Unchanged, &c.Tombstoned, &membersGone)
 		if err != nil {
-			return c, fmt.Errorf("upsert groups: %w", err)
-		}
-		var membersGone int64
-		if complete {
-			err := tx.QueryRow(ctx, `
-WITH gone AS (
-	UPDATE groups g SET deleted_at = now(), updated_at = now(),
-		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	WHERE g.system = $1 AND g.deleted_at IS NULL
-	  AND NOT EXISTS (SELECT 1 FROM stage_groups s WHERE s.external_id = g.external_id)
-	RETURNING g.external_id
-), members AS (
-	UPDATE memberships m SET deleted_at = now(), updated_at = now(),
-		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM gone WHERE m.system = $1 AND m.group_id = gone.external_id AND m.deleted_at IS NULL
-	RETURNING 1
-)
-SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM members)`, w.m.system).Scan(&c.Tombstoned, &membersGone)
-			if err != nil {
-				return c, fmt.Errorf("tombstone groups: %w", err)
-			}
+			return c, fmt.Errorf("merge groups: %w", err)
 		}
 		set := `, ` + countGroups
 		if membersGone > 0 {
@@ -170,6 +177,7 @@ func (w *AccountMerge) Write(ctx context.Context, page []connectors.Account) err
 		if c.err != nil {
 			return w.m.fail(c.err)
 		}
+		w.m.noteKey(a.ID)
 		email := connectors.NormalizeEmail(a.Email)
 		hash := hashOr(a.Hash, a.ID, email, a.DisplayName, a.State, string(a.Raw))
 		rows[i] = []any{nil, a.ID, email, a.DisplayName, a.State, rawText(a.Raw), hash}
@@ -182,48 +190,48 @@ func (w *AccountMerge) Write(ctx context.Context, page []connectors.Account) err
 func (w *AccountMerge) Commit(ctx context.Context, complete bool) (MergeCounts, error) {
 	return w.m.commit(ctx, func(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
 		var c MergeCounts
+		// Same shape as the group merge.
 		err := tx.QueryRow(ctx, `
 WITH src AS (
-	SELECT DISTINCT ON (external_id) * FROM stage_accounts ORDER BY external_id, seq DESC
+	`+w.m.source("*", "external_id")+`
+), cur AS (
+	SELECT external_id, hash, email, display_name, state, deleted_at FROM accounts WHERE system = $1
 ), cls AS (
-	SELECT src.*, CASE
-		WHEN a.external_id IS NULL THEN 'inserted'
-		WHEN a.deleted_at IS NOT NULL THEN 'revived'
-		WHEN (a.hash, a.email, a.display_name, a.state) IS DISTINCT FROM (src.hash, src.email, src.display_name, src.state)
-			THEN 'updated'
+	SELECT src.*, cur.external_id AS cur_id, CASE
+		WHEN src.external_id IS NULL THEN
+			CASE WHEN $2 AND cur.deleted_at IS NULL THEN 'tombstoned' ELSE 'absent' END
+		WHEN cur.external_id IS NULL THEN 'inserted'
+		WHEN cur.deleted_at IS NOT NULL THEN 'revived'
+		WHEN (cur.hash, cur.email, cur.display_name, cur.state)
+		     IS DISTINCT FROM (src.hash, src.email, src.display_name, src.state) THEN 'updated'
 		ELSE 'unchanged' END AS op
-	FROM src LEFT JOIN accounts a ON a.system = $1 AND a.external_id = src.external_id
-), written AS (
-	INSERT INTO accounts AS a (system, external_id, email, display_name, state, raw, hash, origin_system,
+	FROM src FULL JOIN cur ON cur.external_id = src.external_id
+), inserted AS (
+	INSERT INTO accounts (system, external_id, email, display_name, state, raw, hash, origin_system,
 		last_sync_in_status, last_sync_in_date)
 	SELECT $1, external_id, email, display_name, state, raw::jsonb, hash, $1, 'succeeded', now()
-	FROM cls WHERE op <> 'unchanged'
-	ON CONFLICT (system, external_id) DO UPDATE SET
-		email = excluded.email, display_name = excluded.display_name, state = excluded.state,
-		raw = excluded.raw, hash = excluded.hash, updated_at = now(), deleted_at = NULL,
-		origin_system = coalesce(a.origin_system, excluded.origin_system),
+	FROM cls WHERE op = 'inserted'
+	RETURNING 1
+), updated AS (
+	UPDATE accounts a SET
+		email = cls.email, display_name = cls.display_name, state = cls.state,
+		raw = cls.raw::jsonb, hash = cls.hash, updated_at = now(), deleted_at = NULL,
+		origin_system = coalesce(a.origin_system, $1),
 		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	WHERE a.deleted_at IS NOT NULL
-	   OR (a.hash, a.email, a.display_name, a.state)
-	      IS DISTINCT FROM (excluded.hash, excluded.email, excluded.display_name, excluded.state)
+	FROM cls WHERE cls.op IN ('updated', 'revived') AND a.system = $1 AND a.external_id = cls.external_id
+	RETURNING 1
+), gone AS (
+	UPDATE accounts a SET deleted_at = now(), updated_at = now(),
+		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
+	FROM cls WHERE cls.op = 'tombstoned' AND a.system = $1 AND a.external_id = cls.cur_id
 	RETURNING 1
 )
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
-       count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'unchanged')
-FROM cls`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Unchanged)
+       count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'unchanged'),
+       count(*) FILTER (WHERE op = 'tombstoned')
+FROM cls`, w.m.system, complete).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Unchanged, &c.Tombstoned)
 		if err != nil {
-			return c, fmt.Errorf("upsert accounts: %w", err)
-		}
-		if complete {
-			tag, err := tx.Exec(ctx, `
-UPDATE accounts a SET deleted_at = now(), updated_at = now(),
-	last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-WHERE a.system = $1 AND a.deleted_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM stage_accounts s WHERE s.external_id = a.external_id)`, w.m.system)
-			if err != nil {
-				return c, fmt.Errorf("tombstone accounts: %w", err)
-			}
-			c.Tombstoned = tag.RowsAffected()
+			return c, fmt.Errorf("merge accounts: %w", err)
 		}
 		return c, updateSystem(ctx, tx, w.m.system, `, `+countAccounts, &complete)
 	})
@@ -267,6 +275,8 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 		if c.err != nil {
 			return w.m.fail(c.err)
 		}
+		// NUL cannot occur in an id (checked above), so it separates the two unambiguously.
+		w.m.noteKey(mb.GroupID + "\x00" + mb.AccountID)
 		rows[i] = []any{nil, mb.GroupID, mb.AccountID, mb.Type, mb.Role, connectors.NormalizeEmail(mb.Email)}
 	}
 	return w.m.write(ctx, rows)
@@ -284,52 +294,57 @@ func (w *MembershipMerge) CompleteGroup(groupID string) {
 func (w *MembershipMerge) Commit(ctx context.Context) (MergeCounts, error) {
 	return w.m.commit(ctx, func(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
 		var c MergeCounts
+		// Same shape as the group merge; tombstones are limited to the completed groups,
+		// and members of groups the mirror lacks are left out (the foreign key would
+		// refuse them). Both lookups are hashed subplans over small sets.
+		complete := w.complete
+		if complete == nil {
+			complete = []string{}
+		}
 		err := tx.QueryRow(ctx, `
 WITH src AS (
-	SELECT DISTINCT ON (group_id, account_id) group_id, account_id, member_type, role, email
-	FROM stage_memberships ORDER BY group_id, account_id, seq DESC
+	`+w.m.source("group_id, account_id, member_type, role, email", "group_id, account_id")+`
+), cur AS (
+	SELECT group_id, account_id, member_type, role, email, deleted_at FROM memberships WHERE system = $1
 ), cls AS (
-	SELECT src.*, CASE
-		WHEN gr.external_id IS NULL THEN 'orphaned'
-		WHEN m.account_id IS NULL THEN 'inserted'
-		WHEN m.deleted_at IS NOT NULL THEN 'revived'
-		WHEN (m.member_type, m.role, m.email) IS DISTINCT FROM (src.member_type, src.role, src.email) THEN 'updated'
+	SELECT src.*, cur.group_id AS cur_group, cur.account_id AS cur_account, CASE
+		WHEN src.group_id IS NULL THEN
+			CASE WHEN cur.deleted_at IS NULL AND cur.group_id IN (SELECT unnest($2::text[])) THEN 'tombstoned'
+			ELSE 'absent' END
+		WHEN src.group_id NOT IN (SELECT external_id FROM groups WHERE system = $1) THEN 'orphaned'
+		WHEN cur.group_id IS NULL THEN 'inserted'
+		WHEN cur.deleted_at IS NOT NULL THEN 'revived'
+		WHEN (cur.member_type, cur.role, cur.email) IS DISTINCT FROM (src.member_type, src.role, src.email) THEN 'updated'
 		ELSE 'unchanged' END AS op
-	FROM src
-	LEFT JOIN groups gr ON gr.system = $1 AND gr.external_id = src.group_id
-	LEFT JOIN memberships m ON m.system = $1 AND m.group_id = src.group_id AND m.account_id = src.account_id
-), written AS (
-	INSERT INTO memberships AS m (system, group_id, account_id, member_type, role, email, origin_system,
+	FROM src FULL JOIN cur ON cur.group_id = src.group_id AND cur.account_id = src.account_id
+), inserted AS (
+	INSERT INTO memberships (system, group_id, account_id, member_type, role, email, origin_system,
 		last_sync_in_status, last_sync_in_date)
 	SELECT $1, group_id, account_id, member_type, role, email, $1, 'succeeded', now()
-	FROM cls WHERE op IN ('inserted', 'updated', 'revived')
-	ON CONFLICT (system, group_id, account_id) DO UPDATE SET
-		member_type = excluded.member_type, role = excluded.role, email = excluded.email,
+	FROM cls WHERE op = 'inserted'
+	RETURNING 1
+), updated AS (
+	UPDATE memberships m SET
+		member_type = cls.member_type, role = cls.role, email = cls.email,
 		updated_at = now(), deleted_at = NULL,
-		origin_system = coalesce(m.origin_system, excluded.origin_system),
+		origin_system = coalesce(m.origin_system, $1),
 		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	WHERE m.deleted_at IS NOT NULL
-	   OR (m.member_type, m.role, m.email) IS DISTINCT FROM (excluded.member_type, excluded.role, excluded.email)
+	FROM cls WHERE cls.op IN ('updated', 'revived')
+	  AND m.system = $1 AND m.group_id = cls.group_id AND m.account_id = cls.account_id
+	RETURNING 1
+), gone AS (
+	UPDATE memberships m SET deleted_at = now(), updated_at = now(),
+		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
+	FROM cls WHERE cls.op = 'tombstoned'
+	  AND m.system = $1 AND m.group_id = cls.cur_group AND m.account_id = cls.cur_account
 	RETURNING 1
 )
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
        count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'unchanged'),
-       count(*) FILTER (WHERE op = 'orphaned')
-FROM cls`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Unchanged, &c.Orphaned)
+       count(*) FILTER (WHERE op = 'orphaned'), count(*) FILTER (WHERE op = 'tombstoned')
+FROM cls`, w.m.system, complete).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Unchanged, &c.Orphaned, &c.Tombstoned)
 		if err != nil {
-			return c, fmt.Errorf("upsert memberships: %w", err)
-		}
-		if len(w.complete) > 0 {
-			tag, err := tx.Exec(ctx, `
-UPDATE memberships m SET deleted_at = now(), updated_at = now(),
-	last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-WHERE m.system = $1 AND m.deleted_at IS NULL AND m.group_id = ANY ($2::text[])
-  AND NOT EXISTS (SELECT 1 FROM stage_memberships s WHERE s.group_id = m.group_id AND s.account_id = m.account_id)`,
-				w.m.system, w.complete)
-			if err != nil {
-				return c, fmt.Errorf("tombstone memberships: %w", err)
-			}
-			c.Tombstoned = tag.RowsAffected()
+			return c, fmt.Errorf("merge memberships: %w", err)
 		}
 		return c, updateSystem(ctx, tx, w.m.system, `, `+countMemberships, nil)
 	})
