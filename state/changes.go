@@ -51,6 +51,9 @@ type GroupPayload struct {
 	OldName        string `json:"old_name,omitempty"`
 	OldDescription string `json:"old_description,omitempty"`
 	OldVisibility  string `json:"old_visibility,omitempty"`
+	// Members is the member count of a group-level member change (a skip for a reason
+	// that holds for the whole group).
+	Members int `json:"members,omitempty"`
 }
 
 const changeColumns = `id, run_id, flow, target_system, operation, coalesce(link_id, 0), coalesce(source_system, ''),
@@ -313,4 +316,15 @@ func (s *Store) RecordSourceSyncOut(ctx context.Context, runID int64) error {
 		return fmt.Errorf("state: record sync out of run %d: %w", runID, err)
 	}
 	return nil
+}
+
+// PruneSkipped deletes the skipped changes of the flow's earlier runs. A skip (no_account,
+// unsupported) is re-planned by every run while its cause lasts, so only the latest run's
+// skips carry information; keeping every run's would grow the table without bound.
+func (s *Store) PruneSkipped(ctx context.Context, flow string, beforeRun int64) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM changes WHERE flow = $1 AND run_id < $2 AND status = 'skipped'`, flow, beforeRun)
+	if err != nil {
+		return 0, fmt.Errorf("state: prune skipped changes of flow %q: %w", flow, err)
+	}
+	return tag.RowsAffected(), nil
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/jackc/pgx/v5"
@@ -35,7 +36,7 @@ func (w *GroupMerge) Write(ctx context.Context, page []connectors.Group) error {
 	if err := w.m.usable(); err != nil {
 		return err
 	}
-	rows := make([][]any, len(page))
+	rows := make(groupRows, len(page))
 	for i, g := range page {
 		c := recordChecker{system: w.m.system, kind: "group", id: g.ID}
 		c.nonEmpty("id", g.ID)
@@ -48,12 +49,35 @@ func (w *GroupMerge) Write(ctx context.Context, page []connectors.Group) error {
 		if c.err != nil {
 			return w.m.fail(c.err)
 		}
-		w.m.noteKey(g.ID)
-		hash := hashOr(g.Hash, g.ID, g.Name, g.Description, string(g.Visibility), g.State, string(g.Raw))
-		rows[i] = []any{nil, g.ID, g.Name, g.Description, string(g.Visibility), g.State,
-			g.MembershipManaged, g.System, timeOrNull(g.CreatedAt), timeOrNull(g.ModifiedAt), rawText(g.Raw), hash}
+		rows[i] = groupRow{id: g.ID, name: g.Name, description: g.Description, visibility: string(g.Visibility),
+			state: g.State, managed: g.MembershipManaged, system: g.System,
+			created: timeOrNull(g.CreatedAt), modified: timeOrNull(g.ModifiedAt), raw: rawText(g.Raw),
+			hash: hashOr(g.Hash, g.ID, g.Name, g.Description, string(g.Visibility), g.State, string(g.Raw))}
+	}
+	for i := range rows {
+		w.m.noteKey(rows[i].id, "")
+		w.m.seq++
+		rows[i].seq = w.m.seq
 	}
 	return w.m.write(ctx, rows)
+}
+
+type groupRow struct {
+	seq                                      int64
+	id, name, description, visibility, state string
+	managed, system                          bool
+	created, modified                        *time.Time
+	raw                                      *string
+	hash                                     string
+}
+
+type groupRows []groupRow
+
+func (p groupRows) len() int { return len(p) }
+func (p groupRows) fill(i int, dst []any) {
+	r := &p[i]
+	dst[0], dst[1], dst[2], dst[3], dst[4], dst[5] = &r.seq, &r.id, &r.name, &r.description, &r.visibility, &r.state
+	dst[6], dst[7], dst[8], dst[9], dst[10], dst[11] = &r.managed, &r.system, r.created, r.modified, r.raw, &r.hash
 }
 
 // Commit merges the staged groups. With complete (every page of the listing was read),
@@ -165,7 +189,7 @@ func (w *AccountMerge) Write(ctx context.Context, page []connectors.Account) err
 	if err := w.m.usable(); err != nil {
 		return err
 	}
-	rows := make([][]any, len(page))
+	rows := make(accountRows, len(page))
 	for i, a := range page {
 		c := recordChecker{system: w.m.system, kind: "account", id: a.ID}
 		c.nonEmpty("id", a.ID)
@@ -177,12 +201,31 @@ func (w *AccountMerge) Write(ctx context.Context, page []connectors.Account) err
 		if c.err != nil {
 			return w.m.fail(c.err)
 		}
-		w.m.noteKey(a.ID)
 		email := connectors.NormalizeEmail(a.Email)
-		hash := hashOr(a.Hash, a.ID, email, a.DisplayName, a.State, string(a.Raw))
-		rows[i] = []any{nil, a.ID, email, a.DisplayName, a.State, rawText(a.Raw), hash}
+		rows[i] = accountRow{id: a.ID, email: email, displayName: a.DisplayName, state: a.State, raw: rawText(a.Raw),
+			hash: hashOr(a.Hash, a.ID, email, a.DisplayName, a.State, string(a.Raw))}
+	}
+	for i := range rows {
+		w.m.noteKey(rows[i].id, "")
+		w.m.seq++
+		rows[i].seq = w.m.seq
 	}
 	return w.m.write(ctx, rows)
+}
+
+type accountRow struct {
+	seq                           int64
+	id, email, displayName, state string
+	raw                           *string
+	hash                          string
+}
+
+type accountRows []accountRow
+
+func (p accountRows) len() int { return len(p) }
+func (p accountRows) fill(i int, dst []any) {
+	r := &p[i]
+	dst[0], dst[1], dst[2], dst[3], dst[4], dst[5], dst[6] = &r.seq, &r.id, &r.email, &r.displayName, &r.state, r.raw, &r.hash
 }
 
 // Commit merges the staged accounts; with complete, live accounts absent from the stream
@@ -264,7 +307,7 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 	if err := w.m.usable(); err != nil {
 		return err
 	}
-	rows := make([][]any, len(page))
+	rows := make(memberRows, len(page))
 	for i, mb := range page {
 		c := recordChecker{system: w.m.system, kind: "membership", id: mb.GroupID + "/" + mb.AccountID}
 		c.nonEmpty("group_id", mb.GroupID)
@@ -275,11 +318,28 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 		if c.err != nil {
 			return w.m.fail(c.err)
 		}
-		// NUL cannot occur in an id (checked above), so it separates the two unambiguously.
-		w.m.noteKey(mb.GroupID + "\x00" + mb.AccountID)
-		rows[i] = []any{nil, mb.GroupID, mb.AccountID, mb.Type, mb.Role, connectors.NormalizeEmail(mb.Email)}
+		rows[i] = memberRow{group: mb.GroupID, account: mb.AccountID, typ: mb.Type, role: mb.Role,
+			email: connectors.NormalizeEmail(mb.Email)}
+	}
+	for i := range rows {
+		w.m.noteKey(rows[i].group, rows[i].account)
+		w.m.seq++
+		rows[i].seq = w.m.seq
 	}
 	return w.m.write(ctx, rows)
+}
+
+type memberRow struct {
+	seq                              int64
+	group, account, typ, role, email string
+}
+
+type memberRows []memberRow
+
+func (p memberRows) len() int { return len(p) }
+func (p memberRows) fill(i int, dst []any) {
+	r := &p[i]
+	dst[0], dst[1], dst[2], dst[3], dst[4], dst[5] = &r.seq, &r.group, &r.account, &r.typ, &r.role, &r.email
 }
 
 // CompleteGroup records that every member page of groupID was read (whether or not any

@@ -274,32 +274,52 @@ func planTarget(ctx context.Context, tx pgx.Tx, in PlanInput, t PlanTarget) (int
 		{"add", insert + `
 			SELECT $1, $2, $3, 'add_member', s.link_id, $4, s.sgid, p.tgid, s.email, s.source_account_id, ta.external_id,
 			       NULL,
-			       CASE WHEN s.email = '' OR NOT $5 OR p.managed OR ta.external_id IS NULL THEN 'skipped' ELSE 'planned' END,
-			       CASE WHEN s.email = '' THEN 'no_email' WHEN NOT $5 THEN 'unsupported'
-			            WHEN p.managed THEN 'membership_managed' WHEN ta.external_id IS NULL THEN 'no_account' END
+			       CASE WHEN s.email = '' OR ta.external_id IS NULL THEN 'skipped' ELSE 'planned' END,
+			       CASE WHEN s.email = '' THEN 'no_email' WHEN ta.external_id IS NULL THEN 'no_account' END
 			  FROM plan_src s
 			  JOIN plan_pairs p ON p.link_id = s.link_id
 			  LEFT JOIN LATERAL (SELECT a.external_id FROM accounts a
 			                      WHERE a.system = $3 AND a.email = s.email AND s.email <> '' AND a.deleted_at IS NULL
 			                      ORDER BY a.external_id LIMIT 1) ta ON true
-			 WHERE NOT p.source_gone AND (p.target_live OR (p.tgid IS NULL AND $6))
+			 WHERE $5 AND NOT p.managed AND NOT p.source_gone AND (p.target_live OR (p.tgid IS NULL AND $6))
 			   AND NOT EXISTS (SELECT 1 FROM plan_tgt t WHERE t.link_id = s.link_id AND t.email = s.email AND s.email <> '')`},
+		// A group-level reason (the target cannot write members at all, or computes this
+		// group's membership itself) is one row per group with the member count, not one
+		// row per member every run.
+		{"add_group_skips", insert + `
+			SELECT $1, $2, $3, 'add_member', s.link_id, $4, s.sgid, p.tgid, NULL, NULL, NULL,
+			       jsonb_build_object('members', count(*)), 'skipped',
+			       CASE WHEN NOT $5 THEN 'unsupported' ELSE 'membership_managed' END
+			  FROM plan_src s
+			  JOIN plan_pairs p ON p.link_id = s.link_id
+			 WHERE (NOT $5 OR p.managed) AND NOT p.source_gone AND (p.target_live OR (p.tgid IS NULL AND $6))
+			   AND NOT EXISTS (SELECT 1 FROM plan_tgt t WHERE t.link_id = s.link_id AND t.email = s.email AND s.email <> '')
+			 GROUP BY s.link_id, s.sgid, p.tgid, p.managed`},
 		{"remove", insert + `
 			SELECT $1, $2, $3, 'remove_member', t.link_id, $4, p.sgid, p.tgid, t.email, NULL, t.account_id,
-			       NULL,
-			       CASE WHEN NOT $5 OR p.managed THEN 'skipped' ELSE 'planned' END,
-			       CASE WHEN NOT $5 THEN 'unsupported' WHEN p.managed THEN 'membership_managed' END
+			       NULL, 'planned', NULL
 			  FROM plan_tgt t
 			  JOIN plan_pairs p ON p.link_id = t.link_id
-			 WHERE $6 AND t.email <> ''
+			 WHERE $6 AND $5 AND NOT p.managed AND t.email <> ''
 			   AND NOT EXISTS (SELECT 1 FROM plan_src s WHERE s.link_id = t.link_id AND s.email = t.email)`},
+		{"remove_group_skips", insert + `
+			SELECT $1, $2, $3, 'remove_member', t.link_id, $4, p.sgid, p.tgid, NULL, NULL, NULL,
+			       jsonb_build_object('members', count(*)), 'skipped',
+			       CASE WHEN NOT $5 THEN 'unsupported' ELSE 'membership_managed' END
+			  FROM plan_tgt t
+			  JOIN plan_pairs p ON p.link_id = t.link_id
+			 WHERE $6 AND (NOT $5 OR p.managed) AND t.email <> ''
+			   AND NOT EXISTS (SELECT 1 FROM plan_src s WHERE s.link_id = t.link_id AND s.email = t.email)
+			 GROUP BY t.link_id, p.sgid, p.tgid, p.managed`},
 	}
 	extra := map[string][]any{
-		"create": {c.CreateGroup, in.CreateGroups},
-		"update": {c.UpdateGroup, c.Description, c.Visibility, c.HiddenVisibility},
-		"delete": {deleteOp, canDelete, in.DeletePolicy != "never"},
-		"add":    {c.AddMember, canCreate},
-		"remove": {c.RemoveMember, in.Mirror},
+		"create":             {c.CreateGroup, in.CreateGroups},
+		"update":             {c.UpdateGroup, c.Description, c.Visibility, c.HiddenVisibility},
+		"delete":             {deleteOp, canDelete, in.DeletePolicy != "never"},
+		"add":                {c.AddMember, canCreate},
+		"add_group_skips":    {c.AddMember, canCreate},
+		"remove":             {c.RemoveMember, in.Mirror},
+		"remove_group_skips": {c.RemoveMember, in.Mirror},
 	}
 	for _, st := range steps {
 		if _, err := tx.Exec(ctx, st.sql, append(append([]any{}, args...), extra[st.name]...)...); err != nil {
