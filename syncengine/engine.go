@@ -266,6 +266,9 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 	if err := st.FinishRun(context.WithoutCancel(ctx), runID, status, counts, errText, blocked); err != nil {
 		return res, err
 	}
+	if _, err := st.PruneSkipped(context.WithoutCancel(ctx), name, runID); err != nil {
+		log.Warn("pruning skipped changes of earlier runs", "error", err)
+	}
 	if e.o.Observer != nil {
 		e.o.Observer.RunFinished(name, status, res.Duration)
 	}
