@@ -253,7 +253,10 @@ func planTarget(ctx context.Context, tx pgx.Tx, in PlanInput, t PlanTarget) (int
 			 WHERE NOT source_gone AND NOT target_live AND ($6 OR target_unknown)`},
 		{"update", insert + `
 			SELECT $1, $2, $3, 'update_group', link_id, $4, sgid, tgid, NULL, NULL, NULL,
-			       jsonb_build_object('name', name, 'description', description, 'visibility', visibility,
+			       -- A source without a description leaves the target's own in place.
+			       jsonb_build_object('name', name,
+			                          'description', CASE WHEN description = '' THEN coalesce(tdesc, '') ELSE description END,
+			                          'visibility', visibility,
 			                          'old_name', tname, 'old_description', tdesc, 'old_visibility', tvis),
 			       CASE WHEN NOT $5 OR is_system THEN 'skipped' ELSE 'planned' END,
 			       CASE WHEN NOT $5 THEN 'unsupported' WHEN is_system THEN 'system_group' END
