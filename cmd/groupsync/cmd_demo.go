@@ -2,23 +2,279 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
 
+	"github.com/sethvargo/go-envconfig"
 	"github.com/spf13/cobra"
+
+	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/registry"
+	"github.com/groupsync/groupsync/connectors/simorg"
+	"github.com/groupsync/groupsync/demo"
+	"github.com/groupsync/groupsync/state"
+	"github.com/groupsync/groupsync/syncengine"
 )
 
+// demoOptions are the flags of `groupsync demo`.
+type demoOptions struct {
+	ephemeralDB bool
+	schema      string
+	configOut   string
+	keepRunning bool
+}
+
 func newDemoCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	var opts demoOptions
+	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Sync sample data between simulated systems, end to end",
 		Long: `demo is the first command to try: it starts simulators of the four supported APIs with
-sample groups and people, uses GROUPSYNC_DATABASE_URL if set (else a local Postgres),
-runs the demo flows once, and prints a summary and the SQL to explore the mirror.
-It touches no real system.`,
+a sample organisation (a few dozen groups, a few hundred people, and some differences to
+reconcile), writes a demo configuration with three flows, runs each flow once through the
+real engine, and prints the summary and the psql commands to explore the mirror.
+It touches no real system.
+
+The mirror goes into the schema groupsync_demo (dropped and recreated on every run) of:
+GROUPSYNC_DATABASE_URL if set; else the local Postgres on 127.0.0.1:5432 (user postgres,
+database groupsync_demo, created if missing); else a private Postgres started from the
+machine's PostgreSQL binaries in a temporary directory and removed on exit.
+
+Exit codes: 0 the demo worked, 1 a run failed, 3 a run was blocked.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), a)
+			return runDemo(cmd.Context(), a, opts)
 		},
 	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.ephemeralDB, "ephemeral-db", false, "always start a private Postgres (ignore GROUPSYNC_DATABASE_URL and the local one)")
+	f.StringVar(&opts.schema, "schema", demo.DefaultSchema, "schema of the demo mirror; must start with "+demo.SchemaPrefix+" (it is dropped first)")
+	f.StringVar(&opts.configOut, "config-out", "", "write the demo configuration here and keep it (default: a temporary file, removed on exit)")
+	f.BoolVar(&opts.keepRunning, "keep-running", false, "keep the simulators and the database up after the runs, until Ctrl-C")
+	return cmd
 }
 
-func runDemo(_ context.Context, _ *app) error { return errNotAvailable }
+var demoSchemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+func runDemo(ctx context.Context, a *app, opts demoOptions) error {
+	if err := a.checkLogFlags(); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(opts.schema, demo.SchemaPrefix) || !demoSchemaRE.MatchString(opts.schema) || len(opts.schema) > 63 {
+		return usageError("--schema %q: use a plain identifier starting with %s (the demo drops it)", opts.schema, demo.SchemaPrefix)
+	}
+	started := time.Now()
+	out := a.env.stdout
+	logger := a.demoLogger("")
+
+	org := demo.SampleOrg()
+	sims, err := demo.Start(org)
+	if err != nil {
+		return err
+	}
+	defer sims.Close()
+	size := org.Counts()
+	fmt.Fprintf(out, "Sample organisation: %d people, %d groups, %d memberships over four simulated systems:\n",
+		size.People, size.Groups, size.Memberships)
+	for _, name := range sims.Names() {
+		fmt.Fprintf(out, "  %-14s %s  (%s, %s)\n", name, sims.Systems[name].Server.URL,
+			plural(len(org.Groups[name]), "group"), plural(len(org.Accounts[name]), "account"))
+	}
+
+	envURL, _ := a.env.lookup.Lookup("GROUPSYNC_DATABASE_URL")
+	db, err := demo.OpenDatabase(ctx, demo.DatabaseOptions{EnvURL: envURL, Ephemeral: opts.ephemeralDB, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			logger.Warn("stopping the private postgres", "error", err)
+		}
+	}()
+	if db.Fallback != "" {
+		fmt.Fprintf(out, "No local Postgres (%s).\n", db.Fallback)
+	}
+	fmt.Fprintf(out, "Database: %s, schema %s\n", db.Describe(), opts.schema)
+
+	cfgPath, cleanup, err := writeDemoConfig(opts, sims, db)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	cfg, err := config.Load(cfgPath, a.demoLookup(db))
+	if err != nil {
+		return fmt.Errorf("demo configuration %s: %w", cfgPath, err)
+	}
+	if opts.configOut != "" {
+		fmt.Fprintf(out, "Configuration: %s (%d flows)\n", cfgPath, len(cfg.Flows))
+	} else {
+		fmt.Fprintf(out, "Configuration: %d flows (see it with --config-out FILE)\n", len(cfg.Flows))
+	}
+	logger = a.demoLogger(cfg.Log.Level)
+
+	results, err := runDemoFlows(ctx, cfg, sims, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nRan %d flows once in %s:\n\n", len(results), time.Since(started).Round(100*time.Millisecond))
+	printSummary(out, results)
+
+	fmt.Fprintln(out, "\nWhat the sample organisation had to reconcile:")
+	for _, n := range org.Notes {
+		fmt.Fprintln(out, "  - "+n)
+	}
+	var runIDs []int64
+	for _, r := range results {
+		runIDs = append(runIDs, r.RunID)
+	}
+	fmt.Fprintln(out, "\nLook at the mirror:")
+	for _, q := range demo.Queries(cfg.Database.Schema, runIDs) {
+		fmt.Fprintf(out, "\n  # %s\n  %s\n", q.Title, demo.PsqlCommand(db.URL, q))
+	}
+	if demo.HasPassword(db.URL) {
+		fmt.Fprintln(out, "\n  (password redacted: put yours back, or set PGPASSWORD)")
+	}
+	switch {
+	case opts.keepRunning:
+		fmt.Fprintln(out, "\nThe simulators and the database stay up until Ctrl-C.")
+		<-ctx.Done()
+	case db.Source == demo.SourceEphemeral:
+		fmt.Fprintln(out, "\nThe private Postgres stops when the demo exits: rerun with --keep-running to query it.")
+	}
+	return exitFor(results)
+}
+
+// demoLogger logs to stderr. The demo prints its own story on stdout, so it logs warnings
+// and errors only unless --log-level or GROUPSYNC_LOG_LEVEL asks for more; level is the
+// configuration's, once loaded.
+func (a *app) demoLogger(level string) *slog.Logger {
+	format := a.logFormat
+	if format == "" {
+		format, _ = a.env.lookup.Lookup("GROUPSYNC_LOG_FORMAT")
+	}
+	switch {
+	case a.logLevel != "":
+		level = a.logLevel
+	case level == "":
+		if level, _ = a.env.lookup.Lookup("GROUPSYNC_LOG_LEVEL"); level == "" {
+			level = "warn"
+		}
+	}
+	return newLogger(a.env.stderr, level, format, a.env.stderrIsTTY)
+}
+
+// demoLookup is the environment the demo configuration is loaded with: only the database
+// URL (when it holds a password and so is not in the file) and the log settings. The
+// operator's other GROUPSYNC_* variables (a real mirror's schema, real systems' tokens)
+// must not leak into the demo.
+func (a *app) demoLookup(db *demo.Database) envconfig.Lookuper {
+	env := map[string]string{}
+	if demo.HasPassword(db.URL) {
+		env["GROUPSYNC_DATABASE_URL"] = db.URL
+	}
+	for _, k := range []string{"GROUPSYNC_LOG_LEVEL", "GROUPSYNC_LOG_FORMAT"} {
+		if v, ok := a.env.lookup.Lookup(k); ok {
+			env[k] = v
+		}
+	}
+	if a.logLevel != "" {
+		env["GROUPSYNC_LOG_LEVEL"] = a.logLevel
+	}
+	if a.logFormat != "" {
+		env["GROUPSYNC_LOG_FORMAT"] = a.logFormat
+	}
+	return envconfig.MapLookuper(env)
+}
+
+// writeDemoConfig writes the demo configuration to --config-out, or to a temporary file
+// that cleanup removes.
+func writeDemoConfig(opts demoOptions, sims *simorg.Org, db *demo.Database) (path string, cleanup func(), err error) {
+	cleanup = func() {}
+	path = opts.configOut
+	if path == "" {
+		dir, err := os.MkdirTemp("", "groupsync-demo-")
+		if err != nil {
+			return "", nil, fmt.Errorf("demo configuration: temp dir: %w", err)
+		}
+		cleanup = func() { _ = os.RemoveAll(dir) }
+		path = filepath.Join(dir, "groupsync-demo.yaml")
+	}
+	systems := map[string]connectors.SystemConfig{}
+	for name, s := range sims.Systems {
+		systems[name] = s.Config
+	}
+	fileURL := db.URL
+	if demo.HasPassword(fileURL) {
+		fileURL = ""
+	}
+	if err := demo.WriteConfig(path, demo.ConfigInputFor(systems, fileURL, opts.schema)); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return path, cleanup, nil
+}
+
+// runDemoFlows resets the demo schema, migrates it, opens the systems of cfg with the
+// simulators' HTTP clients and runs every flow once, in demo.Flows order.
+func runDemoFlows(ctx context.Context, cfg *config.Config, sims *simorg.Org, logger *slog.Logger) ([]*syncengine.Result, error) {
+	dbURL := cfg.Database.URL.Reveal()
+	if err := demo.ResetSchema(ctx, dbURL, cfg.Database.Schema); err != nil {
+		return nil, err
+	}
+	store, err := state.Open(ctx, dbURL, state.Options{
+		Schema:   cfg.Database.Schema,
+		MaxConns: int32(min(cfg.Database.MaxConns, math.MaxInt32)),
+		Logger:   logger.With("component", "state"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	if _, err := store.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("migrate schema %s: %w", cfg.Database.Schema, err)
+	}
+	conns := map[string]connectors.Connector{}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Systems)) {
+		sys, ok := sims.Systems[name]
+		if !ok {
+			return nil, fmt.Errorf("demo: system %s has no simulator", name)
+		}
+		c, err := registry.Open(cfg.SystemConfig(name), connectors.Deps{
+			HTTPClient: sys.Server.Client(),
+			Logger:     logger.With("system", name),
+		})
+		if err != nil {
+			return nil, err
+		}
+		conns[name] = c
+	}
+	eng, err := syncengine.New(syncengine.Options{Store: store, Config: cfg, Connectors: conns, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	var results []*syncengine.Result
+	for _, name := range demo.Flows {
+		res, err := eng.RunFlow(ctx, name, syncengine.RunOptions{Trigger: syncengine.TriggerOnce})
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

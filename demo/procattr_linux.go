@@ -1,0 +1,11 @@
+package demo
+
+import "syscall"
+
+// serverProcAttr runs initdb and the server under cred (nil: this process's user), in a
+// process group of their own so a Ctrl-C at the terminal reaches the demo, which then
+// stops the server in order. Pdeathsig takes the server down with the demo if the demo dies
+// without stopping it (SIGQUIT: immediate shutdown; the data is thrown away anyway).
+func serverProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGQUIT}
+}

@@ -1,0 +1,51 @@
+package demo
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Query is a SQL statement to look at the demo's result with.
+type Query struct {
+	Title string
+	SQL   string
+}
+
+// Queries returns the three queries the demo prints: the mirror groups (group_overview),
+// the sync metadata written, and the changes of the runs. Table names are qualified with
+// schema, so they work from a plain psql session. They hold no double quote, dollar sign or
+// exclamation mark, so they paste inside a double-quoted shell argument.
+func Queries(schema string, runIDs []int64) []Query {
+	ids := make([]string, 0, len(runIDs))
+	for _, id := range runIDs {
+		ids = append(ids, fmt.Sprint(id))
+	}
+	if len(ids) == 0 {
+		ids = []string{"0"}
+	}
+	s := schema + "."
+	return []Query{
+		{
+			Title: "Each mirror group: the systems it is linked in, and whether it is in step everywhere",
+			SQL: "SELECT flow, name, systems, in_sync FROM " + s + "group_overview ORDER BY flow, name",
+		},
+		{
+			Title: "Sync metadata: what groupsync wrote, per system and kind of record",
+			SQL: "SELECT system, record_kind, origin_system, last_sync_out_status, count(*) " +
+				"FROM " + s + "sync_metadata WHERE last_sync_out_status IS NOT NULL " +
+				"GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+		},
+		{
+			Title: "The changes the runs planned, and what became of them",
+			SQL: "SELECT flow, target_system, operation, status, coalesce(reason, '') AS reason, count(*) " +
+				"FROM " + s + "changes WHERE run_id IN (" + strings.Join(ids, ", ") + ") " +
+				"GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+		},
+	}
+}
+
+// PsqlCommand is the shell command line that runs q against the database at url, with
+// the password redacted.
+func PsqlCommand(databaseURL string, q Query) string {
+	return fmt.Sprintf("psql %q -c %q", RedactURL(databaseURL), q.SQL)
+}
