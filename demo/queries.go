@@ -27,7 +27,7 @@ func Queries(schema string, runIDs []int64) []Query {
 	return []Query{
 		{
 			Title: "Each mirror group: the systems it is linked in, and whether it is in step everywhere",
-			SQL: "SELECT flow, name, systems, in_sync FROM " + s + "group_overview ORDER BY flow, name",
+			SQL:   "SELECT flow, name, systems, in_sync FROM " + s + "group_overview ORDER BY flow, name",
 		},
 		{
 			Title: "Sync metadata: what groupsync wrote, per system and kind of record",
