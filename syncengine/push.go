@@ -170,6 +170,8 @@ func (e *Engine) pushGroup(ctx context.Context, log *slog.Logger, conn connector
 		Visibility: connectors.Visibility(c.Payload.Visibility)}
 	clog := log.With("change_id", c.ID, "operation", c.Operation, "group", c.Payload.Name)
 	var err error
+	// Recording below uses context.WithoutCancel: once the target answered, a shutdown
+	// must not leave the change in flight.
 	switch c.Operation {
 	case "create_group":
 		var g connectors.Group
@@ -187,7 +189,7 @@ func (e *Engine) pushGroup(ctx context.Context, log *slog.Logger, conn connector
 			}
 		}
 		if err == nil {
-			err = st.RecordGroupWritten(ctx, c, g)
+			err = st.RecordGroupWritten(context.WithoutCancel(ctx), c, g)
 			if err != nil {
 				return err
 			}
@@ -197,7 +199,7 @@ func (e *Engine) pushGroup(ctx context.Context, log *slog.Logger, conn connector
 		var g connectors.Group
 		g, err = w.UpdateGroup(ctx, c.TargetGroupID, spec)
 		if err == nil {
-			if err = st.RecordGroupWritten(ctx, c, g); err != nil {
+			if err = st.RecordGroupWritten(context.WithoutCancel(ctx), c, g); err != nil {
 				return err
 			}
 			clog.Info("group updated", "target_group_id", c.TargetGroupID)
@@ -212,7 +214,7 @@ func (e *Engine) pushGroup(ctx context.Context, log *slog.Logger, conn connector
 			err = nil // already gone: the desired state holds
 		}
 		if err == nil {
-			if err = st.RecordGroupDeleted(ctx, c, mode == connectors.DeleteArchive); err != nil {
+			if err = st.RecordGroupDeleted(context.WithoutCancel(ctx), c, mode == connectors.DeleteArchive); err != nil {
 				return err
 			}
 			clog.Info("group removed", "mode", mode, "target_group_id", c.TargetGroupID)
@@ -274,10 +276,13 @@ func (e *Engine) pushMembers(ctx context.Context, log *slog.Logger, w connectors
 			}
 			continue
 		}
+		// The target has the write: record it even when a shutdown cancelled ctx meanwhile,
+		// or SIGTERM would leave an applied change in flight.
+		rctx := context.WithoutCancel(ctx)
 		if op == "add_member" {
-			err = e.o.Store.RecordMembersAdded(ctx, batch)
+			err = e.o.Store.RecordMembersAdded(rctx, batch)
 		} else {
-			err = e.o.Store.RecordMembersRemoved(ctx, batch)
+			err = e.o.Store.RecordMembersRemoved(rctx, batch)
 		}
 		if err != nil {
 			return err
