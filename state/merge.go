@@ -166,8 +166,9 @@ func (s *Store) beginMerge(ctx context.Context, kind, system, stageDDL, stage st
 	}
 	// A temp table: not WAL-logged, private to this session, dropped at commit. No
 	// indexes: it is written once and read by sequential scans and hash joins.
-	if _, err := tx.Exec(ctx, stageDDL); err != nil {
-		return fail("create staging table", err)
+	// Simple protocol: stageDDL creates the staging table and the delta table.
+	if _, err := tx.Exec(ctx, stageDDL, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return fail("create staging tables", err)
 	}
 	if m.mode == copyStream {
 		m.startStream(ctx)
@@ -301,6 +302,30 @@ func (m *merge) finishStream(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return m.copyErr
+}
+
+// distinct is how many distinct keys were staged.
+func (m *merge) distinct(ctx context.Context, tx pgx.Tx, key string) (int64, error) {
+	if !m.dups {
+		return m.seq, nil
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT `+key+` FROM `+m.stage+`) k`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count distinct staged keys: %w", err)
+	}
+	return n, nil
+}
+
+// analyzeDelta gives the planner the delta table's size when it is large (a first load);
+// an empty or small delta needs no statistics to be planned well.
+func analyzeDelta(ctx context.Context, tx pgx.Tx, table string, rows int64) error {
+	if rows < 1000 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `ANALYZE `+table); err != nil {
+		return fmt.Errorf("analyze %s: %w", table, err)
+	}
+	return nil
 }
 
 // commit finishes staging, runs apply in the transaction and commits.
