@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/observe"
 	"github.com/groupsync/groupsync/syncengine"
 )
 
@@ -49,11 +53,30 @@ func runSync(ctx context.Context, a *app, opts syncOptions) error {
 		}
 		return runDaemon(ctx, a)
 	}
-	rt, err := a.openRuntime(ctx, runtimeHooks{})
+	// Progress: a redrawn frame on a terminal (the logger writes through it so log lines
+	// and frame do not overwrite each other), periodic log lines otherwise.
+	var progress interface {
+		syncengine.Progress
+		Finish()
+	}
+	var lp *logProgress
+	if a.env.stderrIsTTY {
+		tp := newTermProgress(a.env.stderr, time.Now)
+		a.env.stderr = tp
+		progress = tp
+	} else {
+		lp = newLogProgress(nil, time.Now)
+		progress = lp
+	}
+	rt, err := a.openRuntime(ctx, runtimeHooks{progress: progress})
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
+	if lp != nil {
+		// Set before the first run starts, so no Pulled call sees it change.
+		lp.logger = rt.logger
+	}
 	flows, err := rt.selectFlows(opts.flows)
 	if err != nil {
 		return err
@@ -69,17 +92,26 @@ func runSync(ctx context.Context, a *app, opts syncOptions) error {
 			break
 		}
 	}
+	progress.Finish()
 	printSummary(a.env.stdout, results)
 	return exitFor(results)
 }
 
-// runDaemon runs every flow on its schedule until SIGINT/SIGTERM.
+// shutdownGrace bounds how long the HTTP server waits for open scrapes at shutdown.
+const shutdownGrace = 5 * time.Second
+
+// runDaemon runs every flow on its schedule until SIGINT/SIGTERM, serving /healthz,
+// /readyz and /metrics on http.listen meanwhile.
 func runDaemon(ctx context.Context, a *app) error {
-	rt, err := a.openRuntime(ctx, runtimeHooks{})
+	reg := prometheus.NewRegistry()
+	v, _ := buildVersion(version, commit, debug.ReadBuildInfo)
+	metrics := observe.NewMetrics(reg, v)
+	rt, err := a.openRuntime(ctx, runtimeHooks{requests: metrics, observer: metrics})
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
+	metrics.WatchMirror(rt.store, 5*time.Second, rt.logger.With("component", "metrics"))
 	schedules := map[string]syncengine.Schedule{}
 	for name, f := range rt.cfg.Flows {
 		s, err := config.ParseSchedule(f.Schedule)
@@ -89,8 +121,26 @@ func runDaemon(ctx context.Context, a *app) error {
 		schedules[name] = s
 	}
 	sched := rt.engine.NewScheduler(schedules)
+	var srv *observe.Server
+	if listen := rt.cfg.HTTP.Listen; listen != "" {
+		hlog := rt.logger.With("component", "http")
+		srv, err = observe.Serve(listen, observe.Handler(reg, observe.Checks{DB: rt.store, SchedulerRunning: sched.Running}, hlog), hlog)
+		if err != nil {
+			return err
+		}
+	} else {
+		rt.logger.Info("http listener disabled (http.listen is empty): no /healthz, /readyz or /metrics")
+	}
 	rt.logger.Info("groupsync daemon started", "flows", len(schedules), "schema", rt.cfg.Database.Schema)
 	err = sched.Run(ctx)
+	// The scheduler has stopped, so /readyz already answers 503 while open scrapes finish.
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		defer cancel()
+		if serr := srv.Shutdown(sctx); serr != nil {
+			rt.logger.Warn("stopping the http listener", "error", serr)
+		}
+	}
 	rt.logger.Info("groupsync daemon stopped")
 	return err
 }
