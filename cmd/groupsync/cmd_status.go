@@ -69,9 +69,9 @@ type flowStatus struct {
 	NextRun    *time.Time `json:"next_run,omitempty"`
 	// NextRunApprox is true for @every schedules: the daemon counts the interval from its own
 	// start, so the next run is at the latest NextRun.
-	NextRunApprox bool       `json:"next_run_approx,omitempty"`
+	NextRunApprox bool        `json:"next_run_approx,omitempty"`
 	LastRun       *runSummary `json:"last_run,omitempty"`
-	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
+	LastSuccessAt *time.Time  `json:"last_success_at,omitempty"`
 }
 
 type runSummary struct {
