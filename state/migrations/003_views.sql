@@ -36,12 +36,13 @@ COMMENT ON COLUMN group_overview.missing_count IS 'Linked systems where the grou
 COMMENT ON COLUMN group_overview.failed_count IS 'Linked systems whose last write for this group failed.';
 COMMENT ON COLUMN group_overview.in_sync IS 'True when the group exists in every linked system and no last write failed or is pending.';
 
--- Which system is a flow's source: the engine records it on every change row it plans.
-CREATE VIEW flow_sources AS
-    SELECT DISTINCT flow, source_system
+-- Which systems a flow reads and writes: the engine records both on every change row it
+-- plans (the configuration is not in the database).
+CREATE VIEW flow_systems AS
+    SELECT DISTINCT flow, source_system, target_system
       FROM changes
      WHERE source_system IS NOT NULL;
-COMMENT ON VIEW flow_sources IS 'The source system of every flow that ever planned a change, as recorded on its change rows. A flow that never planned any change (already in step at its first run) has no row here yet.';
+COMMENT ON VIEW flow_systems IS 'Each flow''s source system and target systems, as recorded on its change rows. A flow that never planned any change (already in step at its first run) has no row here yet.';
 
 -- member_emails: the live user members of every group with their email, from the
 -- membership row (Airtable returns it inline) or else from the member's account.
@@ -58,10 +59,10 @@ CREATE VIEW membership_drift AS
         SELECT fs.flow, sl.link_id,
                sl.system AS source_system, sl.external_id AS source_group_id,
                tl.system AS target_system, tl.external_id AS target_group_id
-          FROM flow_sources fs
+          FROM flow_systems fs
           JOIN links sl ON sl.system = fs.source_system
           JOIN groups sg ON sg.system = sl.system AND sg.external_id = sl.external_id AND sg.deleted_at IS NULL
-          JOIN links tl ON tl.link_id = sl.link_id AND tl.system <> sl.system
+          JOIN links tl ON tl.link_id = sl.link_id AND tl.system = fs.target_system AND tl.flow = fs.flow
           JOIN groups tg ON tg.system = tl.system AND tg.external_id = tl.external_id AND tg.deleted_at IS NULL
          WHERE NOT tg.membership_managed
     ), src AS (
@@ -80,7 +81,7 @@ CREATE VIEW membership_drift AS
     SELECT flow, link_id, source_system, source_group_id, target_system, target_group_id, email,
            'extra_in_target'::text
       FROM (SELECT * FROM tgt EXCEPT SELECT * FROM src) t;
-COMMENT ON VIEW membership_drift IS 'Members that differ between a flow''s source group and each linked target group, one row per email, as of the last pulls. Right after a successful run it lists what the target cannot take (no account, unsupported) and, in add_only flows, the extra target members groupsync leaves alone. Targets whose membership the system manages itself are left out.';
+COMMENT ON VIEW membership_drift IS 'Members that differ between a flow''s source group and each target group that flow linked it to, one row per email, as of the last pulls. Right after a successful run it lists what the target cannot take (no account, unsupported) and, in add_only flows, the extra target members groupsync leaves alone. Targets whose membership the system manages itself are left out.';
 COMMENT ON COLUMN membership_drift.email IS 'Normalized email of the member that differs. Members whose email is unknown are left out: they cannot be compared.';
 COMMENT ON COLUMN membership_drift.drift IS 'missing_in_target: in the source group, not in the target group. extra_in_target: in the target group, not in the source group.';
 
