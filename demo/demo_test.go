@@ -5,15 +5,18 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sethvargo/go-envconfig"
@@ -254,5 +257,39 @@ func TestNoBinariesSaysWhatToDo(t *testing.T) {
 	_, err := StartEphemeral(t.Context(), EphemeralOptions{BinDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "initdb") {
 		t.Fatalf("StartEphemeral with an empty bin dir = %v, want an initdb failure", err)
+	}
+}
+
+func TestAbandonedPrivatePostgresDirectoriesAreRemoved(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	mk := func(name string, pid string, old bool) string {
+		d := filepath.Join(tmp, ephemeralDirPrefix+name)
+		if err := os.MkdirAll(filepath.Join(d, "data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if pid != "" {
+			if err := os.WriteFile(filepath.Join(d, "data", "postmaster.pid"), []byte(pid+"\n/x\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if old {
+			past := time.Now().Add(-time.Hour)
+			if err := os.Chtimes(d, past, past); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	abandoned := mk("abandoned", "", true)
+	deadServer := mk("dead", "2147483646", true)
+	running := mk("running", strconv.Itoa(os.Getpid()), true)
+	starting := mk("starting", "", false)
+	removeAbandoned(slog.New(slog.DiscardHandler))
+	for d, gone := range map[string]bool{abandoned: true, deadServer: true, running: false, starting: false} {
+		_, err := os.Stat(d)
+		if exists := err == nil; exists == gone {
+			t.Errorf("%s: exists=%v after cleanup, want exists=%v", filepath.Base(d), exists, !gone)
+		}
 	}
 }

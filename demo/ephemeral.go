@@ -76,7 +76,8 @@ func StartEphemeral(ctx context.Context, o EphemeralOptions) (*Ephemeral, error)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "groupsync-demo-pg-")
+	removeAbandoned(o.Logger)
+	dir, err := os.MkdirTemp("", ephemeralDirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("demo: private postgres: temp dir: %w", err)
 	}
@@ -138,6 +139,41 @@ func StartEphemeral(ctx context.Context, o EphemeralOptions) (*Ephemeral, error)
 	ok = true
 	o.Logger.Info("private postgres started", "port", port, "dir", dir, "account", accountName(account))
 	return e, nil
+}
+
+// ephemeralDirPrefix names the temporary directories of private servers.
+const ephemeralDirPrefix = "groupsync-demo-pg-"
+
+// removeAbandoned removes the directories of private servers whose demo was killed
+// before it could stop them (the server dies with the demo, its directory stays): no
+// postmaster.pid, or one naming a process that is gone, and untouched for ten minutes, so
+// a directory another demo is initialising right now is left alone.
+func removeAbandoned(logger *slog.Logger) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), ephemeralDirPrefix+"*"))
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < 10*time.Minute {
+			continue
+		}
+		if pidFile, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid")); err == nil {
+			first, _, _ := strings.Cut(string(pidFile), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && processExists(pid) {
+				continue
+			}
+		}
+		if err := os.RemoveAll(d); err != nil {
+			logger.Warn("removing an abandoned private postgres directory", "dir", d, "error", err)
+		} else {
+			logger.Info("removed an abandoned private postgres directory", "dir", d)
+		}
+	}
+}
+
+// processExists reports whether a process with this pid exists (signal 0 checks without
+// sending anything; EPERM means it exists under another user).
+func processExists(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // waitReady polls until the server accepts a connection, it exits, or ctx ends.
