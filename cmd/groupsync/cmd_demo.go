@@ -121,12 +121,21 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 	}
 	logger = a.demoLogger(cfg.Log.Level)
 
-	results, err := runDemoFlows(ctx, cfg, sims, logger)
+	results, again, err := runDemoFlows(ctx, cfg, sims, logger)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nRan %d flows once in %s:\n\n", len(results), time.Since(started).Round(100*time.Millisecond))
+	fmt.Fprintf(out, "\nRan %d flows once (%s):\n\n", len(results), runTime(results))
 	printSummary(out, results)
+	writes := 0
+	for _, r := range again {
+		for _, t := range r.Targets {
+			writes += t.Created + t.Updated + t.Deleted + t.Added + t.Removed + t.Failed + t.Blocked
+		}
+	}
+	if again != nil {
+		fmt.Fprintf(out, "\nRan them again at once (%s): %d writes, the targets already match the sources.\n", runTime(again), writes)
+	}
 
 	fmt.Fprintln(out, "\nWhat the sample organisation had to reconcile:")
 	for _, n := range org.Notes {
@@ -150,7 +159,20 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 	case db.Source == demo.SourceEphemeral:
 		fmt.Fprintln(out, "\nThe private Postgres stops when the demo exits: rerun with --keep-running to query it.")
 	}
+	if writes > 0 {
+		return fmt.Errorf("demo: the second pass wrote %d changes: the flows did not converge (a bug: please report it with this output)", writes)
+	}
+	fmt.Fprintf(out, "\nDemo done in %s.\n", time.Since(started).Round(100*time.Millisecond))
 	return exitFor(results)
+}
+
+// runTime is the summed duration of runs, for a person.
+func runTime(results []*syncengine.Result) time.Duration {
+	var d time.Duration
+	for _, r := range results {
+		d += r.Duration
+	}
+	return d.Round(100 * time.Millisecond)
 }
 
 // demoLogger logs to stderr. The demo prints its own story on stdout, so it logs warnings
@@ -224,11 +246,13 @@ func writeDemoConfig(opts demoOptions, sims *simorg.Org, db *demo.Database) (pat
 }
 
 // runDemoFlows resets the demo schema, migrates it, opens the systems of cfg with the
-// simulators' HTTP clients and runs every flow once, in demo.Flows order.
-func runDemoFlows(ctx context.Context, cfg *config.Config, sims *simorg.Org, logger *slog.Logger) ([]*syncengine.Result, error) {
+// simulators' HTTP clients and runs every flow once, in demo.Flows order. When every run
+// succeeded it runs them all a second time, to show that a run converges: the second
+// pass (again) writes nothing.
+func runDemoFlows(ctx context.Context, cfg *config.Config, sims *simorg.Org, logger *slog.Logger) (results, again []*syncengine.Result, err error) {
 	dbURL := cfg.Database.URL.Reveal()
 	if err := demo.ResetSchema(ctx, dbURL, cfg.Database.Schema); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	store, err := state.Open(ctx, dbURL, state.Options{
 		Schema:   cfg.Database.Schema,
@@ -236,40 +260,52 @@ func runDemoFlows(ctx context.Context, cfg *config.Config, sims *simorg.Org, log
 		Logger:   logger.With("component", "state"),
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer store.Close()
 	if _, err := store.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("migrate schema %s: %w", cfg.Database.Schema, err)
+		return nil, nil, fmt.Errorf("migrate schema %s: %w", cfg.Database.Schema, err)
 	}
 	conns := map[string]connectors.Connector{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Systems)) {
 		sys, ok := sims.Systems[name]
 		if !ok {
-			return nil, fmt.Errorf("demo: system %s has no simulator", name)
+			return nil, nil, fmt.Errorf("demo: system %s has no simulator", name)
 		}
 		c, err := registry.Open(cfg.SystemConfig(name), connectors.Deps{
 			HTTPClient: sys.Server.Client(),
 			Logger:     logger.With("system", name),
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		conns[name] = c
 	}
 	eng, err := syncengine.New(syncengine.Options{Store: store, Config: cfg, Connectors: conns, Logger: logger})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var results []*syncengine.Result
-	for _, name := range demo.Flows {
-		res, err := eng.RunFlow(ctx, name, syncengine.RunOptions{Trigger: syncengine.TriggerOnce})
-		if err != nil {
-			return nil, err
+	pass := func() ([]*syncengine.Result, error) {
+		var rs []*syncengine.Result
+		for _, name := range demo.Flows {
+			res, err := eng.RunFlow(ctx, name, syncengine.RunOptions{Trigger: syncengine.TriggerOnce})
+			if err != nil {
+				return nil, err
+			}
+			rs = append(rs, res)
 		}
-		results = append(results, res)
+		return rs, nil
 	}
-	return results, nil
+	if results, err = pass(); err != nil {
+		return nil, nil, err
+	}
+	if exitFor(results) != nil {
+		return results, nil, nil
+	}
+	if again, err = pass(); err != nil {
+		return nil, nil, err
+	}
+	return results, again, nil
 }
 
 func plural(n int, noun string) string {
