@@ -462,3 +462,63 @@ func TestSyncMetadataView(t *testing.T) {
 		t.Fatalf("sync_metadata: %d rows, first membership key %q; want 3 and g0000/a1", n, key)
 	}
 }
+
+func TestGroupMergesOfOneSystemTakeTurns(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	first, err := s.BeginGroupMerge(ctx, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback(ctx)
+	if err := first.Write(ctx, groups(3)); err != nil {
+		t.Fatal(err)
+	}
+
+	type begun struct {
+		w   *state.GroupMerge
+		err error
+	}
+	second := make(chan begun, 1)
+	go func() {
+		w, err := s.BeginGroupMerge(ctx, sys)
+		second <- begun{w, err}
+	}()
+	// The second merge must be waiting on the advisory lock before the first commits.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting bool
+		if err := s.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND ((classid::bigint << 32) | objid::bigint) = hashtextextended('groupsync.merge:' || $1 || ':group:' || $2, 0))`,
+			s.Schema(), sys).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case b := <-second:
+			t.Fatalf("second merge began while the first was open (err %v)", b.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("second merge never waited on the merge lock")
+		}
+	}
+	if _, err := first.Commit(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	b := <-second
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	defer b.w.Rollback(ctx)
+	if err := b.w.Write(ctx, groups(3)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.w.Commit(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, c, state.MergeCounts{Unchanged: 3})
+}
