@@ -18,7 +18,8 @@ test: ## vet and run every test with the race detector (needs Postgres: GROUPSYN
 lint: ## gofmt check, go vet, and hadolint on the Dockerfile when hadolint is installed
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
-	@if command -v hadolint >/dev/null 2>&1 && [ -f Dockerfile ]; then hadolint Dockerfile; else echo "hadolint or Dockerfile missing: skipped"; fi
+	@# Debian has no hadolint package; install it from its releases to lint the Dockerfile here.
+	@if command -v hadolint >/dev/null 2>&1; then hadolint Dockerfile; else echo "hadolint not installed: Dockerfile not linted (the container test in cmd/groupsync still checks its shape)"; fi
 
 demo: ## run the end-to-end demo against simulated systems
 	go run ./cmd/groupsync demo
