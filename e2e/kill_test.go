@@ -89,6 +89,7 @@ func TestKillNineThenConverge(t *testing.T) {
 			if n := o.queryInt(`SELECT count(*) FROM changes WHERE status = 'in_flight'`); n != 0 {
 				t.Fatalf("%d changes still in flight after recovery", n)
 			}
+			reportStuckRuns(t, o)
 		})
 	}
 }
