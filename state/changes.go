@@ -178,13 +178,21 @@ func (s *Store) MarkFailed(ctx context.Context, ids []int64, reason, lastError s
 // ReconcileInterrupted fails the flow's changes left in_flight by a run that died between
 // sending and recording. Retrying them blindly could duplicate a create; instead the next
 // run's fresh pull shows what happened (a created group is adopted by name, an added
-// member is already there) and plans only what is still missing.
+// member is already there) and plans only what is still missing. It also closes the
+// flow's runs still marked running: the caller holds the flow's lease, so such a run's
+// process died (kill -9) or lost the database before it could record its end, and would
+// otherwise look alive forever.
 func (s *Store) ReconcileInterrupted(ctx context.Context, flow string) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE changes SET status = 'failed', reason = 'interrupted',
 		last_error = 'interrupted between send and record; reconciled by the next pull', updated_at = now()
 		WHERE flow = $1 AND status = 'in_flight'`, flow)
 	if err != nil {
 		return 0, fmt.Errorf("state: reconcile interrupted changes of flow %q: %w", flow, err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE runs SET status = 'failed', finished_at = now(),
+		error = 'interrupted: the run ended without recording its outcome (process killed or database lost)'
+		WHERE flow = $1 AND status = 'running'`, flow); err != nil {
+		return 0, fmt.Errorf("state: close interrupted runs of flow %q: %w", flow, err)
 	}
 	return tag.RowsAffected(), nil
 }
