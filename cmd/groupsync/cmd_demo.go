@@ -133,8 +133,12 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 			writes += t.Created + t.Updated + t.Deleted + t.Added + t.Removed + t.Failed + t.Blocked
 		}
 	}
-	if again != nil {
-		fmt.Fprintf(out, "\nRan them again at once (%s): %d writes, the targets already match the sources.\n", runTime(again), writes)
+	switch {
+	case again != nil && writes == 0:
+		fmt.Fprintf(out, "\nRan them again at once (%s): no writes, the targets already match the sources.\n", runTime(again))
+	case again != nil:
+		fmt.Fprintf(out, "\nRan them again at once (%s): %d writes or failures, where none were due:\n\n", runTime(again), writes)
+		printSummary(out, again)
 	}
 
 	fmt.Fprintln(out, "\nWhat the sample organisation had to reconcile:")

@@ -52,7 +52,7 @@ func TestDemoAgainstTheTestDatabase(t *testing.T) {
 		}
 	}
 	// A second pass right after the first writes nothing.
-	for _, want := range []string{"no_account=", "): 0 writes, the targets already match", `psql "`, schema + ".group_overview"} {
+	for _, want := range []string{"no_account=", "): no writes, the targets already match", `psql "`, schema + ".group_overview"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
 		}
