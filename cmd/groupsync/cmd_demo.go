@@ -156,17 +156,17 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 	if demo.HasPassword(db.URL) {
 		fmt.Fprintln(out, "\n  (password redacted: put yours back, or set PGPASSWORD)")
 	}
-	switch {
-	case opts.keepRunning:
-		fmt.Fprintln(out, "\nThe simulators and the database stay up until Ctrl-C.")
-		<-ctx.Done()
-	case db.Source == demo.SourceEphemeral:
-		fmt.Fprintln(out, "\nThe private Postgres stops when the demo exits: rerun with --keep-running to query it.")
-	}
 	if writes > 0 {
 		return fmt.Errorf("demo: the second pass wrote %d changes: the flows did not converge (a bug: please report it with this output)", writes)
 	}
 	fmt.Fprintf(out, "\nDemo done in %s.\n", time.Since(started).Round(100*time.Millisecond))
+	switch {
+	case opts.keepRunning:
+		fmt.Fprintln(out, "The simulators and the database stay up until Ctrl-C.")
+		<-ctx.Done()
+	case db.Source == demo.SourceEphemeral:
+		fmt.Fprintln(out, "The private Postgres stops now: rerun with --keep-running to query it.")
+	}
 	return exitFor(results)
 }
 
