@@ -32,10 +32,13 @@ type opsEnv struct {
 	t        *testing.T
 	canary   string
 	path     string
+	schema   string
 	env      map[string]string
 	devrev   *devrevsim.Server
 	airtable *airtablesim.Server
-	people   []simkit.Person
+	// community is the SelfCommunity simulator.
+	community *selfcommunitysim.Server
+	people    []simkit.Person
 }
 
 const opsFlowYAML = `
@@ -55,10 +58,11 @@ flows:
 func newOpsEnv(t *testing.T, schedule, listen string) *opsEnv {
 	t.Helper()
 	canary := "CANARY-ops-" + fmt.Sprint(time.Now().UnixNano())
-	e := &opsEnv{t: t, canary: canary}
+	e := &opsEnv{t: t, canary: canary, schema: statetest.Schema(t)}
 	e.devrev = devrevsim.New(devrevsim.Options{Token: canary + "-devrev"})
 	e.airtable = airtablesim.New(airtablesim.Options{Token: canary + "-airtable"})
 	community := selfcommunitysim.New(selfcommunitysim.Options{JWTSecret: canary + "-jwt"})
+	e.community = community
 	servers := map[string]*httptest.Server{}
 	for name, h := range map[string]http.Handler{"devrev": e.devrev, "airtable": e.airtable, "community": community} {
 		servers[name] = httptest.NewServer(h)
@@ -94,7 +98,7 @@ systems:
     base_url: %q
     max_attempts: 2
     options: {jwt_user_id: "1"}
-`, dbURL, statetest.Schema(t), listen, servers["devrev"].URL, servers["airtable"].URL, e.airtable.EnterpriseID(),
+`, dbURL, e.schema, listen, servers["devrev"].URL, servers["airtable"].URL, e.airtable.EnterpriseID(),
 		servers["airtable"].URL+airtablesim.SCIMPrefix, servers["community"].URL) + fmt.Sprintf(opsFlowYAML, schedule)
 	e.path = filepath.Join(t.TempDir(), "groupsync.yaml")
 	if err := os.WriteFile(e.path, []byte(cfg), 0o600); err != nil {
