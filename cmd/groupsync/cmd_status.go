@@ -104,7 +104,7 @@ func runStatus(ctx context.Context, a *app, opts statusOptions) error {
 		return err
 	}
 	store, err := state.Open(ctx, cfg.Database.URL.Reveal(), state.Options{
-		Schema: cfg.Database.Schema, MaxConns: 2, Logger: logger.With("component", "state"),
+		Schema: cfg.Database.Schema, MaxConns: 2, Logger: logger,
 	})
 	if err != nil {
 		return err
