@@ -62,8 +62,13 @@ func (c Checks) check(ctx context.Context) string {
 	if err != nil {
 		return fmt.Sprintf("reading the schema version: %v", err)
 	}
-	if cur != latest {
+	switch {
+	case cur < latest:
 		return fmt.Sprintf("schema at version %d, this build needs %d (run groupsync migrate)", cur, latest)
+	case cur > latest:
+		// A newer replica migrated ahead of this one (a rolling upgrade): this build does not
+		// know the schema and should not take traffic.
+		return fmt.Sprintf("schema at version %d is newer than this build (%d)", cur, latest)
 	}
 	if c.SchedulerRunning == nil || !c.SchedulerRunning() {
 		return "scheduler not running"

@@ -47,6 +47,7 @@ func TestReadyzReasons(t *testing.T) {
 		{"ready", fakeDB{current: 3, latest: 3}, true, 200, ""},
 		{"database down", fakeDB{pingErr: errors.New("connection refused"), current: 3, latest: 3}, true, 503, "database unreachable: connection refused"},
 		{"schema behind", fakeDB{current: 2, latest: 3}, true, 503, "schema at version 2, this build needs 3 (run groupsync migrate)"},
+		{"schema ahead", fakeDB{current: 4, latest: 3}, true, 503, "schema at version 4 is newer than this build (3)"},
 		{"scheduler stopped", fakeDB{current: 3, latest: 3}, false, 503, "scheduler not running"},
 		{"no database", nil, true, 503, "no database configured"},
 	}
