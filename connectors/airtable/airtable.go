@@ -208,24 +208,12 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 	token := cfg.Token
 	clock := newClock(deps.Sleep)
 	mk := func(base string) (*apiclient.Client, error) {
-		ac := apiclient.Config{
-			System:           cfg.Name,
-			BaseURL:          base,
-			HTTPClient:       deps.HTTPClient,
-			Timeout:          cfg.Timeout,
-			MaxBodyBytes:     cfg.MaxBodyBytes,
-			RateLimit:        rate.Limit(limit),
-			Burst:            burst,
-			MaxAttempts:      cfg.MaxAttempts,
-			MaxRetryWait:     cfg.MaxRetryWait,
-			RateLimitPenalty: RateLimitPenalty,
-			Auth: func(_ context.Context, r *http.Request) error {
-				r.Header.Set("Authorization", "Bearer "+token.Reveal())
-				return nil
-			},
-			DecodeError: decodeError,
-			Logger:      logger,
-			Observer:    deps.Observer,
+		ac := apiclient.ForSystem(cfg, deps, apiclient.Limits{})
+		ac.BaseURL, ac.RateLimit, ac.Burst = base, rate.Limit(limit), burst
+		ac.RateLimitPenalty, ac.DecodeError, ac.Logger = RateLimitPenalty, decodeError, logger
+		ac.Auth = func(_ context.Context, r *http.Request) error {
+			r.Header.Set("Authorization", "Bearer "+token.Reveal())
+			return nil
 		}
 		if clock != nil {
 			ac.Sleep, ac.Now = clock.sleep, clock.now

@@ -21,8 +21,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
 )
@@ -145,40 +143,22 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps) (*conn, error) {
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	limit, burst := cfg.RateLimit, cfg.Burst
-	if limit == 0 {
-		limit = DefaultRateLimit
-	}
-	if burst == 0 {
-		burst = DefaultBurst
-	}
 	pageSize := cfg.PageSize
 	if pageSize == 0 {
 		pageSize = DefaultPageSize
 	}
 	token := cfg.Token
-	api, err := apiclient.New(apiclient.Config{
-		System:       cfg.Name,
-		BaseURL:      base,
-		HTTPClient:   deps.HTTPClient,
-		Timeout:      cfg.Timeout,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		RateLimit:    rate.Limit(limit),
-		Burst:        burst,
-		MaxAttempts:  cfg.MaxAttempts,
-		MaxRetryWait: cfg.MaxRetryWait,
-		Auth: func(_ context.Context, r *http.Request) error {
-			r.Header.Set("Authorization", "Bearer "+token.Reveal())
-			if scope == "beta" {
-				r.Header.Set("X-Devrev-Scope", "beta")
-			}
-			return nil
-		},
-		DecodeError: decodeError,
-		Logger:      deps.Logger,
-		Observer:    deps.Observer,
-		Sleep:       deps.Sleep,
-	})
+	ac := apiclient.ForSystem(cfg, deps, apiclient.Limits{RateLimit: DefaultRateLimit, Burst: DefaultBurst})
+	ac.BaseURL = base
+	ac.Auth = func(_ context.Context, r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer "+token.Reveal())
+		if scope == "beta" {
+			r.Header.Set("X-Devrev-Scope", "beta")
+		}
+		return nil
+	}
+	ac.DecodeError = decodeError
+	api, err := apiclient.New(ac)
 	if err != nil {
 		return nil, fmt.Errorf("devrev: %w", err)
 	}

@@ -23,8 +23,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
 )
@@ -155,33 +153,13 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 		return nil, fmt.Errorf("selfcommunity %s: %s", cfg.Name, strings.Join(problems, "; "))
 	}
 
-	rl, burst := cfg.RateLimit, cfg.Burst
-	if rl <= 0 {
-		rl = DefaultRateLimit
-	}
-	if burst <= 0 {
-		burst = DefaultBurst
-	}
 	logger := deps.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	api, err := apiclient.New(apiclient.Config{
-		System:       cfg.Name,
-		BaseURL:      cfg.BaseURL,
-		HTTPClient:   deps.HTTPClient,
-		Timeout:      cfg.Timeout,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		RateLimit:    rate.Limit(rl),
-		Burst:        burst,
-		MaxAttempts:  cfg.MaxAttempts,
-		MaxRetryWait: cfg.MaxRetryWait,
-		Auth:         auth,
-		DecodeError:  decodeError,
-		Logger:       logger,
-		Observer:     deps.Observer,
-		Sleep:        deps.Sleep,
-	})
+	ac := apiclient.ForSystem(cfg, deps, apiclient.Limits{RateLimit: DefaultRateLimit, Burst: DefaultBurst})
+	ac.Auth, ac.DecodeError, ac.Logger = auth, decodeError, logger
+	api, err := apiclient.New(ac)
 	if err != nil {
 		return nil, fmt.Errorf("selfcommunity: %w", err)
 	}

@@ -25,8 +25,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
 )
@@ -168,13 +166,6 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 		return nil, fmt.Errorf("socialcast system %q: %s", cfg.Name, strings.Join(problems, "; "))
 	}
 
-	limit, burst := cfg.RateLimit, cfg.Burst
-	if limit == 0 {
-		limit = DefaultRateLimit
-	}
-	if burst == 0 {
-		burst = DefaultBurst
-	}
 	concurrency := cfg.Concurrency
 	if concurrency == 0 {
 		concurrency = DefaultConcurrency
@@ -184,30 +175,17 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 		logger = slog.New(slog.DiscardHandler)
 	}
 	user, password, token := cfg.Username, cfg.Password, cfg.Token
-	api, err := apiclient.New(apiclient.Config{
-		System:       cfg.Name,
-		BaseURL:      baseURL,
-		HTTPClient:   deps.HTTPClient,
-		Timeout:      cfg.Timeout,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		RateLimit:    rate.Limit(limit),
-		Burst:        burst,
-		MaxAttempts:  cfg.MaxAttempts,
-		MaxRetryWait: cfg.MaxRetryWait,
-		Auth: func(_ context.Context, r *http.Request) error {
-			if token.IsSet() {
-				r.Header.Set("Authorization", "Bearer "+token.Reveal())
-				return nil
-			}
-			r.SetBasicAuth(user, password.Reveal())
+	ac := apiclient.ForSystem(cfg, deps, apiclient.Limits{RateLimit: DefaultRateLimit, Burst: DefaultBurst})
+	ac.BaseURL, ac.DecodeError, ac.Logger, ac.Now = baseURL, decodeError, logger, now
+	ac.Auth = func(_ context.Context, r *http.Request) error {
+		if token.IsSet() {
+			r.Header.Set("Authorization", "Bearer "+token.Reveal())
 			return nil
-		},
-		DecodeError: decodeError,
-		Logger:      logger,
-		Observer:    deps.Observer,
-		Sleep:       deps.Sleep,
-		Now:         now,
-	})
+		}
+		r.SetBasicAuth(user, password.Reveal())
+		return nil
+	}
+	api, err := apiclient.New(ac)
 	if err != nil {
 		return nil, fmt.Errorf("socialcast system %q: %w", cfg.Name, err)
 	}
