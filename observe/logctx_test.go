@@ -1,0 +1,31 @@
+package observe_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/groupsync/groupsync/observe"
+)
+
+func TestContextHandlerAddsRunAttrs(t *testing.T) {
+	var out bytes.Buffer
+	logger := slog.New(observe.ContextHandler(slog.NewTextHandler(&out, nil))).With("system", "devrev")
+	ctx := observe.WithLogAttrs(context.Background(), "flow", "people")
+	ctx = observe.WithLogAttrs(ctx, slog.Int64("run_id", 42))
+
+	logger.InfoContext(ctx, "page read", "items", 50)
+	logger.Info("no context")
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("lines = %q", lines)
+	}
+	if !strings.Contains(lines[0], "system=devrev items=50 flow=people run_id=42") {
+		t.Errorf("with context: %s", lines[0])
+	}
+	if strings.Contains(lines[1], "run_id") {
+		t.Errorf("without context: %s", lines[1])
+	}
+}
