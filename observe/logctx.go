@@ -49,4 +49,6 @@ func (c contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return contextHandler{c.h.WithAttrs(attrs)}
 }
 
-func (c contextHandler) WithGroup(name string) slog.Handler { return contextHandler{c.h.WithGroup(name)} }
+func (c contextHandler) WithGroup(name string) slog.Handler {
+	return contextHandler{c.h.WithGroup(name)}
+}
