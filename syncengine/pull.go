@@ -222,53 +222,38 @@ func (e *Engine) pullMembers(ctx context.Context, log *slog.Logger, sys string, 
 		firstErr error
 		fatal    error
 	)
-	ids := make(chan string)
-	var wg sync.WaitGroup
-	for range e.o.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range ids {
-				l, err := conn.ListMembers(ctx, id, func(page []connectors.Member) error {
-					mu.Lock()
-					defer mu.Unlock()
-					if fatal != nil {
-						return fatal
-					}
-					e.progress(sys, "members", 1, len(page))
-					return mm.Write(ctx, page)
-				})
-				mu.Lock()
-				switch {
-				case err == nil && l.Complete:
-					mm.CompleteGroup(id)
-				case errors.Is(err, connectors.ErrNotFound):
-					// Deleted between the group listing and now: the next listing tombstones it.
-				case errors.Is(err, connectors.ErrUnauthorized) || errors.Is(err, state.ErrInvalidRecord):
-					if fatal == nil {
-						fatal = err
-					}
-				default:
-					failed++
-					if firstErr == nil {
-						firstErr = err
-					}
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, id := range groupIDs {
+	eachParallel(ctx, e.o.Workers, groupIDs, func() bool {
 		mu.Lock()
-		stop := fatal != nil
-		mu.Unlock()
-		if stop || ctx.Err() != nil {
-			break
+		defer mu.Unlock()
+		return fatal != nil
+	}, func(id string) {
+		l, err := conn.ListMembers(ctx, id, func(page []connectors.Member) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if fatal != nil {
+				return fatal
+			}
+			e.progress(sys, "members", 1, len(page))
+			return mm.Write(ctx, page)
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil && l.Complete:
+			mm.CompleteGroup(id)
+		case errors.Is(err, connectors.ErrNotFound):
+			// Deleted between the group listing and now: the next listing tombstones it.
+		case errors.Is(err, connectors.ErrUnauthorized) || errors.Is(err, state.ErrInvalidRecord):
+			if fatal == nil {
+				fatal = err
+			}
+		default:
+			failed++
+			if firstErr == nil {
+				firstErr = err
+			}
 		}
-		ids <- id
-	}
-	close(ids)
-	wg.Wait()
+	})
 	if fatal != nil {
 		return state.MergeCounts{}, false, fatal
 	}
@@ -392,42 +377,27 @@ func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, sourc
 		fatal    error
 		writeErr error
 	)
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for range e.o.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for email := range work {
-				a, err := conn.FindAccountByEmail(ctx, email)
-				mu.Lock()
-				switch {
-				case err == nil:
-					found++
-					if werr := am.Write(ctx, []connectors.Account{a}); werr != nil && writeErr == nil {
-						writeErr = werr
-					}
-				case errors.Is(err, connectors.ErrNotFound):
-				default:
-					if fatal == nil {
-						fatal = err
-					}
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, em := range emails {
+	eachParallel(ctx, e.o.Workers, emails, func() bool {
 		mu.Lock()
-		stop := fatal != nil || writeErr != nil
-		mu.Unlock()
-		if stop || ctx.Err() != nil {
-			break
+		defer mu.Unlock()
+		return fatal != nil || writeErr != nil
+	}, func(email string) {
+		a, err := conn.FindAccountByEmail(ctx, email)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			found++
+			if werr := am.Write(ctx, []connectors.Account{a}); werr != nil && writeErr == nil {
+				writeErr = werr
+			}
+		case errors.Is(err, connectors.ErrNotFound):
+		default:
+			if fatal == nil {
+				fatal = err
+			}
 		}
-		work <- em
-	}
-	close(work)
-	wg.Wait()
+	})
 	if writeErr != nil {
 		return writeErr
 	}
@@ -456,4 +426,28 @@ func (e *Engine) progress(sys, kind string, pages, items int) {
 	if e.o.Progress != nil {
 		e.o.Progress.Pulled(sys, kind, pages, items)
 	}
+}
+
+// eachParallel calls fn for each item with at most n calls in flight, and stops handing out
+// items once stop reports true or ctx ends. It returns when every started call returned.
+func eachParallel[T any](ctx context.Context, n int, items []T, stop func() bool, fn func(T)) {
+	work := make(chan T)
+	var wg sync.WaitGroup
+	for range max(n, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range work {
+				fn(it)
+			}
+		}()
+	}
+	for _, it := range items {
+		if stop() || ctx.Err() != nil {
+			break
+		}
+		work <- it
+	}
+	close(work)
+	wg.Wait()
 }
