@@ -76,6 +76,16 @@ type front struct {
 	server *httptest.Server
 	mu     sync.Mutex
 	hits   []hit
+	// override, when set and returning true, answered the request instead of the simulator
+	// (bodies no simulator would send: endless streams, lies about Content-Length).
+	override func(w http.ResponseWriter, r *http.Request) bool
+}
+
+// Override sets (nil: clears) a handler that may answer requests before the simulator.
+func (f *front) Override(h func(w http.ResponseWriter, r *http.Request) bool) {
+	f.mu.Lock()
+	f.override = h
+	f.mu.Unlock()
 }
 
 type statusRecorder struct {
@@ -106,7 +116,12 @@ func (w *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	f.sys.Sim.ServeHTTP(rec, r)
+	f.mu.Lock()
+	override := f.override
+	f.mu.Unlock()
+	if override == nil || !override(rec, r) {
+		f.sys.Sim.ServeHTTP(rec, r)
+	}
 	f.mu.Lock()
 	f.hits = append(f.hits, hit{at: start, method: r.Method, path: r.URL.Path, status: rec.status, duration: time.Since(start)})
 	f.mu.Unlock()
