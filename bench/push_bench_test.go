@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/airtable"
+	"github.com/groupsync/groupsync/connectors/airtable/airtablesim"
+	"github.com/groupsync/groupsync/connectors/registry"
+	"github.com/groupsync/groupsync/connectors/simkit"
+	"github.com/groupsync/groupsync/connectors/simorg"
+	"github.com/groupsync/groupsync/state"
+	"github.com/groupsync/groupsync/state/statetest"
+	"github.com/groupsync/groupsync/syncengine"
+)
+
+// recorder sits in front of a simulator and notes when each request arrived.
+type recorder struct {
+	next http.Handler
+	mu   sync.Mutex
+	hits []reqHit
+}
+
+type reqHit struct {
+	at     time.Time
+	write  bool
+	status int
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(s int) { w.status = s; w.ResponseWriter.WriteHeader(s) }
+
+func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	at := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	r.next.ServeHTTP(sw, req)
+	write := req.Method != http.MethodGet && !isReadPost(req.URL.Path)
+	r.mu.Lock()
+	r.hits = append(r.hits, reqHit{at: at, write: write, status: sw.status})
+	r.mu.Unlock()
+}
+
+// isReadPost tells DevRev's POST reads (…list, …get) from its writes.
+func isReadPost(path string) bool {
+	for _, suffix := range []string{".list", ".get"} {
+		if len(path) >= len(suffix) && path[len(path)-len(suffix):] == suffix {
+			return true
+		}
+	}
+	return false
+}
+
+// pushCase is one target kind under its rate limit.
+type pushCase struct {
+	kind connectors.Kind
+	// rate and burst are what the simulator enforces: the published limit where there is
+	// one (Airtable), else the connector's own default (the limit it assumes).
+	rate    float64
+	burst   int
+	lockout time.Duration
+	// known says whether the limit is published/announced, so zero 429s is required.
+	known           bool
+	groups, members int
+}
+
+var pushCases = []pushCase{
+	{connectors.KindAirtable, airtable.PublishedRateLimit, airtable.PublishedRateLimit, airtable.RateLimitPenalty, true, 100, 3},
+	{connectors.KindDevRev, 10, 10, 0, true, 10, 9},
+	{connectors.KindSelfCommunity, 5, 5, 0, true, 20, 4},
+	{connectors.KindSocialcast, 5, 5, 0, true, 25, 0},
+}
+
+// BenchmarkPushRate pushes a fresh tenant into each kind of target whose simulator enforces
+// the rate limit, and reports the request rate achieved while pushing against the allowed
+// one (target >= 0.9) and the 429s met (target 0 where the limit is known).
+//
+//	go test -run '^$' -bench PushRate ./bench/ -benchtime 1x
+func BenchmarkPushRate(b *testing.B) {
+	for _, pc := range pushCases {
+		b.Run(string(pc.kind), func(b *testing.B) {
+			for range b.N {
+				benchPush(b, pc)
+			}
+		})
+	}
+}
+
+func benchPush(b *testing.B, pc pushCase) {
+	ctx := context.WithoutCancel(b.Context())
+	b.StopTimer()
+	srcKind := connectors.KindDevRev
+	if pc.kind == connectors.KindDevRev {
+		srcKind = connectors.KindAirtable
+	}
+	org, err := simorg.Start(simorg.Spec{Name: "source", Kind: srcKind}, simorg.Spec{Name: "target", Kind: pc.kind})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer org.Close()
+	tn := simkit.Generate(simkit.GenOptions{Groups: pc.groups, People: 200, MembersPerGroup: pc.members, Seed: 11})
+	org.Systems["source"].Sim.Seed(tn)
+	org.Systems["target"].Sim.Seed(simkit.Tenant{People: tn.People})
+	tgt := org.Systems["target"]
+	rec := &recorder{next: tgt.Sim}
+	front := httptest.NewServer(rec)
+	defer front.Close()
+	tgt.Sim.Faults().Limit(pc.rate, pc.burst, pc.lockout)
+
+	conns := map[string]connectors.Connector{}
+	for name, s := range org.Systems {
+		cfg := s.Config
+		cfg.Options = maps.Clone(cfg.Options)
+		if name == "source" {
+			cfg.RateLimit, cfg.Burst = 1e6, 1000
+		} else {
+			// The target runs at the connector's defaults: those are what is measured.
+			cfg.BaseURL = front.URL
+			if pc.kind == connectors.KindAirtable {
+				cfg.Options[airtable.OptionSCIMURL] = front.URL + airtablesim.SCIMPrefix
+			}
+		}
+		c, err := registry.Open(cfg, connectors.Deps{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns[name] = c
+	}
+	st := statetest.StoreWithOptions(b, state.Options{MaxConns: 4})
+	cfg := &config.Config{Systems: map[string]config.System{}, Flows: map[string]config.Flow{"f": {
+		Source: "source", Targets: []string{"target"}, Schedule: "@every 1h", Scope: config.Scope{All: true},
+		Membership: config.MembershipMirror, CreateGroups: true, DeleteGroups: config.DeleteNever,
+		Limits:            config.Limits{MaxMemberRemovals: 50, MaxMemberRemovalsPercent: 10, MaxGroupDeletions: 5},
+		MaxChangeAttempts: 3,
+	}}}
+	for name, s := range org.Systems {
+		cfg.Systems[name] = config.System{Kind: s.Kind, BaseURL: s.Config.BaseURL}
+	}
+	eng, err := syncengine.New(syncengine.Options{Store: st, Config: cfg, Connectors: conns})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StartTimer()
+	res, err := eng.RunFlow(ctx, "f", syncengine.RunOptions{Trigger: syncengine.TriggerOnce})
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.Status != state.RunSucceeded {
+		b.Fatalf("%s: run %s: %v", pc.kind, res.Status, res.Err)
+	}
+	rec.mu.Lock()
+	hits := slices.Clone(rec.hits)
+	rec.mu.Unlock()
+	first, last := -1, -1
+	n429 := 0
+	for i, h := range hits {
+		if h.status == http.StatusTooManyRequests {
+			n429++
+		}
+		if h.write {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 || last == first {
+		b.Fatalf("%s: fewer than two writes reached the target", pc.kind)
+	}
+	// Requests of any kind count against the limit: the rate is all requests from the first
+	// write to the last, over that span.
+	span := hits[last].at.Sub(hits[first].at)
+	achieved := float64(last-first) / span.Seconds()
+	b.ReportMetric(achieved, "req/s")
+	b.ReportMetric(pc.rate, "allowed_req/s")
+	b.ReportMetric(achieved/pc.rate, "achieved/allowed")
+	b.ReportMetric(float64(n429), "429s")
+	b.ReportMetric(float64(last-first+1), "push_requests")
+	b.Logf("%s: %d requests in %s while pushing (%.1f/s of %.0f allowed), %d 429s; summary %s",
+		pc.kind, last-first+1, span.Round(time.Millisecond), achieved, pc.rate, n429, summary(res))
+	if pc.known && n429 > 0 {
+		b.Errorf("%s: %d 429s against a known limit", pc.kind, n429)
+	}
+}
+
+func summary(res *syncengine.Result) string {
+	t := res.Targets["target"]
+	if t == nil {
+		return "no changes"
+	}
+	return fmt.Sprintf("created=%d added=%d skipped=%d failed=%d", t.Created, t.Added, t.Skipped, t.Failed)
+}
