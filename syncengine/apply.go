@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 
+	"github.com/groupsync/groupsync/logctx"
 	"github.com/groupsync/groupsync/state"
 )
 
@@ -73,6 +75,8 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 		return nil, err
 	}
 	log.Info("applying stored plan", "approved_by", who, "allow_deletes", allowDeletes)
+	start := time.Now()
+	runCtx = logctx.WithLogAttrs(runCtx, "run_id", runID, "flow", run.Flow)
 	res := &Result{RunID: runID, Flow: run.Flow, Pulls: map[string]*PullSummary{}, Targets: map[string]*TargetSummary{}}
 	status, _, runErr := e.pushAll(runCtx, log, runID, &pullState{liveTargets: flow.Targets}, res)
 	res.Status, res.Err = status, runErr
@@ -86,6 +90,9 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 	}
 	if err := st.FinishRun(context.WithoutCancel(ctx), runID, status, counts, errText, ""); err != nil {
 		return res, err
+	}
+	if e.o.Observer != nil {
+		e.o.Observer.RunFinished(run.Flow, status, time.Since(start))
 	}
 	log.Info("stored plan applied", "status", status)
 	return res, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/logctx"
 	"github.com/groupsync/groupsync/state"
 )
 
@@ -249,6 +250,8 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 		return nil, err
 	}
 	log = log.With("run_id", runID)
+	// Connectors and the mirror log with the run's context: give it the run's attributes.
+	ctx = logctx.WithLogAttrs(ctx, "run_id", runID, "flow", name)
 	res := &Result{RunID: runID, Flow: name, Pulls: map[string]*PullSummary{}, Targets: map[string]*TargetSummary{}}
 	log.Info("run started", "trigger", ro.Trigger, "dry_run", ro.DryRun, "plan_only", ro.PlanOnly)
 

@@ -261,7 +261,7 @@ func runDemoFlows(ctx context.Context, cfg *config.Config, sims *simorg.Org, log
 	store, err := state.Open(ctx, dbURL, state.Options{
 		Schema:   cfg.Database.Schema,
 		MaxConns: int32(min(cfg.Database.MaxConns, math.MaxInt32)),
-		Logger:   logger.With("component", "state"),
+		Logger:   logger,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/lmittmann/tint"
+
+	"github.com/groupsync/groupsync/logctx"
 )
 
 // newLogger builds the process logger. Format auto picks colored text (tint) for a person at
@@ -16,12 +18,15 @@ func newLogger(w io.Writer, level, format string, isTTY bool) *slog.Logger {
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		lvl = slog.LevelInfo
 	}
+	var h slog.Handler
 	switch {
 	case format == "json" || (format != "text" && !isTTY):
-		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
+		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})
 	case format == "text":
-		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})
 	default:
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly}))
+		h = tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly})
 	}
+	// Lines logged with a run's context (connectors, the mirror) carry its run_id and flow.
+	return slog.New(logctx.ContextHandler(h))
 }

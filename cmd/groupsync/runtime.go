@@ -41,7 +41,7 @@ func (a *app) openRuntime(ctx context.Context, hooks runtimeHooks) (*engineRunti
 	store, err := state.Open(ctx, cfg.Database.URL.Reveal(), state.Options{
 		Schema:   cfg.Database.Schema,
 		MaxConns: int32(min(cfg.Database.MaxConns, math.MaxInt32)),
-		Logger:   logger.With("component", "state"),
+		Logger:   logger,
 	})
 	if err != nil {
 		return nil, err

@@ -1,15 +1,15 @@
-package observe
+// Package logctx carries a run's log attributes on the context. Connectors log with the
+// context of the call (slog's ...Context methods) but with a logger built once per system,
+// so their lines cannot name the run that made the call. WithLogAttrs puts the run's
+// attributes (run_id, flow) on the context and ContextHandler adds them to every record
+// logged with that context, so a connector's line carries its run without the connector
+// knowing about runs.
+package logctx
 
 import (
 	"context"
 	"log/slog"
 )
-
-// Log context: connectors log with the context of the call (slog's ...Context methods) but
-// with a logger built once per system, so their lines cannot name the run that made the
-// call. WithLogAttrs puts the run's attributes (run_id, flow) on the context and
-// ContextHandler adds them to every record logged with that context, so a connector's line
-// carries its run without the connector knowing about runs.
 
 type logAttrsKey struct{}
 

@@ -1,4 +1,4 @@
-package observe_test
+package logctx_test
 
 import (
 	"bytes"
@@ -7,14 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/groupsync/groupsync/observe"
+	"github.com/groupsync/groupsync/logctx"
 )
 
 func TestContextHandlerAddsRunAttrs(t *testing.T) {
 	var out bytes.Buffer
-	logger := slog.New(observe.ContextHandler(slog.NewTextHandler(&out, nil))).With("system", "devrev")
-	ctx := observe.WithLogAttrs(context.Background(), "flow", "people")
-	ctx = observe.WithLogAttrs(ctx, slog.Int64("run_id", 42))
+	logger := slog.New(logctx.ContextHandler(slog.NewTextHandler(&out, nil))).With("system", "devrev")
+	ctx := logctx.WithLogAttrs(context.Background(), "flow", "people")
+	ctx = logctx.WithLogAttrs(ctx, slog.Int64("run_id", 42))
 
 	logger.InfoContext(ctx, "page read", "items", 50)
 	logger.Info("no context")
