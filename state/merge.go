@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -74,6 +76,15 @@ const stageQueueDepth = 8
 
 // merge is the part common to the three merge kinds: one transaction, one temp staging
 // table fed by COPY, then kind-specific set-based SQL at Commit.
+//
+// First load: when the system has no rows of the merge's kind yet, every record is new, so
+// staging and classifying it would write each row three times (staging, classification,
+// mirror). Instead rows are copied straight into the mirror table by the same streamed
+// COPY, which costs about what a plain COPY does. The fast path holds only while every row
+// is certainly new and storable: the first row whose key may repeat (the key set says so,
+// or it overflowed) or that the kind refuses (a membership of a group not in the mirror
+// at Begin) switches the merge to staging for the rest of the stream, and Commit then
+// classifies the staged rows as usual, treating rows this transaction copied as seen.
 type merge struct {
 	store   *Store
 	kind    string // group, account, membership: for errors
@@ -83,9 +94,19 @@ type merge struct {
 	columns []string
 	mode    copyMode
 	seq     int64
+	staged  int64 // rows sent to the staging table
+
+	// First load (see above). direct is set at Begin when the system has no rows of this
+	// kind and cleared for good by the first row that must be staged.
+	firstLoad  bool
+	direct     bool
+	target     string   // the mirror table
+	targetCols []string // columns copied into it, in fillDirect order
+	consts     directConsts
+	directRows int64 // rows copied straight into the mirror table
 
 	// Streaming COPY (copyStream).
-	pages    chan stagedPage
+	pages    chan pageItem
 	abort    chan struct{}
 	copyDone chan struct{}
 	copyErr  error
@@ -105,22 +126,77 @@ type merge struct {
 // maxTrackedKeys bounds the duplicate-detection set (about 40 MB at the limit).
 const maxTrackedKeys = 1 << 20
 
+// mergeKnobs are test settings of one Store's merges (see export_test.go), kept beside
+// the Store so that tests of other stores are unaffected.
+type mergeKnobs struct {
+	maxKeys  int  // duplicate-detection set bound
+	noDirect bool // never take the first-load fast path
+}
+
+var mergeKnobsByStore sync.Map // *Store -> mergeKnobs
+
+func (s *Store) knobs() mergeKnobs {
+	if k, ok := mergeKnobsByStore.Load(s); ok {
+		return k.(mergeKnobs)
+	}
+	return mergeKnobs{maxKeys: maxTrackedKeys}
+}
+
 // noteKey records a staged key (b is "" for single-column keys) for duplicate detection.
-func (m *merge) noteKey(a, b string) {
+// It reports whether the key is certainly new: false once any key may have repeated.
+func (m *merge) noteKey(a, b string) bool {
 	if m.dups {
-		return
+		return false
 	}
 	if m.keys == nil {
 		m.seed = maphash.MakeSeed()
 		m.keys = make(map[uint64]struct{}, 4096)
 	}
 	h := maphash.Comparable(m.seed, [2]string{a, b})
-	if _, seen := m.keys[h]; seen || len(m.keys) >= maxTrackedKeys {
+	if _, seen := m.keys[h]; seen || len(m.keys) >= m.store.knobs().maxKeys {
 		m.dups, m.keys = true, nil
-		return
+		return false
 	}
 	m.keys[h] = struct{}{}
+	return true
 }
+
+// directConsts are the values every row copied straight into a mirror table shares, in
+// COPY text format.
+type directConsts struct {
+	system string // the system name (system and origin_system)
+	now    string // the transaction's now(), as the INSERT of the staged path writes it
+}
+
+// directSpec describes a kind's first-load fast path. probe runs in the merge transaction
+// after the advisory lock and reports whether the system has no rows of the kind (and the
+// transaction's now()); it may keep what else the kind needs to accept rows.
+type directSpec struct {
+	table   string
+	columns []string
+	probe   func(ctx context.Context, tx pgx.Tx, system string) (first bool, now time.Time, err error)
+}
+
+// mine is the SQL condition "this row of cur was copied by this merge's first load". The
+// classification uses it only after a first load switched to staging.
+func (m *merge) mine() string {
+	if m.directRows == 0 {
+		return "false"
+	}
+	return "cur.xmin = pg_current_xact_id()::xid"
+}
+
+// curXmin is the extra column the classification's cur side needs for mine.
+func (m *merge) curXmin() string {
+	if m.directRows == 0 {
+		return ""
+	}
+	return ", xmin"
+}
+
+// allDirect reports whether every row went straight into the mirror table: Commit has
+// nothing to classify.
+func (m *merge) allDirect() bool { return m.firstLoad && m.staged == 0 }
 
 // source is the SQL for the staged rows, one per key (the last occurrence): the plain
 // staging table while no key repeated, else a DISTINCT ON over it.
@@ -131,7 +207,7 @@ func (m *merge) source(cols, key string) string {
 	return `SELECT DISTINCT ON (` + key + `) ` + cols + ` FROM ` + m.stage + ` ORDER BY ` + key + `, seq DESC`
 }
 
-func (s *Store) beginMerge(ctx context.Context, kind, system, stageDDL, stage string, columns []string) (*merge, error) {
+func (s *Store) beginMerge(ctx context.Context, kind, system, stageDDL, stage string, columns []string, direct directSpec) (*merge, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("state: begin %s merge for system %q: %w (%s)", kind, system, err, unreachableHint)
@@ -170,6 +246,15 @@ func (s *Store) beginMerge(ctx context.Context, kind, system, stageDDL, stage st
 	if _, err := tx.Exec(ctx, stageDDL, pgx.QueryExecModeSimpleProtocol); err != nil {
 		return fail("create staging tables", err)
 	}
+	first, now, err := direct.probe(ctx, tx, system)
+	if err != nil {
+		return fail("check for a first load", err)
+	}
+	if first && !s.knobs().noDirect {
+		m.firstLoad, m.direct = true, true
+		m.target, m.targetCols = direct.table, direct.columns
+		m.consts = directConsts{system: string(appendCopyText(nil, system)), now: string(appendCopyTime(nil, &now))}
+	}
 	if m.mode == copyStream {
 		m.startStream(ctx)
 	}
@@ -178,65 +263,167 @@ func (s *Store) beginMerge(ctx context.Context, kind, system, stageDDL, stage st
 
 // startStream starts the single COPY of this merge. ctx is Begin's context: cancelling it
 // aborts the COPY.
+//
+// The COPY fills the mirror table while pages are marked direct and the staging table
+// after that; a page for the other table ends the current COPY and starts the next one.
 func (m *merge) startStream(ctx context.Context) {
-	m.pages = make(chan stagedPage, stageQueueDepth)
+	m.pages = make(chan pageItem, stageQueueDepth)
 	m.abort = make(chan struct{})
 	m.copyDone = make(chan struct{})
-	src := &pageSource{ctx: ctx, pages: m.pages, abort: m.abort, row: make([]any, len(m.columns))}
+	r := &copyReader{ctx: ctx, pages: m.pages, abort: m.abort, direct: m.direct}
 	go func() {
 		defer close(m.copyDone)
-		_, m.copyErr = m.tx.CopyFrom(ctx, pgx.Identifier{m.stage}, m.columns, src)
+		for {
+			if _, err := m.tx.Conn().PgConn().CopyFrom(ctx, r, m.copySQL(r.direct)); err != nil {
+				m.copyErr = err
+				return
+			}
+			if r.next == nil {
+				return
+			}
+			r.direct, r.buf, r.next = r.next.direct, r.next.data, nil
+		}
 	}()
 }
 
+// copySQL is the COPY statement filling the mirror table (direct) or the staging table.
+func (m *merge) copySQL(direct bool) string {
+	table, cols := m.stage, m.columns
+	if direct {
+		table, cols = m.target, m.targetCols
+	}
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return `COPY ` + pgx.Identifier{table}.Sanitize() + ` (` + strings.Join(quoted, ", ") + `) FROM STDIN`
+}
+
 // stagedPage is one page of rows converted for staging. It keeps its own copy of the
-// values (the caller may reuse its page slice after Write returns) and hands them to COPY
-// as pointers, which box without allocating: one allocation per page, not per value.
+// values (the caller may reuse its page slice after Write returns).
 type stagedPage interface {
 	len() int
-	// fill puts row i's values (seq first) into dst, len(columns) long.
-	fill(i int, dst []any)
+	// appendCopy appends the page's rows to b in COPY text format: the staging columns
+	// (seq first), or with direct the kind's mirror-table columns (directSpec.columns).
+	appendCopy(b []byte, direct bool, c *directConsts) []byte
+	// slice is rows [i, j) of the page.
+	slice(i, j int) stagedPage
 }
 
-// pageSource feeds pages from a channel (or one page, with pages nil) to CopyFrom.
-type pageSource struct {
-	ctx   context.Context
-	pages <-chan stagedPage
-	abort <-chan struct{}
-	page  stagedPage
-	i     int
-	row   []any
-	err   error
+// pageItem is a page encoded for COPY, with the table it goes to.
+type pageItem struct {
+	data   []byte
+	direct bool // into the mirror table (first load), else into staging
 }
 
-func (p *pageSource) Next() bool {
-	for p.page == nil || p.i >= p.page.len() {
-		if p.pages == nil {
-			return false
-		}
-		select {
-		case page, ok := <-p.pages:
-			if !ok {
-				return false
+// copyReader feeds encoded pages from a channel to one COPY. It serves one table (direct
+// or staging); a page for the other one is kept in next and ends this COPY.
+type copyReader struct {
+	ctx    context.Context
+	pages  <-chan pageItem
+	abort  <-chan struct{}
+	direct bool
+	buf    []byte
+	next   *pageItem
+	closed bool
+}
+
+// Read fills p with as many queued pages as fit, waiting only while it has nothing: the
+// fewer, larger CopyData messages, the less per-message overhead on both ends.
+func (r *copyReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(r.buf) == 0 {
+			if r.next != nil || r.closed {
+				break
 			}
-			p.page, p.i = page, 0
-		case <-p.abort:
-			p.err = errors.New("merge rolled back")
-			return false
-		case <-p.ctx.Done():
-			p.err = p.ctx.Err()
-			return false
+			if n > 0 {
+				select {
+				case it, ok := <-r.pages:
+					r.take(it, ok)
+					continue
+				default:
+					return n, nil
+				}
+			}
+			select {
+			case it, ok := <-r.pages:
+				r.take(it, ok)
+				continue
+			case <-r.abort:
+				return n, errors.New("merge rolled back")
+			case <-r.ctx.Done():
+				return n, r.ctx.Err()
+			}
 		}
+		k := copy(p[n:], r.buf)
+		r.buf = r.buf[k:]
+		n += k
 	}
-	p.page.fill(p.i, p.row)
-	p.i++
-	return true
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
-// Values returns the current row; pgx encodes it before calling Next again, so the
-// slice is reused.
-func (p *pageSource) Values() ([]any, error) { return p.row, nil }
-func (p *pageSource) Err() error             { return p.err }
+func (r *copyReader) take(it pageItem, ok bool) {
+	switch {
+	case !ok:
+		r.closed = true
+	case it.direct != r.direct:
+		r.next = &it
+	default:
+		r.buf = it.data
+	}
+}
+
+// COPY text format: tab-separated columns, \N for NULL, backslash escapes.
+
+func appendCopyText(b []byte, s string) []byte {
+	for {
+		i := strings.IndexAny(s, "\\\n\r\t")
+		if i < 0 {
+			return append(b, s...)
+		}
+		b = append(b, s[:i]...)
+		switch s[i] {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		default:
+			b = append(b, '\\', 't')
+		}
+		s = s[i+1:]
+	}
+}
+
+func appendCopyNullText(b []byte, s *string) []byte {
+	if s == nil {
+		return append(b, '\\', 'N')
+	}
+	return appendCopyText(b, *s)
+}
+
+func appendCopyBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 't')
+	}
+	return append(b, 'f')
+}
+
+// copyTimeLayout keeps microseconds (Postgres' precision) and an explicit offset, so the
+// session time zone does not matter.
+const copyTimeLayout = "2006-01-02 15:04:05.999999-07:00"
+
+func appendCopyTime(b []byte, t *time.Time) []byte {
+	if t == nil {
+		return append(b, '\\', 'N')
+	}
+	return t.UTC().AppendFormat(b, copyTimeLayout)
+}
 
 // fail records the first error; later calls return it.
 func (m *merge) fail(err error) error {
@@ -257,27 +444,59 @@ func (m *merge) usable() error {
 }
 
 // write stages a page. Rows carry their stream position (seq) so the dedupe, when one is
-// needed, keeps the last occurrence.
-func (m *merge) write(ctx context.Context, page stagedPage) error {
-	if page.len() == 0 {
+// needed, keeps the last occurrence. During a first load, rows before split go straight
+// into the mirror table; a split inside the page ends the fast path and the rest of the
+// page (and of the stream) is staged.
+func (m *merge) write(ctx context.Context, page stagedPage, split int) error {
+	n := page.len()
+	if n == 0 {
 		return nil
 	}
-	switch m.mode {
-	case copyPerPage:
-		src := &pageSource{ctx: ctx, page: page, row: make([]any, len(m.columns))}
-		if _, err := m.tx.CopyFrom(ctx, pgx.Identifier{m.stage}, m.columns, src); err != nil {
-			return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, err))
+	items := make([]pageItem, 0, 2)
+	pages := make([]stagedPage, 0, 2)
+	if m.direct {
+		if split > 0 {
+			items = append(items, pageItem{direct: true})
+			pages = append(pages, page.slice(0, split))
+			m.directRows += int64(split)
 		}
-	default:
-		select {
-		case m.pages <- page:
-		case <-m.copyDone:
-			return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, m.streamErr()))
-		case <-ctx.Done():
-			return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, ctx.Err()))
+		if split < n {
+			m.direct = false
+			m.store.logger.Debug("first load switched to staging", "kind", m.kind, "system", m.system,
+				"direct_rows", m.directRows, "possible_duplicates", m.dups)
+			items = append(items, pageItem{})
+			pages = append(pages, page.slice(split, n))
+			m.staged += int64(n - split)
+		}
+	} else {
+		items = append(items, pageItem{})
+		pages = append(pages, page)
+		m.staged += int64(n)
+	}
+	for i := range items {
+		items[i].data = pages[i].appendCopy(make([]byte, 0, 128*pages[i].len()), items[i].direct, &m.consts)
+	}
+	for _, it := range items {
+		if err := m.send(ctx, it); err != nil {
+			return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, err))
 		}
 	}
 	return nil
+}
+
+func (m *merge) send(ctx context.Context, it pageItem) error {
+	if m.mode == copyPerPage {
+		_, err := m.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(it.data), m.copySQL(it.direct))
+		return err
+	}
+	select {
+	case m.pages <- it:
+		return nil
+	case <-m.copyDone:
+		return m.streamErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (m *merge) streamErr() error {
@@ -304,10 +523,11 @@ func (m *merge) finishStream(ctx context.Context) error {
 	return m.copyErr
 }
 
-// distinct is how many distinct keys were staged.
+// distinct is how many distinct keys were staged (rows a first load copied straight into
+// the mirror table are not staged).
 func (m *merge) distinct(ctx context.Context, tx pgx.Tx, key string) (int64, error) {
 	if !m.dups {
-		return m.seq, nil
+		return m.staged, nil
 	}
 	var n int64
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT `+key+` FROM `+m.stage+`) k`).Scan(&n); err != nil {
@@ -345,9 +565,12 @@ func (m *merge) commit(ctx context.Context, apply func(ctx context.Context, tx p
 	}
 	t1 := time.Now()
 	// Without statistics the planner assumes a temp table is tiny and picks nested
-	// loops over the mirror; ANALYZE samples it (a few ms) so it hash-joins.
-	if _, err := m.tx.Exec(ctx, `ANALYZE `+pgx.Identifier{m.stage}.Sanitize()); err != nil {
-		return wrap("analyze staging table", err)
+	// loops over the mirror; ANALYZE samples it (a few ms) so it hash-joins. A first load
+	// that staged nothing has nothing to plan.
+	if !m.allDirect() {
+		if _, err := m.tx.Exec(ctx, `ANALYZE `+pgx.Identifier{m.stage}.Sanitize()); err != nil {
+			return wrap("analyze staging table", err)
+		}
 	}
 	t2 := time.Now()
 	counts, err := apply(ctx, m.tx)
@@ -359,7 +582,8 @@ func (m *merge) commit(ctx context.Context, apply func(ctx context.Context, tx p
 		return wrap("commit", err)
 	}
 	m.ended = true
-	m.store.logger.Debug("merged", "kind", m.kind, "system", m.system, "staged", m.seq,
+	m.store.logger.Debug("merged", "kind", m.kind, "system", m.system, "rows", m.seq,
+		"first_load", m.firstLoad, "direct", m.directRows, "staged", m.staged,
 		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
 		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
 		"stage_wait_ms", t1.Sub(t0).Milliseconds(), "analyze_ms", t2.Sub(t1).Milliseconds(),

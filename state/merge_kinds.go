@@ -3,10 +3,26 @@ package state
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/jackc/pgx/v5"
+)
+
+// Classification pieces shared by the merges.
+const (
+	groupDiffers = `(cur.hash, cur.name, cur.description, cur.visibility, cur.state, cur.membership_managed,
+		      cur.is_system, cur.remote_created_at, cur.remote_modified_at)
+		     IS DISTINCT FROM
+		     (src.hash, src.name, src.description, src.visibility, src.state, src.membership_managed,
+		      src.is_system, src.remote_created_at, src.remote_modified_at)`
+	accountDiffers = `(cur.hash, cur.email, cur.display_name, cur.state)
+		     IS DISTINCT FROM (src.hash, src.email, src.display_name, src.state)`
+	// lastSyncIn is the pull status an updated row gets. 'restaged' is a later occurrence
+	// of a record a first load copied in this transaction (the fast path had switched to
+	// staging): the row is new to the mirror, so it keeps 'succeeded'.
+	lastSyncIn = `CASE WHEN d.op = 'restaged' THEN 'succeeded' ELSE 'modified' END`
 )
 
 // GroupMerge streams one listing of a system's groups into the mirror. Begin it with
@@ -26,7 +42,10 @@ func (s *Store) BeginGroupMerge(ctx context.Context, system string) (*GroupMerge
 		state text, membership_managed boolean, is_system boolean, remote_created_at timestamptz,
 		remote_modified_at timestamptz, raw text, hash text) ON COMMIT DROP`,
 		"stage_groups", []string{"seq", "external_id", "name", "description", "visibility", "state",
-			"membership_managed", "is_system", "remote_created_at", "remote_modified_at", "raw", "hash"})
+			"membership_managed", "is_system", "remote_created_at", "remote_modified_at", "raw", "hash"},
+		directSpec{table: "groups", columns: []string{"system", "external_id", "name", "description", "visibility",
+			"state", "membership_managed", "is_system", "remote_created_at", "remote_modified_at", "raw", "hash",
+			"origin_system", "last_sync_in_status", "last_sync_in_date"}, probe: probeEmpty("groups")})
 	if err != nil {
 		return nil, err
 	}
@@ -57,12 +76,15 @@ func (w *GroupMerge) Write(ctx context.Context, page []connectors.Group) error {
 			created: timeOrNull(g.CreatedAt), modified: timeOrNull(g.ModifiedAt), raw: rawText(g.Raw),
 			hash: hashOr(g.Hash, g.ID, g.Name, g.Description, string(g.Visibility), g.State, string(g.Raw))}
 	}
+	split := len(rows)
 	for i := range rows {
-		w.m.noteKey(rows[i].id, "")
+		if !w.m.noteKey(rows[i].id, "") && split == len(rows) {
+			split = i
+		}
 		w.m.seq++
 		rows[i].seq = w.m.seq
 	}
-	return w.m.write(ctx, rows)
+	return w.m.write(ctx, rows, split)
 }
 
 type groupRow struct {
@@ -76,11 +98,33 @@ type groupRow struct {
 
 type groupRows []groupRow
 
-func (p groupRows) len() int { return len(p) }
-func (p groupRows) fill(i int, dst []any) {
-	r := &p[i]
-	dst[0], dst[1], dst[2], dst[3], dst[4], dst[5] = &r.seq, &r.id, &r.name, &r.description, &r.visibility, &r.state
-	dst[6], dst[7], dst[8], dst[9], dst[10], dst[11] = &r.managed, &r.system, r.created, r.modified, r.raw, &r.hash
+func (p groupRows) len() int                  { return len(p) }
+func (p groupRows) slice(i, j int) stagedPage { return p[i:j] }
+func (p groupRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
+	for i := range p {
+		r := &p[i]
+		if direct {
+			b = append(b, c.system...)
+		} else {
+			b = strconv.AppendInt(b, r.seq, 10)
+		}
+		b = appendCopyText(append(b, '\t'), r.id)
+		b = appendCopyText(append(b, '\t'), r.name)
+		b = appendCopyText(append(b, '\t'), r.description)
+		b = appendCopyText(append(b, '\t'), r.visibility)
+		b = appendCopyText(append(b, '\t'), r.state)
+		b = appendCopyBool(append(b, '\t'), r.managed)
+		b = appendCopyBool(append(b, '\t'), r.system)
+		b = appendCopyTime(append(b, '\t'), r.created)
+		b = appendCopyTime(append(b, '\t'), r.modified)
+		b = appendCopyNullText(append(b, '\t'), r.raw)
+		b = appendCopyText(append(b, '\t'), r.hash)
+		if direct {
+			b = appendDirectTail(b, c)
+		}
+		b = append(b, '\n')
+	}
+	return b
 }
 
 // Commit merges the staged groups. With complete (every page of the listing was read),
@@ -89,6 +133,12 @@ func (p groupRows) fill(i int, dst []any) {
 func (w *GroupMerge) Commit(ctx context.Context, complete bool) (MergeCounts, error) {
 	return w.m.commit(ctx, func(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
 		var c MergeCounts
+		if w.m.allDirect() {
+			// First load, every row copied straight in: all inserted, and there was
+			// nothing to tombstone.
+			c.Inserted = w.m.directRows
+			return c, updateSystem(ctx, tx, w.m.system, `, `+countGroups, &complete)
+		}
 		// Two statements. The first makes one pass over the system's groups: it takes
 		// the stream (deduped when a key repeated: last occurrence wins), full-joins it
 		// to the mirror to classify every key, and keeps only the keys that need a
@@ -103,20 +153,17 @@ INSERT INTO delta_groups
 SELECT * FROM (
 	SELECT CASE
 		WHEN src.external_id IS NULL THEN
-			CASE WHEN $2 AND cur.deleted_at IS NULL THEN 'tombstoned' ELSE 'absent' END
+			CASE WHEN $2 AND cur.deleted_at IS NULL AND NOT `+w.m.mine()+` THEN 'tombstoned' ELSE 'absent' END
 		WHEN cur.external_id IS NULL THEN 'inserted'
+		WHEN `+w.m.mine()+` THEN CASE WHEN `+groupDiffers+` THEN 'restaged' ELSE 'seen' END
 		WHEN cur.deleted_at IS NOT NULL THEN 'revived'
-		WHEN (cur.hash, cur.name, cur.description, cur.visibility, cur.state, cur.membership_managed,
-		      cur.is_system, cur.remote_created_at, cur.remote_modified_at)
-		     IS DISTINCT FROM
-		     (src.hash, src.name, src.description, src.visibility, src.state, src.membership_managed,
-		      src.is_system, src.remote_created_at, src.remote_modified_at) THEN 'updated'
+		WHEN `+groupDiffers+` THEN 'updated'
 		ELSE 'unchanged' END AS op,
 		coalesce(src.external_id, cur.external_id), src.name, src.description, src.visibility, src.state,
 		src.membership_managed, src.is_system, src.remote_created_at, src.remote_modified_at, src.raw, src.hash
 	FROM (`+w.m.source("*", "external_id")+`) src
 	FULL JOIN (SELECT external_id, hash, name, description, visibility, state, membership_managed, is_system,
-			remote_created_at, remote_modified_at, deleted_at
+			remote_created_at, remote_modified_at, deleted_at`+w.m.curXmin()+`
 		FROM groups WHERE system = $1) cur ON cur.external_id = src.external_id
 ) classified WHERE op NOT IN ('unchanged', 'absent')`, w.m.system, complete)
 		if err != nil {
@@ -130,7 +177,7 @@ SELECT * FROM (
 		// advisory lock, so only a writer outside the merge path could race us; that
 		// fails this merge with a unique violation (retried by the next pull) and
 		// damages nothing.
-		var membersGone int64
+		var membersGone, repeated int64
 		err = tx.QueryRow(ctx, `
 WITH inserted AS (
 	INSERT INTO groups (system, external_id, name, description, visibility, state, membership_managed,
@@ -148,8 +195,8 @@ WITH inserted AS (
 		remote_modified_at = d.remote_modified_at, raw = d.raw::jsonb, hash = d.hash,
 		updated_at = now(), deleted_at = NULL,
 		origin_system = coalesce(g.origin_system, $1),
-		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM delta_groups d WHERE d.op IN ('updated', 'revived') AND g.system = $1 AND g.external_id = d.external_id
+		last_sync_in_status = `+lastSyncIn+`, last_sync_in_date = now(), last_sync_in_error = NULL
+	FROM delta_groups d WHERE d.op IN ('updated', 'revived', 'restaged') AND g.system = $1 AND g.external_id = d.external_id
 	RETURNING 1
 ), gone AS (
 	UPDATE groups g SET deleted_at = now(), updated_at = now(),
@@ -165,8 +212,8 @@ WITH inserted AS (
 )
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
        count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'tombstoned'),
-       (SELECT count(*) FROM members_gone)
-FROM delta_groups`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned, &membersGone)
+       (SELECT count(*) FROM members_gone), count(*) FILTER (WHERE op IN ('restaged', 'seen'))
+FROM delta_groups`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned, &membersGone, &repeated)
 		if err != nil {
 			return c, fmt.Errorf("write groups: %w", err)
 		}
@@ -174,7 +221,8 @@ FROM delta_groups`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tom
 		if err != nil {
 			return c, err
 		}
-		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived
+		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - repeated
+		c.Inserted += w.m.directRows
 		set := `, ` + countGroups
 		if membersGone > 0 {
 			set += `, ` + countMemberships
@@ -196,7 +244,9 @@ func (s *Store) BeginAccountMerge(ctx context.Context, system string) (*AccountM
 		seq bigint, external_id text, email text, display_name text, state text, raw text, hash text) ON COMMIT DROP;
 		CREATE TEMP TABLE delta_accounts (op text, external_id text, email text, display_name text, state text,
 		raw text, hash text) ON COMMIT DROP`,
-		"stage_accounts", []string{"seq", "external_id", "email", "display_name", "state", "raw", "hash"})
+		"stage_accounts", []string{"seq", "external_id", "email", "display_name", "state", "raw", "hash"},
+		directSpec{table: "accounts", columns: []string{"system", "external_id", "email", "display_name", "state",
+			"raw", "hash", "origin_system", "last_sync_in_status", "last_sync_in_date"}, probe: probeEmpty("accounts")})
 	if err != nil {
 		return nil, err
 	}
@@ -224,12 +274,15 @@ func (w *AccountMerge) Write(ctx context.Context, page []connectors.Account) err
 		rows[i] = accountRow{id: a.ID, email: email, displayName: a.DisplayName, state: a.State, raw: rawText(a.Raw),
 			hash: hashOr(a.Hash, a.ID, email, a.DisplayName, a.State, string(a.Raw))}
 	}
+	split := len(rows)
 	for i := range rows {
-		w.m.noteKey(rows[i].id, "")
+		if !w.m.noteKey(rows[i].id, "") && split == len(rows) {
+			split = i
+		}
 		w.m.seq++
 		rows[i].seq = w.m.seq
 	}
-	return w.m.write(ctx, rows)
+	return w.m.write(ctx, rows, split)
 }
 
 type accountRow struct {
@@ -241,10 +294,28 @@ type accountRow struct {
 
 type accountRows []accountRow
 
-func (p accountRows) len() int { return len(p) }
-func (p accountRows) fill(i int, dst []any) {
-	r := &p[i]
-	dst[0], dst[1], dst[2], dst[3], dst[4], dst[5], dst[6] = &r.seq, &r.id, &r.email, &r.displayName, &r.state, r.raw, &r.hash
+func (p accountRows) len() int                  { return len(p) }
+func (p accountRows) slice(i, j int) stagedPage { return p[i:j] }
+func (p accountRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
+	for i := range p {
+		r := &p[i]
+		if direct {
+			b = append(b, c.system...)
+		} else {
+			b = strconv.AppendInt(b, r.seq, 10)
+		}
+		b = appendCopyText(append(b, '\t'), r.id)
+		b = appendCopyText(append(b, '\t'), r.email)
+		b = appendCopyText(append(b, '\t'), r.displayName)
+		b = appendCopyText(append(b, '\t'), r.state)
+		b = appendCopyNullText(append(b, '\t'), r.raw)
+		b = appendCopyText(append(b, '\t'), r.hash)
+		if direct {
+			b = appendDirectTail(b, c)
+		}
+		b = append(b, '\n')
+	}
+	return b
 }
 
 // Commit merges the staged accounts; with complete, live accounts absent from the stream
@@ -252,21 +323,25 @@ func (p accountRows) fill(i int, dst []any) {
 func (w *AccountMerge) Commit(ctx context.Context, complete bool) (MergeCounts, error) {
 	return w.m.commit(ctx, func(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
 		var c MergeCounts
+		if w.m.allDirect() {
+			c.Inserted = w.m.directRows
+			return c, updateSystem(ctx, tx, w.m.system, `, `+countAccounts, &complete)
+		}
 		// Same shape as the group merge.
 		tag, err := tx.Exec(ctx, `
 INSERT INTO delta_accounts
 SELECT * FROM (
 	SELECT CASE
 		WHEN src.external_id IS NULL THEN
-			CASE WHEN $2 AND cur.deleted_at IS NULL THEN 'tombstoned' ELSE 'absent' END
+			CASE WHEN $2 AND cur.deleted_at IS NULL AND NOT `+w.m.mine()+` THEN 'tombstoned' ELSE 'absent' END
 		WHEN cur.external_id IS NULL THEN 'inserted'
+		WHEN `+w.m.mine()+` THEN CASE WHEN `+accountDiffers+` THEN 'restaged' ELSE 'seen' END
 		WHEN cur.deleted_at IS NOT NULL THEN 'revived'
-		WHEN (cur.hash, cur.email, cur.display_name, cur.state)
-		     IS DISTINCT FROM (src.hash, src.email, src.display_name, src.state) THEN 'updated'
+		WHEN `+accountDiffers+` THEN 'updated'
 		ELSE 'unchanged' END AS op,
 		coalesce(src.external_id, cur.external_id), src.email, src.display_name, src.state, src.raw, src.hash
 	FROM (`+w.m.source("*", "external_id")+`) src
-	FULL JOIN (SELECT external_id, hash, email, display_name, state, deleted_at FROM accounts WHERE system = $1) cur
+	FULL JOIN (SELECT external_id, hash, email, display_name, state, deleted_at`+w.m.curXmin()+` FROM accounts WHERE system = $1) cur
 		ON cur.external_id = src.external_id
 ) classified WHERE op NOT IN ('unchanged', 'absent')`, w.m.system, complete)
 		if err != nil {
@@ -275,6 +350,7 @@ SELECT * FROM (
 		if err := analyzeDelta(ctx, tx, "delta_accounts", tag.RowsAffected()); err != nil {
 			return c, err
 		}
+		var repeated int64
 		err = tx.QueryRow(ctx, `
 WITH inserted AS (
 	INSERT INTO accounts (system, external_id, email, display_name, state, raw, hash, origin_system,
@@ -287,8 +363,8 @@ WITH inserted AS (
 		email = d.email, display_name = d.display_name, state = d.state,
 		raw = d.raw::jsonb, hash = d.hash, updated_at = now(), deleted_at = NULL,
 		origin_system = coalesce(a.origin_system, $1),
-		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM delta_accounts d WHERE d.op IN ('updated', 'revived') AND a.system = $1 AND a.external_id = d.external_id
+		last_sync_in_status = `+lastSyncIn+`, last_sync_in_date = now(), last_sync_in_error = NULL
+	FROM delta_accounts d WHERE d.op IN ('updated', 'revived', 'restaged') AND a.system = $1 AND a.external_id = d.external_id
 	RETURNING 1
 ), gone AS (
 	UPDATE accounts a SET deleted_at = now(), updated_at = now(),
@@ -297,8 +373,9 @@ WITH inserted AS (
 	RETURNING 1
 )
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
-       count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'tombstoned')
-FROM delta_accounts`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned)
+       count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'tombstoned'),
+       count(*) FILTER (WHERE op IN ('restaged', 'seen'))
+FROM delta_accounts`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned, &repeated)
 		if err != nil {
 			return c, fmt.Errorf("write accounts: %w", err)
 		}
@@ -306,7 +383,8 @@ FROM delta_accounts`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.T
 		if err != nil {
 			return c, err
 		}
-		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived
+		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - repeated
+		c.Inserted += w.m.directRows
 		return c, updateSystem(ctx, tx, w.m.system, `, `+countAccounts, &complete)
 	})
 }
@@ -320,19 +398,57 @@ func (w *AccountMerge) Rollback(ctx context.Context) { w.m.rollback(ctx) }
 type MembershipMerge struct {
 	m        *merge
 	complete []string
+	// known holds the system's group ids at Begin during a first load: a member of any
+	// other group ends the fast path (Commit decides, against the groups then, whether it
+	// is an orphan).
+	known map[string]struct{}
 }
 
 // BeginMembershipMerge starts a membership merge for a registered system.
 func (s *Store) BeginMembershipMerge(ctx context.Context, system string) (*MembershipMerge, error) {
+	var known map[string]struct{}
+	empty := probeEmpty("memberships")
+	probe := func(ctx context.Context, tx pgx.Tx, system string) (bool, time.Time, error) {
+		first, now, err := empty(ctx, tx, system)
+		if err != nil || !first {
+			return first, now, err
+		}
+		var ids []string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(external_id), '{}') FROM groups WHERE system = $1`,
+			system).Scan(&ids); err != nil {
+			return false, now, fmt.Errorf("list group ids: %w", err)
+		}
+		known = make(map[string]struct{}, len(ids))
+		for _, id := range ids {
+			known[id] = struct{}{}
+		}
+		return true, now, nil
+	}
 	m, err := s.beginMerge(ctx, "membership", system, `CREATE TEMP TABLE stage_memberships (
 		seq bigint, group_id text, account_id text, member_type text, role text, email text) ON COMMIT DROP;
 		CREATE TEMP TABLE delta_memberships (op text, group_id text, account_id text, member_type text, role text,
 		email text) ON COMMIT DROP`,
-		"stage_memberships", []string{"seq", "group_id", "account_id", "member_type", "role", "email"})
+		"stage_memberships", []string{"seq", "group_id", "account_id", "member_type", "role", "email"},
+		directSpec{table: "memberships", columns: []string{"system", "group_id", "account_id", "member_type", "role",
+			"email", "origin_system", "last_sync_in_status", "last_sync_in_date"}, probe: probe})
 	if err != nil {
 		return nil, err
 	}
-	return &MembershipMerge{m: m}, nil
+	return &MembershipMerge{m: m, known: known}, nil
+}
+
+// probeEmpty is the directSpec probe of a kind with no other condition: the first load is
+// when the system has no row (live or tombstoned) in table.
+func probeEmpty(table string) func(ctx context.Context, tx pgx.Tx, system string) (bool, time.Time, error) {
+	q := `SELECT now(), NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE system = $1)`
+	return func(ctx context.Context, tx pgx.Tx, system string) (bool, time.Time, error) {
+		var first bool
+		var now time.Time
+		if err := tx.QueryRow(ctx, q, system).Scan(&now, &first); err != nil {
+			return false, now, fmt.Errorf("look for %s of the system: %w", table, err)
+		}
+		return first, now, nil
+	}
 }
 
 // Write stages one page of members (of one group or several).
@@ -354,12 +470,18 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 		rows[i] = memberRow{group: mb.GroupID, account: mb.AccountID, typ: mb.Type, role: mb.Role,
 			email: connectors.NormalizeEmail(mb.Email)}
 	}
+	split := len(rows)
 	for i := range rows {
-		w.m.noteKey(rows[i].group, rows[i].account)
+		fresh := w.m.noteKey(rows[i].group, rows[i].account)
+		if w.m.direct && split == len(rows) {
+			if _, ok := w.known[rows[i].group]; !ok || !fresh {
+				split = i
+			}
+		}
 		w.m.seq++
 		rows[i].seq = w.m.seq
 	}
-	return w.m.write(ctx, rows)
+	return w.m.write(ctx, rows, split)
 }
 
 type memberRow struct {
@@ -369,10 +491,35 @@ type memberRow struct {
 
 type memberRows []memberRow
 
-func (p memberRows) len() int { return len(p) }
-func (p memberRows) fill(i int, dst []any) {
-	r := &p[i]
-	dst[0], dst[1], dst[2], dst[3], dst[4], dst[5] = &r.seq, &r.group, &r.account, &r.typ, &r.role, &r.email
+func (p memberRows) len() int                  { return len(p) }
+func (p memberRows) slice(i, j int) stagedPage { return p[i:j] }
+func (p memberRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
+	for i := range p {
+		r := &p[i]
+		if direct {
+			b = append(b, c.system...)
+		} else {
+			b = strconv.AppendInt(b, r.seq, 10)
+		}
+		b = appendCopyText(append(b, '\t'), r.group)
+		b = appendCopyText(append(b, '\t'), r.account)
+		b = appendCopyText(append(b, '\t'), r.typ)
+		b = appendCopyText(append(b, '\t'), r.role)
+		b = appendCopyText(append(b, '\t'), r.email)
+		if direct {
+			b = appendDirectTail(b, c)
+		}
+		b = append(b, '\n')
+	}
+	return b
+}
+
+// appendDirectTail appends the columns every kind's direct copy ends with: origin_system,
+// last_sync_in_status, last_sync_in_date (as the staged path's INSERT sets them).
+func appendDirectTail(b []byte, c *directConsts) []byte {
+	b = append(append(b, '\t'), c.system...)
+	b = append(b, "\tsucceeded\t"...)
+	return append(b, c.now...)
 }
 
 // CompleteGroup records that every member page of groupID was read (whether or not any
@@ -387,9 +534,15 @@ func (w *MembershipMerge) CompleteGroup(groupID string) {
 func (w *MembershipMerge) Commit(ctx context.Context) (MergeCounts, error) {
 	return w.m.commit(ctx, func(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
 		var c MergeCounts
+		if w.m.allDirect() {
+			// First load, every row copied straight in: all inserted, and there was
+			// nothing to tombstone.
+			c.Inserted = w.m.directRows
+			return c, updateSystem(ctx, tx, w.m.system, `, `+countMemberships, nil)
+		}
 		// Same shape as the group merge; tombstones are limited to the completed groups,
-		// and members of groups the mirror lacks are left out (the foreign key would
-		// refuse them). Both lookups are hashed subplans over small sets.
+		// and members of groups the mirror lacks are left out (the mirror stores no
+		// membership without its group). Both lookups are hashed subplans over small sets.
 		complete := w.complete
 		if complete == nil {
 			complete = []string{}
@@ -399,17 +552,20 @@ INSERT INTO delta_memberships
 SELECT * FROM (
 	SELECT CASE
 		WHEN src.group_id IS NULL THEN
-			CASE WHEN cur.deleted_at IS NULL AND cur.group_id IN (SELECT unnest($2::text[])) THEN 'tombstoned'
+			CASE WHEN cur.deleted_at IS NULL AND NOT `+w.m.mine()+` AND cur.group_id IN (SELECT unnest($2::text[])) THEN 'tombstoned'
 			ELSE 'absent' END
 		WHEN src.group_id NOT IN (SELECT external_id FROM groups WHERE system = $1) THEN 'orphaned'
 		WHEN cur.group_id IS NULL THEN 'inserted'
+		WHEN `+w.m.mine()+` THEN
+			CASE WHEN (cur.member_type, cur.role, cur.email) IS DISTINCT FROM (src.member_type, src.role, src.email)
+			THEN 'restaged' ELSE 'seen' END
 		WHEN cur.deleted_at IS NOT NULL THEN 'revived'
 		WHEN (cur.member_type, cur.role, cur.email) IS DISTINCT FROM (src.member_type, src.role, src.email) THEN 'updated'
 		ELSE 'unchanged' END AS op,
 		coalesce(src.group_id, cur.group_id), coalesce(src.account_id, cur.account_id),
 		src.member_type, src.role, src.email
 	FROM (`+w.m.source("group_id, account_id, member_type, role, email", "group_id, account_id")+`) src
-	FULL JOIN (SELECT group_id, account_id, member_type, role, email, deleted_at FROM memberships WHERE system = $1) cur
+	FULL JOIN (SELECT group_id, account_id, member_type, role, email, deleted_at`+w.m.curXmin()+` FROM memberships WHERE system = $1) cur
 		ON cur.group_id = src.group_id AND cur.account_id = src.account_id
 ) classified WHERE op NOT IN ('unchanged', 'absent')`, w.m.system, complete)
 		if err != nil {
@@ -418,6 +574,7 @@ SELECT * FROM (
 		if err := analyzeDelta(ctx, tx, "delta_memberships", tag.RowsAffected()); err != nil {
 			return c, err
 		}
+		var repeated int64
 		err = tx.QueryRow(ctx, `
 WITH inserted AS (
 	INSERT INTO memberships (system, group_id, account_id, member_type, role, email, origin_system,
@@ -430,8 +587,8 @@ WITH inserted AS (
 		member_type = d.member_type, role = d.role, email = d.email,
 		updated_at = now(), deleted_at = NULL,
 		origin_system = coalesce(m.origin_system, $1),
-		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM delta_memberships d WHERE d.op IN ('updated', 'revived')
+		last_sync_in_status = `+lastSyncIn+`, last_sync_in_date = now(), last_sync_in_error = NULL
+	FROM delta_memberships d WHERE d.op IN ('updated', 'revived', 'restaged')
 	  AND m.system = $1 AND m.group_id = d.group_id AND m.account_id = d.account_id
 	RETURNING 1
 ), gone AS (
@@ -443,8 +600,8 @@ WITH inserted AS (
 )
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
        count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'orphaned'),
-       count(*) FILTER (WHERE op = 'tombstoned')
-FROM delta_memberships`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Orphaned, &c.Tombstoned)
+       count(*) FILTER (WHERE op = 'tombstoned'), count(*) FILTER (WHERE op IN ('restaged', 'seen'))
+FROM delta_memberships`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Orphaned, &c.Tombstoned, &repeated)
 		if err != nil {
 			return c, fmt.Errorf("write memberships: %w", err)
 		}
@@ -452,7 +609,8 @@ FROM delta_memberships`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &
 		if err != nil {
 			return c, err
 		}
-		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - c.Orphaned
+		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - c.Orphaned - repeated
+		c.Inserted += w.m.directRows
 		return c, updateSystem(ctx, tx, w.m.system, `, `+countMemberships, nil)
 	})
 }
