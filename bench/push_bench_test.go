@@ -76,11 +76,16 @@ type pushCase struct {
 	groups, members int
 }
 
+// Only Airtable publishes a per-second limit (50/s per token, 30 s lockout). DevRev
+// announces a per-5-minute quota through X-Ratelimit-* without publishing the number, and
+// SelfCommunity and Socialcast document none: for them the simulator enforces exactly the
+// rate the connector assumes, which shows the connector uses all of it, and that with no
+// margin an occasional 429 from arrival jitter is met (and honoured).
 var pushCases = []pushCase{
 	{connectors.KindAirtable, airtable.PublishedRateLimit, airtable.PublishedRateLimit, airtable.RateLimitPenalty, true, 100, 3},
-	{connectors.KindDevRev, 10, 10, 0, true, 10, 9},
-	{connectors.KindSelfCommunity, 5, 5, 0, true, 20, 4},
-	{connectors.KindSocialcast, 5, 5, 0, true, 25, 0},
+	{connectors.KindDevRev, 10, 10, 0, false, 10, 9},
+	{connectors.KindSelfCommunity, 5, 5, 0, false, 20, 4},
+	{connectors.KindSocialcast, 5, 5, 0, false, 25, 0},
 }
 
 // BenchmarkPushRate pushes a fresh tenant into each kind of target whose simulator enforces

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,7 +28,41 @@ const (
 	envURL    = "GROUPSYNC_BENCH_RSS_URL"
 	envToken  = "GROUPSYNC_BENCH_RSS_TOKEN"
 	envSchema = "GROUPSYNC_BENCH_RSS_SCHEMA"
+	// envHeapProfile, when set in the benchmark's environment, makes each child write the
+	// heap profile taken at its peak in-use heap to this path plus the size name.
+	envHeapProfile = "GROUPSYNC_BENCH_RSS_HEAPPROF"
 )
+
+// profilePeakHeap samples the in-use heap every 50 ms and writes a heap profile whenever
+// it reaches a new peak, so the last profile written shows what the peak held.
+func profilePeakHeap(path string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		var peak uint64
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse <= peak+peak/20 {
+				continue
+			}
+			peak = ms.HeapInuse
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envChild) != "" {
@@ -55,6 +91,10 @@ func rssChild() error {
 	defer st.Close()
 	if _, err := st.Migrate(ctx); err != nil {
 		return err
+	}
+	if path := os.Getenv(envHeapProfile); path != "" {
+		stop := profilePeakHeap(path)
+		defer stop()
 	}
 	c, err := pull(ctx, st, conn, "devrev", 4)
 	if err != nil {
@@ -91,6 +131,9 @@ func BenchmarkPeakRSS(b *testing.B) {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), envChild+"=1", envURL+"="+src.cfg.BaseURL,
 				envToken+"="+src.cfg.Token.Reveal(), envSchema+"="+schema)
+			if p := os.Getenv(envHeapProfile); p != "" {
+				cmd.Env = append(cmd.Env, envHeapProfile+"="+p+"."+sz.name)
+			}
 			var out, errb bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &errb
 			b.StartTimer()
