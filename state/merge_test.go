@@ -1,11 +1,14 @@
 package state_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -521,4 +524,205 @@ func TestGroupMergesOfOneSystemTakeTurns(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCounts(t, c, state.MergeCounts{Unchanged: 3})
+}
+
+// firstLoadStores returns a store whose merges take the first-load fast path (with its
+// debug log, to tell how many rows went straight in) and one whose merges stage
+// everything, both with sys registered.
+func firstLoadStores(t *testing.T, mode string) (fast *state.Store, log *syncBuffer, staged *state.Store) {
+	t.Helper()
+	log = &syncBuffer{}
+	fast = statetest.StoreWithOptions(t, state.Options{
+		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	staged = statetest.Store(t)
+	state.DisableFirstLoadFastPath(staged)
+	for _, s := range []*state.Store{fast, staged} {
+		if mode == "per-page" {
+			state.UsePerPageCopy(s)
+		}
+		if err := s.UpsertSystem(t.Context(), sys, "devrev", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fast, log, staged
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// lastMerged is the "merged" debug line of the latest merge of kind.
+func (b *syncBuffer) lastMerged(kind string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	last := ""
+	for _, l := range strings.Split(b.b.String(), "\n") {
+		if strings.Contains(l, "msg=merged") && strings.Contains(l, "kind="+kind+" ") {
+			last = l
+		}
+	}
+	return last
+}
+
+// dump is every row of query as text, for comparing two stores.
+func dump(t *testing.T, s *state.Store, query string) []string {
+	t.Helper()
+	rows, err := s.Pool().Query(t.Context(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprint(vals...))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameRows(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("%s differ between the fast path and the staged path:\nfast:   %q\nstaged: %q", what, got, want)
+	}
+}
+
+// The first-load fast path (rows copied straight into the mirror table, switching to
+// staging at the first repeated key or orphan) stores exactly what the staged path does,
+// with the same counts; rows it copied are never tombstoned by the rest of the stream.
+func TestFirstLoadFastPathMatchesStagedPath(t *testing.T) {
+	hostile := "tab\tnew\nline\rCR back\\slash \\N quote' \"dq\" ünï \u202e"
+	for _, mode := range []string{"stream", "per-page"} {
+		t.Run(mode+"/groups", func(t *testing.T) {
+			fast, log, staged := firstLoadStores(t, mode)
+			gs := groups(20)
+			gs[2].Name, gs[2].Description, gs[2].ID = hostile, hostile, "id "+hostile
+			gs[3].CreatedAt = time.Date(2024, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", -7*3600-30*60))
+			gs[3].ModifiedAt = time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC)
+			gs[4].Raw = nil
+			gs[5].Raw = json.RawMessage(`{"s":"a\tb\\c\nd","n":[1,2.5e10]}`)
+			gs[6].MembershipManaged, gs[6].System = true, true
+			again := gs[1] // a repeated key with new values: the fast path switches to staging here
+			again.Name, again.Hash = "renamed", "h2"
+			stream := append(append(append([]connectors.Group{}, gs[:12]...), again), gs[12:]...)
+			stream = append(stream, gs[1]) // and back: the last occurrence wins
+			want := state.MergeCounts{Inserted: 20}
+			wantCounts(t, mergeGroups(t, fast, stream, true), want)
+			wantCounts(t, mergeGroups(t, staged, stream, true), want)
+			if l := log.lastMerged("group"); !strings.Contains(l, "first_load=true direct=12 staged=10") {
+				t.Fatalf("merge log %q: want 12 rows copied straight in, then 10 staged", l)
+			}
+			q := `SELECT external_id, name, description, visibility, state, membership_managed, is_system,
+				remote_created_at, remote_modified_at, raw::text, hash, deleted_at IS NULL, origin_system,
+				last_sync_in_status, last_sync_in_date = first_seen_at, updated_at = first_seen_at
+				FROM groups ORDER BY external_id`
+			sameRows(t, "groups", dump(t, fast, q), dump(t, staged, q))
+			for _, s := range []*state.Store{fast, staged} {
+				before := xid(t, s)
+				wantCounts(t, mergeGroups(t, s, gs, true), state.MergeCounts{Unchanged: 20})
+				if n := writtenSince(t, s, "groups", before); n != 0 {
+					t.Fatalf("no-op after a first load wrote %d rows", n)
+				}
+			}
+		})
+		t.Run(mode+"/accounts", func(t *testing.T) {
+			fast, log, staged := firstLoadStores(t, mode)
+			as := []connectors.Account{{ID: "a1", Email: " Ann@Example.COM ", DisplayName: hostile, Hash: "1"},
+				{ID: "a2", Email: "bob@example.com", Raw: json.RawMessage(`{"x":"\\u00e9"}`)},
+				{ID: "a1", Email: "ann@example.com", DisplayName: "Ann", State: "active", Hash: "1b"},
+				{ID: "a3", Email: "c@example.com"}}
+			for _, s := range []*state.Store{fast, staged} {
+				w, err := s.BeginAccountMerge(t.Context(), sys)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Write(t.Context(), as); err != nil {
+					t.Fatal(err)
+				}
+				c, err := w.Commit(t.Context(), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantCounts(t, c, state.MergeCounts{Inserted: 3})
+			}
+			if l := log.lastMerged("account"); !strings.Contains(l, "first_load=true direct=2 staged=2") {
+				t.Fatalf("merge log %q: want 2 rows copied straight in, then 2 staged", l)
+			}
+			q := `SELECT external_id, email, display_name, state, raw::text, hash, deleted_at IS NULL, origin_system,
+				last_sync_in_status, last_sync_in_date = first_seen_at FROM accounts ORDER BY external_id`
+			sameRows(t, "accounts", dump(t, fast, q), dump(t, staged, q))
+			got, _ := fast.System(t.Context(), sys)
+			if got.AccountCount != 3 {
+				t.Fatalf("account_count = %d, want 3", got.AccountCount)
+			}
+		})
+		t.Run(mode+"/memberships", func(t *testing.T) {
+			fast, log, staged := firstLoadStores(t, mode)
+			m := func(g, a, role string) connectors.Member {
+				return connectors.Member{GroupID: g, AccountID: a, Type: "user", Role: role, Email: strings.ToUpper(a) + "@x.test"}
+			}
+			stream := []connectors.Member{m("g0000", "a1", "member"), m("g0000", "a2", "member"), m("g0001", "a1", hostile),
+				m("nope", "a1", "member"), // orphan: switches to staging
+				m("g0000", "a1", "admin"), // a key copied straight in, now changed: last wins
+				m("g0001", "a1", hostile), // one copied straight in, repeated unchanged
+				m("g0001", "a3", "member"), m("nope", "a1", "member"), m("g0002", "a9", "member")}
+			want := state.MergeCounts{Inserted: 5, Orphaned: 1}
+			for _, s := range []*state.Store{fast, staged} {
+				mergeGroups(t, s, groups(3), true)
+				// Every group completed: rows copied straight in are in the stream and
+				// must not be tombstoned for being absent from the staged part.
+				wantCounts(t, mergeMembers(t, s, stream, "g0000", "g0001", "g0002"), want)
+			}
+			if l := log.lastMerged("membership"); !strings.Contains(l, "first_load=true direct=3 staged=6") {
+				t.Fatalf("merge log %q: want 3 rows copied straight in, then 6 staged", l)
+			}
+			q := `SELECT group_id, account_id, member_type, role, email, deleted_at IS NULL, origin_system,
+				last_sync_in_status, last_sync_in_date = first_seen_at FROM memberships ORDER BY 1, 2`
+			sameRows(t, "memberships", dump(t, fast, q), dump(t, staged, q))
+			got, _ := fast.System(t.Context(), sys)
+			if got.MembershipCount != 5 {
+				t.Fatalf("membership_count = %d, want 5", got.MembershipCount)
+			}
+			for _, s := range []*state.Store{fast, staged} {
+				before := xid(t, s)
+				wantCounts(t, mergeMembers(t, s, stream, "g0000", "g0001", "g0002"), state.MergeCounts{Unchanged: 5, Orphaned: 1})
+				if n := writtenSince(t, s, "memberships", before); n != 0 {
+					t.Fatalf("no-op after a first load wrote %d rows", n)
+				}
+			}
+		})
+	}
+}
+
+// When the duplicate-detection set overflows, a first load can no longer tell new keys
+// from repeated ones: it stages the rest, and the result is the same.
+func TestFirstLoadFastPathSwitchesWhenKeySetOverflows(t *testing.T) {
+	fast, log, staged := firstLoadStores(t, "stream")
+	state.SetMaxTrackedKeys(fast, 4)
+	var stream []connectors.Member
+	for i := range 10 {
+		stream = append(stream, connectors.Member{GroupID: fmt.Sprintf("g%04d", i%2), AccountID: fmt.Sprintf("a%d", i), Type: "user"})
+	}
+	stream = append(stream, connectors.Member{GroupID: "g0000", AccountID: "a0", Type: "user", Role: "admin"})
+	for _, s := range []*state.Store{fast, staged} {
+		mergeGroups(t, s, groups(2), true)
+		wantCounts(t, mergeMembers(t, s, stream, "g0000", "g0001"), state.MergeCounts{Inserted: 10})
+	}
+	if l := log.lastMerged("membership"); !strings.Contains(l, "first_load=true direct=4 staged=7") {
+		t.Fatalf("merge log %q: want 4 rows copied straight in, then 7 staged", l)
+	}
+	q := `SELECT group_id, account_id, role, deleted_at IS NULL FROM memberships ORDER BY 1, 2`
+	sameRows(t, "memberships", dump(t, fast, q), dump(t, staged, q))
 }
