@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/connectors"
@@ -63,7 +64,7 @@ func TestEmptySourceTripsTheGuard(t *testing.T) {
 	// 3. The operator reviews the first block, the source is as then, and approves it.
 	o.sim("airtable").Seed(emptied)
 	ap := start(t, cfg, "apply", fmt.Sprint(blockedRun), "--allow-deletes")
-	if code := ap.wait(60e9); code != 0 {
+	if code := ap.wait(60 * time.Second); code != 0 {
 		t.Fatalf("apply %d --allow-deletes exited %d; stderr:\n%s", blockedRun, code, tail(ap.stderr.String(), 3000))
 	}
 	o.assertMirrored("airtable", "devrev")
@@ -93,16 +94,12 @@ func newEngineOrg(t *testing.T, flows map[string]config.Flow, names ...string) *
 		t.Fatal(err)
 	}
 	e := &engineOrg{org: o, cfg: cfg, conns: conns}
-	e.eng = e.engine("replica-a", 0)
-	return e
-}
-
-func (e *engineOrg) engine(holder string, ttl int64) *syncengine.Engine {
-	eng, err := syncengine.New(syncengine.Options{Store: e.store, Config: e.cfg, Connectors: e.conns, Holder: holder})
+	eng, err := syncengine.New(syncengine.Options{Store: o.store, Config: cfg, Connectors: conns, Holder: "replica-a"})
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	return eng
+	e.eng = eng
+	return e
 }
 
 func (e *engineOrg) run(flow string) *syncengine.Result {

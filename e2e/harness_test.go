@@ -10,7 +10,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -461,9 +460,4 @@ func (o *org) expireLeases() {
 	if _, err := o.store.Pool().Exec(context.WithoutCancel(o.t.Context()), `UPDATE leases SET expires_at = now()`); err != nil {
 		o.t.Fatal(err)
 	}
-}
-
-func readAll(r io.Reader) string {
-	b, _ := io.ReadAll(r)
-	return string(b)
 }
