@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -14,7 +16,9 @@ import (
 	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/devrev/devrevsim"
+	"github.com/groupsync/groupsync/connectors/selfcommunity/selfcommunitysim"
 	"github.com/groupsync/groupsync/connectors/simkit"
+	"github.com/groupsync/groupsync/connectors/socialcast/socialcastsim"
 	"github.com/groupsync/groupsync/state"
 	"github.com/groupsync/groupsync/syncengine"
 )
@@ -292,5 +296,137 @@ func TestDuplicatesAcrossPages(t *testing.T) {
 	}
 	if n := e.queryInt(`SELECT count(*) FROM groups WHERE system = 'devrev' AND deleted_at IS NULL`); n != 60 {
 		t.Fatalf("mirror holds %d source groups, want 60", n)
+	}
+}
+
+// replaceSim swaps a system's simulator for one built with other options (the front and
+// the configuration keep pointing at the system; the token stays the same).
+func (o *org) replaceSim(name string, sim simkit.Sim) {
+	o.sims.Systems[name].Sim = sim
+}
+
+// TestBigNumericIDs: Socialcast and SelfCommunity ids above 2^53 (where a float64 would
+// round them) survive pull, link, push and record byte for byte.
+func TestBigNumericIDs(t *testing.T) {
+	t.Parallel()
+	o := newOrg(t, "socialcast", "selfcommunity")
+	o.replaceSim("socialcast", socialcastsim.New(socialcastsim.Options{Token: o.sims.Systems["socialcast"].Config.Token.Reveal(),
+		FirstID: 1<<60 + 1}))
+	o.replaceSim("selfcommunity", selfcommunitysim.New(selfcommunitysim.Options{Token: o.sims.Systems["selfcommunity"].Config.Token.Reveal(),
+		GroupIDStart: 1<<62 + 3, UserIDStart: 1<<62 + 1_000_001}))
+	ps := people(20)
+	seedSource(o.sim("socialcast"), ps, 4, 5)
+	seedAccounts(o.sim("selfcommunity"), ps)
+	cfg := o.writeConfig("", map[string]map[string]any{
+		"socialcast": o.systemYAML("socialcast", nil), "selfcommunity": o.systemYAML("selfcommunity", nil),
+	}, map[string]map[string]any{"f": flowYAML("socialcast", []string{"selfcommunity"}, nil)}, "")
+	if code, p := runOnce(t, cfg); code != 0 {
+		t.Fatalf("sync exited %d; stderr:\n%s", code, tail(p.stderr.String(), 3000))
+	}
+	o.assertMirrored("socialcast", "selfcommunity")
+	o.assertNoDuplicates("selfcommunity")
+	for _, sys := range []string{"socialcast", "selfcommunity"} {
+		for _, g := range o.sim(sys).Snapshot() {
+			if n := o.queryInt(`SELECT count(*) FROM groups WHERE system = $1 AND external_id = $2`, sys, g.ID); n != 1 {
+				t.Fatalf("%s group id %s is not in the mirror byte for byte", sys, g.ID)
+			}
+			if len(g.ID) < 16 {
+				t.Fatalf("%s group id %s is not above 2^53: the test proves nothing", sys, g.ID)
+			}
+		}
+	}
+	// A second run finds nothing to do: the ids read back equal the ids recorded.
+	before := effectsOf(o.sim("selfcommunity"))
+	if code, p := runOnce(t, cfg); code != 0 {
+		t.Fatalf("second sync exited %d; stderr:\n%s", code, tail(p.stderr.String(), 3000))
+	}
+	if got := effectsOf(o.sim("selfcommunity")); got != before {
+		t.Fatalf("a re-run over big ids wrote again: %s → %s", before, got)
+	}
+}
+
+// rewriteList answers a list request through the simulator and lets edit change the
+// decoded records (the top-level array, or the array under key) before sending them on.
+func rewriteList(sim http.Handler, key string, edit func([]any)) func(http.ResponseWriter, *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		rec := httptest.NewRecorder()
+		sim.ServeHTTP(rec, r)
+		dec := json.NewDecoder(rec.Body)
+		dec.UseNumber()
+		var body any
+		if rec.Code != http.StatusOK || dec.Decode(&body) != nil {
+			return false
+		}
+		switch v := body.(type) {
+		case []any:
+			edit(v)
+		case map[string]any:
+			if arr, ok := v[key].([]any); ok {
+				edit(arr)
+			}
+		}
+		for k, vs := range rec.Header() {
+			if k != "Content-Length" {
+				w.Header()[k] = vs
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+		_ = json.NewEncoder(w).Encode(body)
+		return true
+	}
+}
+
+// TestNullAndMistypedIDs: a source listing whose records carry a null id, an id of the
+// wrong type or a fractional number is refused as a whole (never read as a shorter list):
+// the run does not succeed, nothing is removed, nothing tombstoned, no empty id stored.
+func TestNullAndMistypedIDs(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		id   any
+	}{
+		{"null", nil},
+		{"object", map[string]any{"id": 1}},
+		{"fraction", json.Number("12.5")},
+		{"empty_string", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			o := newOrg(t, "socialcast", "selfcommunity")
+			ps := people(20)
+			seedSource(o.sim("socialcast"), ps, 4, 5)
+			seedAccounts(o.sim("selfcommunity"), ps)
+			cfg := o.writeConfig("", map[string]map[string]any{
+				"socialcast": o.systemYAML("socialcast", nil), "selfcommunity": o.systemYAML("selfcommunity", nil),
+			}, map[string]map[string]any{"f": flowYAML("socialcast", []string{"selfcommunity"}, nil)}, "")
+			if code, p := runOnce(t, cfg); code != 0 {
+				t.Fatalf("first sync exited %d; stderr:\n%s", code, tail(p.stderr.String(), 3000))
+			}
+			base := effectsOf(o.sim("selfcommunity"))
+			sim := o.sim("socialcast")
+			o.fronts["socialcast"].Override(func(w http.ResponseWriter, r *http.Request) bool {
+				if r.Method != http.MethodGet || r.URL.Path != "/api/groups.json" {
+					return false
+				}
+				return rewriteList(sim, "groups", func(recs []any) {
+					if len(recs) > 0 {
+						if m, ok := recs[0].(map[string]any); ok {
+							m["id"] = c.id
+						}
+					}
+				})(w, r)
+			})
+			code, p := runOnce(t, cfg)
+			// Blocked: the listing was refused as incomplete.
+			if code != 3 {
+				t.Fatalf("a listing with a %s id: exit %d, want 3 (blocked); stderr:\n%s", c.name, code, tail(p.stderr.String(), 2000))
+			}
+			if got := effectsOf(o.sim("selfcommunity")); got != base {
+				t.Fatalf("the target changed: %s → %s", base, got)
+			}
+			if n := o.queryInt(`SELECT count(*) FROM groups WHERE deleted_at IS NOT NULL OR external_id = ''`); n != 0 {
+				t.Fatalf("%d groups tombstoned or stored without an id", n)
+			}
+		})
 	}
 }
