@@ -19,6 +19,12 @@ func killPoints() []killPoint {
 	pts := []killPoint{
 		// Mid page: the source answers slowly, the kill lands while its listing is half read.
 		{"mid_source_listing", func(o *org) bool { return o.sim("airtable").Counter().Total() >= 4 }},
+		// Mid COPY: the merge streams pages into one COPY while the listing goes on; the kill
+		// lands while Postgres shows that COPY running for the binary.
+		{"mid_copy", func(o *org) bool {
+			return o.queryInt(`SELECT count(*) FROM pg_stat_activity WHERE application_name = $1
+				AND state = 'active' AND query ILIKE 'copy%'`, o.appName()) > 0
+		}},
 		// Between send and record of a push: the target applied the create but the binary
 		// has not recorded it yet (or just has: both must converge without a duplicate).
 		{"after_first_create_sent", func(o *org) bool { c, _, _ := o.sim("devrev").Effects().Totals(); return c >= 1 }},
