@@ -72,3 +72,25 @@ func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
 	}
 	return nil
 }
+
+// LeaseHolder returns who holds the flow's lease and whether it is still live; ErrNotFound
+// if the flow never had one.
+func (s *Store) LeaseHolder(ctx context.Context, flow string) (holder string, live bool, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT holder, expires_at > now() FROM leases WHERE flow = $1`, flow).Scan(&holder, &live)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, ErrNotFound
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("state: lease of flow %q: %w", flow, err)
+	}
+	return holder, live, nil
+}
+
+// ExpireLease ends the flow's lease if holder still holds it: for a holder known to be dead.
+func (s *Store) ExpireLease(ctx context.Context, flow, holder string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE leases SET expires_at = now() WHERE flow = $1 AND holder = $2`, flow, holder)
+	if err != nil {
+		return fmt.Errorf("state: expire lease of flow %q: %w", flow, err)
+	}
+	return nil
+}

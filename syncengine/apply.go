@@ -43,7 +43,7 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 		return nil, fmt.Errorf("syncengine: flow %q: %w (in this process)", run.Flow, ErrFlowBusy)
 	}
 	defer e.unclaim(run.Flow)
-	lease, err := st.AcquireLease(ctx, run.Flow, e.o.Holder, e.o.LeaseTTL, nil)
+	lease, err := e.acquire(ctx, run.Flow, nil)
 	if err != nil {
 		return nil, fmt.Errorf("syncengine: flow %q: %w", run.Flow, err)
 	}

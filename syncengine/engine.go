@@ -167,7 +167,7 @@ func (e *Engine) RunFlow(ctx context.Context, name string, ro RunOptions) (*Resu
 	}
 	defer e.unclaim(name)
 
-	lease, err := e.o.Store.AcquireLease(ctx, name, e.o.Holder, e.o.LeaseTTL, ro.Tick)
+	lease, err := e.acquire(ctx, name, ro.Tick)
 	if errors.Is(err, state.ErrLeaseHeld) {
 		return nil, fmt.Errorf("syncengine: flow %q: %w (lease held by another replica or tick already run)", name, ErrFlowBusy)
 	}
@@ -184,6 +184,24 @@ func (e *Engine) RunFlow(ctx context.Context, name string, ro RunOptions) (*Resu
 		}
 	}()
 	return e.run(runCtx, name, flow, ro, lease.Term)
+}
+
+// acquire takes the flow's lease. A lease held by a process of this host that has died (a
+// kill -9) is expired first, so a restart does not wait out the lease.
+func (e *Engine) acquire(ctx context.Context, flow string, tick *time.Time) (state.Lease, error) {
+	lease, err := e.o.Store.AcquireLease(ctx, flow, e.o.Holder, e.o.LeaseTTL, tick)
+	if !errors.Is(err, state.ErrLeaseHeld) {
+		return lease, err
+	}
+	holder, live, herr := e.o.Store.LeaseHolder(ctx, flow)
+	if herr != nil || !live || !deadLocalHolder(holder) {
+		return lease, err
+	}
+	e.logger.Warn("lease held by a dead process of this host: taking it over", "flow", flow, "dead_holder", holder)
+	if err := e.o.Store.ExpireLease(ctx, flow, holder); err != nil {
+		return lease, err
+	}
+	return e.o.Store.AcquireLease(ctx, flow, e.o.Holder, e.o.LeaseTTL, tick)
 }
 
 func (e *Engine) claim(flow string) bool {

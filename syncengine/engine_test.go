@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -525,5 +527,39 @@ func TestDryRunWritesNothing(t *testing.T) {
 	}
 	if n := e.changeCount(res.RunID, state.ChangePlanned); n == 0 {
 		t.Fatal("dry run stored no plan")
+	}
+}
+
+func TestLeaseOfADeadLocalProcessIsTakenOver(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
+		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
+	seedSource(e.sim("airtable"), people(5), 1, 2)
+	// A process that has exited held the lease for another hour, as after a kill -9.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	dead := fmt.Sprintf("%s:%d", host, cmd.Process.Pid)
+	if _, err := e.store.Pool().Exec(t.Context(), `INSERT INTO leases (flow, holder, term, expires_at)
+		VALUES ('f', $1, 7, now() + interval '1 hour')`, dead); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := syncengine.New(syncengine.Options{Store: e.store, Config: e.cfg, Connectors: e.conns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := eng.RunFlow(t.Context(), "f", syncengine.RunOptions{Trigger: syncengine.TriggerOnce})
+	if err != nil {
+		t.Fatalf("a dead process's lease blocked the run: %v", err)
+	}
+	e.mustStatus(res, state.RunSucceeded)
+	// A live holder elsewhere is respected.
+	if _, err := e.store.Pool().Exec(t.Context(), `UPDATE leases SET holder = 'other-host:1', expires_at = now() + interval '1 hour' WHERE flow = 'f'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.RunFlow(t.Context(), "f", syncengine.RunOptions{Trigger: syncengine.TriggerOnce}); !errors.Is(err, syncengine.ErrFlowBusy) {
+		t.Fatalf("a live lease of another host was taken: %v", err)
 	}
 }
