@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -161,11 +162,12 @@ func (m *merge) noteKey(a, b string) bool {
 	return true
 }
 
-// directConsts are the values every row copied straight into a mirror table shares, in
-// COPY text format.
+// directConsts are the fields every row copied straight into a mirror table shares,
+// encoded for COPY.
 type directConsts struct {
-	system string // the system name (system and origin_system)
-	now    string // the transaction's now(), as the INSERT of the staged path writes it
+	system    []byte // the system name (system and origin_system)
+	succeeded []byte // last_sync_in_status
+	now       []byte // the transaction's now(), as the INSERT of the staged path writes it
 }
 
 // directSpec describes a kind's first-load fast path. probe runs in the merge transaction
@@ -253,7 +255,8 @@ func (s *Store) beginMerge(ctx context.Context, kind, system, stageDDL, stage st
 	if first && !s.knobs().noDirect {
 		m.firstLoad, m.direct = true, true
 		m.target, m.targetCols = direct.table, direct.columns
-		m.consts = directConsts{system: string(appendCopyText(nil, system)), now: string(appendCopyTime(nil, &now))}
+		m.consts = directConsts{system: appendCopyText(nil, system), succeeded: appendCopyText(nil, "succeeded"),
+			now: appendCopyTime(nil, &now)}
 	}
 	if m.mode == copyStream {
 		m.startStream(ctx)
@@ -270,7 +273,7 @@ func (m *merge) startStream(ctx context.Context) {
 	m.pages = make(chan pageItem, stageQueueDepth)
 	m.abort = make(chan struct{})
 	m.copyDone = make(chan struct{})
-	r := &copyReader{ctx: ctx, pages: m.pages, abort: m.abort, direct: m.direct}
+	r := &copyReader{ctx: ctx, pages: m.pages, abort: m.abort, direct: m.direct, buf: copyHeader}
 	go func() {
 		defer close(m.copyDone)
 		for {
@@ -281,7 +284,7 @@ func (m *merge) startStream(ctx context.Context) {
 			if r.next == nil {
 				return
 			}
-			r.direct, r.buf, r.next = r.next.direct, r.next.data, nil
+			r.restart()
 		}
 	}()
 }
@@ -296,15 +299,16 @@ func (m *merge) copySQL(direct bool) string {
 	for i, c := range cols {
 		quoted[i] = pgx.Identifier{c}.Sanitize()
 	}
-	return `COPY ` + pgx.Identifier{table}.Sanitize() + ` (` + strings.Join(quoted, ", ") + `) FROM STDIN`
+	return `COPY ` + pgx.Identifier{table}.Sanitize() + ` (` + strings.Join(quoted, ", ") + `) FROM STDIN (FORMAT binary)`
 }
 
 // stagedPage is one page of rows converted for staging. It keeps its own copy of the
 // values (the caller may reuse its page slice after Write returns).
 type stagedPage interface {
 	len() int
-	// appendCopy appends the page's rows to b in COPY text format: the staging columns
-	// (seq first), or with direct the kind's mirror-table columns (directSpec.columns).
+	// appendCopy appends the page's rows to b in COPY binary format (without header and
+	// trailer): the staging columns (seq first), or with direct the kind's mirror-table
+	// columns (directSpec.columns).
 	appendCopy(b []byte, direct bool, c *directConsts) []byte
 	// slice is rows [i, j) of the page.
 	slice(i, j int) stagedPage
@@ -326,6 +330,12 @@ type copyReader struct {
 	buf    []byte
 	next   *pageItem
 	closed bool
+	ended  bool // the trailer of this COPY is in buf or sent
+}
+
+// restart begins the COPY of the page kept in next.
+func (r *copyReader) restart() {
+	r.direct, r.buf, r.next, r.ended = r.next.direct, append(copyHeader[:len(copyHeader):len(copyHeader)], r.next.data...), nil, false
 }
 
 // Read fills p with as many queued pages as fit, waiting only while it has nothing: the
@@ -335,7 +345,11 @@ func (r *copyReader) Read(p []byte) (int, error) {
 	for n < len(p) {
 		if len(r.buf) == 0 {
 			if r.next != nil || r.closed {
-				break
+				if r.ended {
+					break
+				}
+				r.buf, r.ended = copyTrailer, true
+				continue
 			}
 			if n > 0 {
 				select {
@@ -377,52 +391,63 @@ func (r *copyReader) take(it pageItem, ok bool) {
 	}
 }
 
-// COPY text format: tab-separated columns, \N for NULL, backslash escapes.
+// COPY binary format (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4):
+// per row a field count, then per field its length (-1 for NULL) and its binary value.
+// Binary spares the server parsing timestamps and the client escaping text.
 
-func appendCopyText(b []byte, s string) []byte {
-	for {
-		i := strings.IndexAny(s, "\\\n\r\t")
-		if i < 0 {
-			return append(b, s...)
-		}
-		b = append(b, s[:i]...)
-		switch s[i] {
-		case '\\':
-			b = append(b, '\\', '\\')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		default:
-			b = append(b, '\\', 't')
-		}
-		s = s[i+1:]
-	}
+var (
+	copyHeader  = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+	copyTrailer = []byte{0xff, 0xff}
+)
+
+// pgEpochMicros is 2000-01-01 UTC (Postgres' timestamp epoch) in Unix microseconds.
+const pgEpochMicros = 946684800 * 1000000
+
+func appendCopyRow(b []byte, fields int) []byte {
+	return binary.BigEndian.AppendUint16(b, uint16(fields))
 }
 
-func appendCopyNullText(b []byte, s *string) []byte {
-	if s == nil {
-		return append(b, '\\', 'N')
+func appendCopyText(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+func appendCopyNull(b []byte) []byte { return binary.BigEndian.AppendUint32(b, 0xffffffff) }
+
+// appendCopyJSON sends raw text for a text staging column or, with jsonb, for a jsonb
+// mirror column (version byte 1, then the text). nil is NULL.
+func appendCopyJSON(b []byte, raw *string, jsonb bool) []byte {
+	switch {
+	case raw == nil:
+		return appendCopyNull(b)
+	case jsonb:
+		b = binary.BigEndian.AppendUint32(b, uint32(len(*raw)+1))
+		return append(append(b, 1), *raw...)
+	default:
+		return appendCopyText(b, *raw)
 	}
-	return appendCopyText(b, *s)
 }
 
 func appendCopyBool(b []byte, v bool) []byte {
+	b = binary.BigEndian.AppendUint32(b, 1)
 	if v {
-		return append(b, 't')
+		return append(b, 1)
 	}
-	return append(b, 'f')
+	return append(b, 0)
 }
 
-// copyTimeLayout keeps microseconds (Postgres' precision) and an explicit offset, so the
-// session time zone does not matter.
-const copyTimeLayout = "2006-01-02 15:04:05.999999-07:00"
+func appendCopyInt(b []byte, v int64) []byte {
+	b = binary.BigEndian.AppendUint32(b, 8)
+	return binary.BigEndian.AppendUint64(b, uint64(v))
+}
 
+// appendCopyTime sends microseconds since 2000-01-01 UTC (truncated, as pgx does); nil is
+// NULL.
 func appendCopyTime(b []byte, t *time.Time) []byte {
 	if t == nil {
-		return append(b, '\\', 'N')
+		return appendCopyNull(b)
 	}
-	return t.UTC().AppendFormat(b, copyTimeLayout)
+	return appendCopyInt(b, t.Unix()*1000000+int64(t.Nanosecond())/1000-pgEpochMicros)
 }
 
 // fail records the first error; later calls return it.
@@ -486,7 +511,8 @@ func (m *merge) write(ctx context.Context, page stagedPage, split int) error {
 
 func (m *merge) send(ctx context.Context, it pageItem) error {
 	if m.mode == copyPerPage {
-		_, err := m.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(it.data), m.copySQL(it.direct))
+		data := append(append(copyHeader[:len(copyHeader):len(copyHeader)], it.data...), copyTrailer...)
+		_, err := m.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), m.copySQL(it.direct))
 		return err
 	}
 	select {

@@ -3,7 +3,6 @@ package state
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/groupsync/groupsync/connectors"
@@ -100,29 +99,31 @@ type groupRows []groupRow
 
 func (p groupRows) len() int                  { return len(p) }
 func (p groupRows) slice(i, j int) stagedPage { return p[i:j] }
+
+// appendCopy: the direct row is system, the record's fields, then the sync tail
+// (appendDirectTail); the staged row is seq, then the record's fields.
 func (p groupRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
 	for i := range p {
 		r := &p[i]
 		if direct {
-			b = append(b, c.system...)
+			b = append(appendCopyRow(b, 1+11+3), c.system...)
 		} else {
-			b = strconv.AppendInt(b, r.seq, 10)
+			b = appendCopyInt(appendCopyRow(b, 1+11), r.seq)
 		}
-		b = appendCopyText(append(b, '\t'), r.id)
-		b = appendCopyText(append(b, '\t'), r.name)
-		b = appendCopyText(append(b, '\t'), r.description)
-		b = appendCopyText(append(b, '\t'), r.visibility)
-		b = appendCopyText(append(b, '\t'), r.state)
-		b = appendCopyBool(append(b, '\t'), r.managed)
-		b = appendCopyBool(append(b, '\t'), r.system)
-		b = appendCopyTime(append(b, '\t'), r.created)
-		b = appendCopyTime(append(b, '\t'), r.modified)
-		b = appendCopyNullText(append(b, '\t'), r.raw)
-		b = appendCopyText(append(b, '\t'), r.hash)
+		b = appendCopyText(b, r.id)
+		b = appendCopyText(b, r.name)
+		b = appendCopyText(b, r.description)
+		b = appendCopyText(b, r.visibility)
+		b = appendCopyText(b, r.state)
+		b = appendCopyBool(b, r.managed)
+		b = appendCopyBool(b, r.system)
+		b = appendCopyTime(b, r.created)
+		b = appendCopyTime(b, r.modified)
+		b = appendCopyJSON(b, r.raw, direct)
+		b = appendCopyText(b, r.hash)
 		if direct {
 			b = appendDirectTail(b, c)
 		}
-		b = append(b, '\n')
 	}
 	return b
 }
@@ -300,20 +301,19 @@ func (p accountRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
 	for i := range p {
 		r := &p[i]
 		if direct {
-			b = append(b, c.system...)
+			b = append(appendCopyRow(b, 1+6+3), c.system...)
 		} else {
-			b = strconv.AppendInt(b, r.seq, 10)
+			b = appendCopyInt(appendCopyRow(b, 1+6), r.seq)
 		}
-		b = appendCopyText(append(b, '\t'), r.id)
-		b = appendCopyText(append(b, '\t'), r.email)
-		b = appendCopyText(append(b, '\t'), r.displayName)
-		b = appendCopyText(append(b, '\t'), r.state)
-		b = appendCopyNullText(append(b, '\t'), r.raw)
-		b = appendCopyText(append(b, '\t'), r.hash)
+		b = appendCopyText(b, r.id)
+		b = appendCopyText(b, r.email)
+		b = appendCopyText(b, r.displayName)
+		b = appendCopyText(b, r.state)
+		b = appendCopyJSON(b, r.raw, direct)
+		b = appendCopyText(b, r.hash)
 		if direct {
 			b = appendDirectTail(b, c)
 		}
-		b = append(b, '\n')
 	}
 	return b
 }
@@ -497,19 +497,18 @@ func (p memberRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
 	for i := range p {
 		r := &p[i]
 		if direct {
-			b = append(b, c.system...)
+			b = append(appendCopyRow(b, 1+5+3), c.system...)
 		} else {
-			b = strconv.AppendInt(b, r.seq, 10)
+			b = appendCopyInt(appendCopyRow(b, 1+5), r.seq)
 		}
-		b = appendCopyText(append(b, '\t'), r.group)
-		b = appendCopyText(append(b, '\t'), r.account)
-		b = appendCopyText(append(b, '\t'), r.typ)
-		b = appendCopyText(append(b, '\t'), r.role)
-		b = appendCopyText(append(b, '\t'), r.email)
+		b = appendCopyText(b, r.group)
+		b = appendCopyText(b, r.account)
+		b = appendCopyText(b, r.typ)
+		b = appendCopyText(b, r.role)
+		b = appendCopyText(b, r.email)
 		if direct {
 			b = appendDirectTail(b, c)
 		}
-		b = append(b, '\n')
 	}
 	return b
 }
@@ -517,9 +516,7 @@ func (p memberRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
 // appendDirectTail appends the columns every kind's direct copy ends with: origin_system,
 // last_sync_in_status, last_sync_in_date (as the staged path's INSERT sets them).
 func appendDirectTail(b []byte, c *directConsts) []byte {
-	b = append(append(b, '\t'), c.system...)
-	b = append(b, "\tsucceeded\t"...)
-	return append(b, c.now...)
+	return append(append(append(b, c.system...), c.succeeded...), c.now...)
 }
 
 // CompleteGroup records that every member page of groupID was read (whether or not any

@@ -648,6 +648,7 @@ func TestFirstLoadFastPathMatchesStagedPath(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				defer w.Rollback(t.Context())
 				if err := w.Write(t.Context(), as); err != nil {
 					t.Fatal(err)
 				}
@@ -725,4 +726,40 @@ func TestFirstLoadFastPathSwitchesWhenKeySetOverflows(t *testing.T) {
 	}
 	q := `SELECT group_id, account_id, role, deleted_at IS NULL FROM memberships ORDER BY 1, 2`
 	sameRows(t, "memberships", dump(t, fast, q), dump(t, staged, q))
+}
+
+// A row another writer commits during a first load makes the straight copy fail on the
+// primary key: the merge fails with the database's error (the next pull retries) and
+// leaves none of its rows.
+func TestFirstLoadFailsCleanlyOnAConcurrentInsert(t *testing.T) {
+	for _, mode := range []string{"stream", "per-page"} {
+		t.Run(mode, func(t *testing.T) {
+			s := newStore(t)
+			if mode == "per-page" {
+				state.UsePerPageCopy(s)
+			}
+			mergeGroups(t, s, groups(1), true)
+			ctx := t.Context()
+			w, err := s.BeginMembershipMerge(ctx, sys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Rollback(ctx)
+			if _, err := s.Pool().Exec(ctx, `INSERT INTO memberships (system, group_id, account_id) VALUES ($1, 'g0000', 'a5')`, sys); err != nil {
+				t.Fatal(err)
+			}
+			var werr error
+			for i := 0; i < 50 && werr == nil; i++ {
+				werr = w.Write(ctx, []connectors.Member{{GroupID: "g0000", AccountID: fmt.Sprintf("a%d", i), Type: "user"}})
+			}
+			_, cerr := w.Commit(ctx)
+			if err := errors.Join(werr, cerr); err == nil || !strings.Contains(err.Error(), "23505") {
+				t.Fatalf("Write/Commit = %v / %v, want a unique violation", werr, cerr)
+			}
+			var n int
+			if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM memberships`).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("memberships after the failed merge = %d (err %v), want only the concurrent row", n, err)
+			}
+		})
+	}
 }
