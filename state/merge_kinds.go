@@ -136,9 +136,10 @@ func (w *GroupMerge) Commit(ctx context.Context, complete bool) (MergeCounts, er
 		var c MergeCounts
 		if w.m.allDirect() {
 			// First load, every row copied straight in: all inserted, and there was
-			// nothing to tombstone.
+			// nothing to tombstone. The system had no groups: the live count is what was
+			// copied.
 			c.Inserted = w.m.directRows
-			return c, updateSystem(ctx, tx, w.m.system, `, `+countGroups, &complete)
+			return c, updateSystem(ctx, tx, w.m.system, fmt.Sprintf(`, group_count = %d`, w.m.directRows), &complete)
 		}
 		// Two statements. The first makes one pass over the system's groups: it takes
 		// the stream (deduped when a key repeated: last occurrence wins), full-joins it
@@ -325,7 +326,7 @@ func (w *AccountMerge) Commit(ctx context.Context, complete bool) (MergeCounts, 
 		var c MergeCounts
 		if w.m.allDirect() {
 			c.Inserted = w.m.directRows
-			return c, updateSystem(ctx, tx, w.m.system, `, `+countAccounts, &complete)
+			return c, updateSystem(ctx, tx, w.m.system, fmt.Sprintf(`, account_count = %d`, w.m.directRows), &complete)
 		}
 		// Same shape as the group merge.
 		tag, err := tx.Exec(ctx, `
@@ -533,9 +534,10 @@ func (w *MembershipMerge) Commit(ctx context.Context) (MergeCounts, error) {
 		var c MergeCounts
 		if w.m.allDirect() {
 			// First load, every row copied straight in: all inserted, and there was
-			// nothing to tombstone.
+			// nothing to tombstone. The system had no memberships, so the live count is
+			// what was copied (recounting 200k rows costs 40-150 ms).
 			c.Inserted = w.m.directRows
-			return c, updateSystem(ctx, tx, w.m.system, `, `+countMemberships, nil)
+			return c, updateSystem(ctx, tx, w.m.system, fmt.Sprintf(`, membership_count = %d`, w.m.directRows), nil)
 		}
 		// Same shape as the group merge; tombstones are limited to the completed groups,
 		// and members of groups the mirror lacks are left out (the mirror stores no

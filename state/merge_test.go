@@ -763,3 +763,19 @@ func TestFirstLoadFailsCleanlyOnAConcurrentInsert(t *testing.T) {
 		})
 	}
 }
+
+// A first load that copied every row straight in records the counts on the systems row
+// without recounting.
+func TestFirstLoadAllDirectCounts(t *testing.T) {
+	s := newStore(t)
+	wantCounts(t, mergeGroups(t, s, groups(3), true), state.MergeCounts{Inserted: 3})
+	ms := []connectors.Member{{GroupID: "g0000", AccountID: "a1"}, {GroupID: "g0001", AccountID: "a1"}}
+	wantCounts(t, mergeMembers(t, s, ms, "g0000"), state.MergeCounts{Inserted: 2})
+	got, err := s.System(t.Context(), sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GroupCount != 3 || got.MembershipCount != 2 {
+		t.Fatalf("systems row = %+v, want 3 groups and 2 memberships", got)
+	}
+}
