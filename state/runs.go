@@ -161,3 +161,18 @@ func (s *Store) queryRuns(ctx context.Context, sql string, args ...any) ([]Run, 
 	}
 	return out, nil
 }
+
+// RecordFlow stores the flow's source, targets and schedule as configured now, writing only
+// when they changed.
+func (s *Store) RecordFlow(ctx context.Context, name, source string, targets []string, schedule string) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO flows AS f (name, source, targets, schedule) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET source = excluded.source, targets = excluded.targets,
+		       schedule = excluded.schedule, updated_at = now()
+		 WHERE (f.source, f.targets, f.schedule) IS DISTINCT FROM (excluded.source, excluded.targets, excluded.schedule)`,
+		name, source, targets, schedule)
+	if err != nil {
+		return fmt.Errorf("state: record flow %q: %w", name, err)
+	}
+	return nil
+}

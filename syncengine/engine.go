@@ -262,6 +262,9 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 	} else if n > 0 {
 		log.Warn("changes interrupted between send and record; the fresh pull reconciles them before any retry", "changes", n)
 	}
+	if err := st.RecordFlow(ctx, name, flow.Source, flow.Targets, flow.Schedule); err != nil {
+		return nil, err
+	}
 	runID, err := st.CreateRun(ctx, state.NewRun{Flow: name, Trigger: ro.Trigger, DryRun: ro.DryRun || ro.PlanOnly,
 		Holder: e.o.Holder, LeaseTerm: term, Tick: ro.Tick})
 	if err != nil {
