@@ -66,7 +66,7 @@ type copyMode int
 
 const (
 	// copyStream runs one COPY for the whole merge on a goroutine fed page by page through
-	// a channel, so encoding and sending overlap with the caller fetching the next page.
+	// a channel, so sending overlaps with the caller fetching and encoding the next page.
 	copyStream copyMode = iota
 	// copyPerPage runs one COPY per Write call.
 	copyPerPage
