@@ -113,12 +113,17 @@ type merge struct {
 	copyErr  error
 	closed   bool
 
-	// Duplicate detection: hashes of the keys staged so far. While no key repeats,
-	// Commit skips the dedupe sort. A hash collision only costs that sort; past
-	// maxTrackedKeys the set is dropped and the sort always runs, so memory stays bounded.
-	seed maphash.Seed
-	keys map[uint64]struct{}
-	dups bool
+	// Duplicate detection: hashes of the keys staged so far, partitioned by the key's first
+	// column when it has two (a membership's group). While no key repeats, Commit skips the
+	// dedupe sort. A hash collision only costs that sort; past maxTrackedKeys live hashes the
+	// set is dropped and the sort always runs, so memory stays bounded. A membership
+	// partition is dropped when its group completes (its members cannot come again), so
+	// memory follows the groups in flight, not the tenant.
+	seed      maphash.Seed
+	keys      map[string]map[uint64]struct{}
+	nkeys     int
+	forgotten map[string]struct{} // partitions dropped by forgetKeys
+	dups      bool
 
 	err   error // first failure; the merge is unusable after it
 	ended bool  // committed or rolled back
@@ -151,15 +156,42 @@ func (m *merge) noteKey(a, b string) bool {
 	}
 	if m.keys == nil {
 		m.seed = maphash.MakeSeed()
-		m.keys = make(map[uint64]struct{}, 4096)
+		m.keys = map[string]map[uint64]struct{}{}
+		m.forgotten = map[string]struct{}{}
+	}
+	part := ""
+	if b != "" {
+		part = a
+		if _, done := m.forgotten[part]; done {
+			// A key of a partition already forgotten: it may repeat one we no longer hold.
+			m.dups, m.keys, m.forgotten = true, nil, nil
+			return false
+		}
+	}
+	set := m.keys[part]
+	if set == nil {
+		set = map[uint64]struct{}{}
+		m.keys[part] = set
 	}
 	h := maphash.Comparable(m.seed, [2]string{a, b})
-	if _, seen := m.keys[h]; seen || len(m.keys) >= m.store.knobs().maxKeys {
-		m.dups, m.keys = true, nil
+	if _, seen := set[h]; seen || m.nkeys >= m.store.knobs().maxKeys {
+		m.dups, m.keys, m.forgotten = true, nil, nil
 		return false
 	}
-	m.keys[h] = struct{}{}
+	set[h] = struct{}{}
+	m.nkeys++
 	return true
+}
+
+// forgetKeys drops the duplicate-detection partition of a completed group: no later key
+// of it is expected, and one that comes anyway marks the stream as possibly repeating.
+func (m *merge) forgetKeys(part string) {
+	if m.keys == nil {
+		return
+	}
+	m.nkeys -= len(m.keys[part])
+	delete(m.keys, part)
+	m.forgotten[part] = struct{}{}
 }
 
 // directConsts are the fields every row copied straight into a mirror table shares,

@@ -522,9 +522,10 @@ func appendDirectTail(b []byte, c *directConsts) []byte {
 
 // CompleteGroup records that every member page of groupID was read (whether or not any
 // member was written): at Commit its live memberships absent from the stream are
-// tombstoned.
+// tombstoned. Write no more members of the group after it.
 func (w *MembershipMerge) CompleteGroup(groupID string) {
 	w.complete = append(w.complete, groupID)
+	w.m.forgetKeys(groupID)
 }
 
 // Commit merges the staged memberships. Memberships of groups the mirror does not hold

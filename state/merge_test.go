@@ -779,3 +779,39 @@ func TestFirstLoadAllDirectCounts(t *testing.T) {
 		t.Fatalf("systems row = %+v, want 3 groups and 2 memberships", got)
 	}
 }
+
+// A member repeated after its group completed (against the CompleteGroup contract) is still
+// stored once: the forgotten partition marks the stream as possibly repeating.
+func TestMemberRepeatedAfterCompleteGroupStoredOnce(t *testing.T) {
+	for _, first := range []bool{true, false} {
+		t.Run(fmt.Sprintf("first_load=%v", first), func(t *testing.T) {
+			s := newStore(t)
+			mergeGroups(t, s, groups(2), true)
+			if !first {
+				mergeMembers(t, s, []connectors.Member{{GroupID: "g0001", AccountID: "u9", Type: "user", Role: "member"}})
+			}
+			ctx := t.Context()
+			w, err := s.BeginMembershipMerge(ctx, sys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Rollback(ctx)
+			page := []connectors.Member{{GroupID: "g0000", AccountID: "u1", Type: "user", Role: "member"},
+				{GroupID: "g0000", AccountID: "u2", Type: "user", Role: "member"}}
+			if err := w.Write(ctx, page); err != nil {
+				t.Fatal(err)
+			}
+			w.CompleteGroup("g0000")
+			if err := w.Write(ctx, page[:1]); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Commit(ctx); err != nil {
+				t.Fatalf("a repeat after CompleteGroup broke the merge: %v", err)
+			}
+			var n int
+			if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM memberships WHERE group_id = 'g0000'`).Scan(&n); err != nil || n != 2 {
+				t.Fatalf("memberships of g0000 = %d, %v; want 2", n, err)
+			}
+		})
+	}
+}
