@@ -251,40 +251,64 @@ func (s *Store) RecordGroupDeleted(ctx context.Context, c Change, archived bool)
 }
 
 // RecordMembersAdded stores memberships the engine added (added_by_run set, so the mirror
-// knows groupsync made them) and marks the changes applied.
+// knows groupsync made them) and marks the changes applied. The system's live membership
+// count moves by the rows that became live, so a later no-op pull need not recount.
 func (s *Store) RecordMembersAdded(ctx context.Context, cs []Change) error {
 	return s.recordMembers(ctx, cs, `
-		INSERT INTO memberships (system, group_id, account_id, member_type, role, email, added_by_run,
-		                         origin_system, external_reference, last_sync_out_status, last_sync_out_date)
-		SELECT c.target_system, c.target_group_id, c.target_account_id, 'user', 'member', coalesce(c.account_email, ''),
-		       c.run_id, c.source_system, c.source_group_id, 'succeeded', now()
-		  FROM changes c
-		  JOIN groups g ON g.system = c.target_system AND g.external_id = c.target_group_id
-		 WHERE c.id = ANY($1)
-		ON CONFLICT (system, group_id, account_id) DO UPDATE
-		   SET deleted_at = NULL, added_by_run = excluded.added_by_run, updated_at = now(),
-		       origin_system = excluded.origin_system, external_reference = excluded.external_reference,
-		       last_sync_out_status = 'succeeded', last_sync_out_date = now(), last_sync_out_error = NULL`)
+		WITH src AS (
+			SELECT c.target_system AS system, c.target_group_id AS group_id, c.target_account_id AS account_id,
+			       coalesce(c.account_email, '') AS email, c.run_id, c.source_system, c.source_group_id
+			  FROM changes c
+			  JOIN groups g ON g.system = c.target_system AND g.external_id = c.target_group_id
+			 WHERE c.id = ANY($1)
+		), live_before AS (
+			SELECT 1 FROM memberships m JOIN src USING (system, group_id, account_id) WHERE m.deleted_at IS NULL
+		), upserted AS (
+			INSERT INTO memberships (system, group_id, account_id, member_type, role, email, added_by_run,
+			                         origin_system, external_reference, last_sync_out_status, last_sync_out_date)
+			SELECT system, group_id, account_id, 'user', 'member', email, run_id, source_system, source_group_id,
+			       'succeeded', now()
+			  FROM src
+			ON CONFLICT (system, group_id, account_id) DO UPDATE
+			   SET deleted_at = NULL, added_by_run = excluded.added_by_run, updated_at = now(),
+			       origin_system = excluded.origin_system, external_reference = excluded.external_reference,
+			       last_sync_out_status = 'succeeded', last_sync_out_date = now(), last_sync_out_error = NULL
+			RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM upserted) - (SELECT count(*) FROM live_before)`)
 }
 
 // RecordMembersRemoved tombstones memberships the engine removed and marks the changes applied.
 func (s *Store) RecordMembersRemoved(ctx context.Context, cs []Change) error {
 	return s.recordMembers(ctx, cs, `
-		UPDATE memberships m SET deleted_at = now(), updated_at = now(), last_sync_out_status = 'succeeded',
-		       last_sync_out_date = now(), last_sync_out_error = NULL
-		  FROM changes c
-		 WHERE c.id = ANY($1) AND m.system = c.target_system AND m.group_id = c.target_group_id
-		   AND m.account_id = c.target_account_id`)
+		WITH gone AS (
+			UPDATE memberships m SET deleted_at = now(), updated_at = now(), last_sync_out_status = 'succeeded',
+			       last_sync_out_date = now(), last_sync_out_error = NULL
+			  FROM changes c
+			 WHERE c.id = ANY($1) AND m.system = c.target_system AND m.group_id = c.target_group_id
+			   AND m.account_id = c.target_account_id AND m.deleted_at IS NULL
+			RETURNING 1
+		)
+		SELECT -count(*) FROM gone`)
 }
 
+// recordMembers runs sql, which returns how much the live membership count of the batch's
+// system moved, keeps systems.membership_count in step and marks the changes applied.
 func (s *Store) recordMembers(ctx context.Context, cs []Change, sql string) error {
 	ids := make([]int64, len(cs))
 	for i, c := range cs {
 		ids[i] = c.ID
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sql, ids); err != nil {
+		var delta int64
+		if err := tx.QueryRow(ctx, sql, ids).Scan(&delta); err != nil {
 			return fmt.Errorf("state: record member changes: %w", err)
+		}
+		if delta != 0 && len(cs) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE systems SET membership_count = membership_count + $2 WHERE name = $1`,
+				cs[0].TargetSystem, delta); err != nil {
+				return fmt.Errorf("state: count member changes: %w", err)
+			}
 		}
 		return markApplied(ctx, tx, ids)
 	})

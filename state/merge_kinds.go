@@ -611,7 +611,10 @@ FROM delta_memberships`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &
 		}
 		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - c.Orphaned - repeated
 		c.Inserted += w.m.directRows
-		return c, updateSystem(ctx, tx, w.m.system, `, `+countMemberships, nil)
+		// The count moves by what this merge changed: a no-op merge reads no extra rows.
+		// The engine's own membership writes keep it in step the same way.
+		return c, updateSystem(ctx, tx, w.m.system,
+			fmt.Sprintf(`, membership_count = membership_count + %d`, c.Inserted+c.Revived-c.Tombstoned), nil)
 	})
 }
 

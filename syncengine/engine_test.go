@@ -227,6 +227,31 @@ func TestAirtableToDevRevAndSelfCommunity(t *testing.T) {
 	if res3.Targets["devrev"].Removed != 1 || res3.Targets["selfcommunity"].Removed != 1 {
 		t.Fatalf("removal not pushed: %s", describe(res3))
 	}
+	e.assertCountsInStep()
+}
+
+// assertCountsInStep checks that each system's counters (kept by deltas, never recounted
+// on a no-op pull) equal its live rows.
+func (e *env) assertCountsInStep() {
+	e.t.Helper()
+	rows, err := e.store.Pool().Query(e.t.Context(), `
+		SELECT s.name, s.membership_count,
+		       (SELECT count(*) FROM memberships m WHERE m.system = s.name AND m.deleted_at IS NULL)
+		  FROM systems s`)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var kept, live int64
+		if err := rows.Scan(&name, &kept, &live); err != nil {
+			e.t.Fatal(err)
+		}
+		if kept != live {
+			e.t.Errorf("%s: membership_count %d, live memberships %d", name, kept, live)
+		}
+	}
 }
 
 func findGroup(t *testing.T, c connectors.Connector, name string) connectors.Group {
