@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test lint demo bench
+.PHONY: help build test fuzz lint demo bench
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-6s %s\n", $$1, $$2}'
@@ -14,6 +14,17 @@ build: ## build bin/groupsync with the version and commit stamped in
 
 test: ## vet and run every test with the race detector (needs Postgres: GROUPSYNC_TEST_DATABASE_URL, default 127.0.0.1:5432)
 	go vet ./... && go test -race -count=1 ./...
+
+FUZZTIME ?= 5s
+
+fuzz: ## run every fuzz target for FUZZTIME each (make test already runs their seed corpora)
+	@for pkg in $$(go list ./...); do \
+		for target in $$(go test -list '^Fuzz' "$$pkg" | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) "$$pkg" >/dev/null || { \
+				echo "fuzz $$target failed: rerun with go test -run '^$$' -fuzz '^$$target$$' $$pkg"; exit 1; }; \
+		done; \
+	done
 
 lint: ## gofmt check, go vet, and hadolint on the Dockerfile when hadolint is installed
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
