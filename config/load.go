@@ -36,7 +36,23 @@ func Load(path string, lookup envconfig.Lookuper) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config %s: %w", path, err)
 	}
+	return load(path, data, lookup)
+}
 
+// LoadEnv builds the configuration from the environment alone, as if the file were empty:
+// for commands that need only the database (`groupsync migrate`) on a machine without a
+// configuration file. Validation is the same as Load's.
+func LoadEnv(lookup envconfig.Lookuper) (*Config, error) {
+	if lookup == nil {
+		lookup = envconfig.OsLookuper()
+	}
+	return load(envOnlyPath, nil, lookup)
+}
+
+// envOnlyPath names a configuration built by LoadEnv; it needs no systems or flows.
+const envOnlyPath = "(environment)"
+
+func load(path string, data []byte, lookup envconfig.Lookuper) (*Config, error) {
 	cfg, present, err := decode(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse config %s: %w", path, err)

@@ -104,13 +104,13 @@ func validate(cfg *Config, p *problems) {
 	if cfg.HTTP.Listen != "" && !strings.Contains(cfg.HTTP.Listen, ":") {
 		p.add("http.listen", "%q is not a host:port address (e.g. \":8080\"; \"\" disables the listener)", cfg.HTTP.Listen)
 	}
-	if len(cfg.Systems) == 0 {
+	if len(cfg.Systems) == 0 && cfg.Path != envOnlyPath {
 		p.add("systems", "no systems configured")
 	}
 	for _, name := range sortedKeys(cfg.Systems) {
 		validateSystem(name, cfg.Systems[name], p)
 	}
-	if len(cfg.Flows) == 0 {
+	if len(cfg.Flows) == 0 && cfg.Path != envOnlyPath {
 		p.add("flows", "no flows configured")
 	}
 	for _, name := range sortedKeys(cfg.Flows) {

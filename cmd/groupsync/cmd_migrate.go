@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 
 	"github.com/spf13/cobra"
@@ -21,6 +23,13 @@ The database comes from database.url / database.url_file or GROUPSYNC_DATABASE_U
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, logger, err := a.setup()
+			if errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") {
+				// No configuration file: migrate needs only the database, which the
+				// environment may give (GROUPSYNC_DATABASE_URL).
+				if _, ok := a.env.lookup.Lookup("GROUPSYNC_DATABASE_URL"); ok {
+					cfg, logger, err = a.setupFromEnv()
+				}
+			}
 			if err != nil {
 				return err
 			}

@@ -84,3 +84,15 @@ func TestMigrateUnreachableDatabase(t *testing.T) {
 		t.Errorf("the database password leaked:\n%s", r.stderr)
 	}
 }
+
+// TestMigrateFromTheEnvironmentAlone: `GROUPSYNC_DATABASE_URL=… groupsync migrate` works on a
+// machine without a configuration file; an explicit --config that is missing still fails.
+func TestMigrateFromTheEnvironmentAlone(t *testing.T) {
+	schema, _ := freshSchema(t)
+	t.Chdir(t.TempDir())
+	env := map[string]string{"GROUPSYNC_DATABASE_URL": testDatabaseURL(), "GROUPSYNC_DATABASE_SCHEMA": schema}
+	execute(t, env, "migrate").want(t, 0, "schema "+schema+" migrated to version", "")
+	execute(t, env, "migrate").want(t, 0, "is up to date", "")
+	execute(t, env, "migrate", "--config", "missing.yaml").want(t, 1, "", "missing.yaml not found")
+	execute(t, nil, "migrate").want(t, 1, "", "groupsync.yaml not found")
+}

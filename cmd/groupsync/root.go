@@ -200,3 +200,21 @@ func (a *app) setup() (*config.Config, *slog.Logger, error) {
 	}
 	return cfg, newLogger(a.env.stderr, cfg.Log.Level, cfg.Log.Format, a.env.stderrIsTTY), nil
 }
+
+// setupFromEnv is setup for a process without a configuration file: the environment alone.
+func (a *app) setupFromEnv() (*config.Config, *slog.Logger, error) {
+	if err := a.checkLogFlags(); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := config.LoadEnv(a.env.lookup)
+	if err != nil {
+		return nil, nil, err
+	}
+	if a.logLevel != "" {
+		cfg.Log.Level = a.logLevel
+	}
+	if a.logFormat != "" {
+		cfg.Log.Format = a.logFormat
+	}
+	return cfg, newLogger(a.env.stderr, cfg.Log.Level, cfg.Log.Format, a.env.stderrIsTTY), nil
+}
