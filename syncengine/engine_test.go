@@ -588,3 +588,37 @@ func TestLeaseOfADeadLocalProcessIsTakenOver(t *testing.T) {
 		t.Fatalf("a live lease of another host was taken: %v", err)
 	}
 }
+
+func TestFailingChangeIsRetriedOnLaterRunsThenGivenUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
+		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
+	ps := people(6)
+	seedSource(e.sim("airtable"), ps, 1, 1)
+	seedAccounts(e.sim("devrev"), ps)
+	// DevRev refuses every member add (a permanent 400): the group is created, the add fails.
+	e.sim("devrev").Faults().StatusNext("groups.members.add", -1, 400)
+	attempts := func(runID int64) (status, reason string, n int) {
+		t.Helper()
+		if err := e.store.Pool().QueryRow(t.Context(), `SELECT status, coalesce(reason, ''), attempts FROM changes
+			WHERE run_id = $1 AND operation = 'add_member'`, runID).Scan(&status, &reason, &n); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	for want := 1; want <= 3; want++ {
+		res := e.run("f", syncengine.RunOptions{})
+		if st, _, n := attempts(res.RunID); st != state.ChangeFailed || n != want {
+			t.Fatalf("run %d: add_member %s after %d attempts, want failed after %d", want, st, n, want)
+		}
+	}
+	before := e.sim("devrev").Counter().Count("groups.members.add")
+	res := e.run("f", syncengine.RunOptions{})
+	if st, reason, n := attempts(res.RunID); st != state.ChangeFailed || reason != "max_attempts" || n != 3 {
+		t.Fatalf("after the cap: %s/%s after %d attempts, want failed/max_attempts after 3", st, reason, n)
+	}
+	if after := e.sim("devrev").Counter().Count("groups.members.add"); after != before {
+		t.Fatalf("a change past its attempt cap was sent again (%d requests)", after-before)
+	}
+	e.mustStatus(res, state.RunFailed)
+}
