@@ -18,13 +18,16 @@ test: ## vet and run every test with the race detector (needs Postgres: GROUPSYN
 FUZZTIME ?= 5s
 
 fuzz: ## run every fuzz target for FUZZTIME each (make test already runs their seed corpora)
-	@for pkg in $$(go list ./...); do \
+	@n=0; for pkg in $$(go list ./...); do \
 		for target in $$(go test -list '^Fuzz' "$$pkg" | grep '^Fuzz'); do \
 			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
-			go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) "$$pkg" >/dev/null || { \
-				echo "fuzz $$target failed: rerun with go test -run '^$$' -fuzz '^$$target$$' $$pkg"; exit 1; }; \
+			out=$$(go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) "$$pkg" 2>&1) || { \
+				echo "$$out" | tail -40; \
+				echo "fuzz $$target failed: rerun with go test -run '^$$' -fuzz '^$$target$$' $$pkg"; \
+				echo "fuzz: $$n passed, 1 failed"; exit 1; }; \
+			n=$$((n+1)); \
 		done; \
-	done
+	done; echo "fuzz: $$n passed, 0 failed"
 
 DOCKERFILELINT_VERSION ?= 1.8.0
 
