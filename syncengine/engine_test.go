@@ -116,6 +116,20 @@ func seedSource(s simkit.Sim, ps []simkit.Person, groups, members int) simkit.Te
 	return tn
 }
 
+// pairEnv starts a flow's source and its one target (each system named after its kind), seeds
+// the source with groups × members drawn from n people and gives the target an account for
+// each person.
+func pairEnv(t *testing.T, flow config.Flow, n, groups, members int) (*env, []simkit.Person, simkit.Tenant) {
+	t.Helper()
+	src, tgt := flow.Source, flow.Targets[0]
+	e := newEnv(t, map[string]connectors.Kind{src: connectors.Kind(src), tgt: connectors.Kind(tgt)},
+		map[string]config.Flow{"f": flow})
+	ps := people(n)
+	tn := seedSource(e.sim(src), ps, groups, members)
+	seedAccounts(e.sim(tgt), ps)
+	return e, ps, tn
+}
+
 // seedAccounts gives a target accounts for the people (no groups).
 func seedAccounts(s simkit.Sim, ps []simkit.Person) {
 	s.Seed(simkit.Tenant{People: ps})
@@ -267,11 +281,7 @@ func TestAddOnlyKeepsTargetMembers(t *testing.T) {
 	t.Parallel()
 	flow := defaultFlow("airtable", "devrev")
 	flow.Membership = config.MembershipAddOnly
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": flow})
-	ps := people(12)
-	tn := seedSource(e.sim("airtable"), ps, 2, 5)
-	seedAccounts(e.sim("devrev"), ps)
+	e, ps, tn := pairEnv(t, flow, 12, 2, 5)
 	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
 	g0 := findGroup(t, e.conns["airtable"], tn.Groups[0].Name)
 	acc, _ := e.conns["airtable"].FindAccountByEmail(t.Context(), connectors.NormalizeEmail(ps[tn.Groups[0].Members[0]].Email))
@@ -298,11 +308,7 @@ func TestOneSourceOneTarget(t *testing.T) {
 		src, tgt := string(pair[0]), string(pair[1])
 		t.Run(src+"_to_"+tgt, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, map[string]connectors.Kind{src: pair[0], tgt: pair[1]},
-				map[string]config.Flow{"f": defaultFlow(src, tgt)})
-			ps := people(20)
-			seedSource(e.sim(src), ps, 4, 6)
-			seedAccounts(e.sim(tgt), ps)
+			e, _, _ := pairEnv(t, defaultFlow(src, tgt), 20, 4, 6)
 			e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
 			e.assertMirrored(src, tgt)
 			res := e.run("f", syncengine.RunOptions{})
@@ -316,11 +322,7 @@ func TestOneSourceOneTarget(t *testing.T) {
 
 func TestMemberWritesToSocialcastAreUnsupported(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, map[string]connectors.Kind{"devrev": connectors.KindDevRev, "socialcast": connectors.KindSocialcast},
-		map[string]config.Flow{"f": defaultFlow("devrev", "socialcast")})
-	ps := people(10)
-	seedSource(e.sim("devrev"), ps, 2, 3)
-	seedAccounts(e.sim("socialcast"), ps)
+	e, _, _ := pairEnv(t, defaultFlow("devrev", "socialcast"), 10, 2, 3)
 	res := e.run("f", syncengine.RunOptions{})
 	e.mustStatus(res, state.RunSucceeded)
 	sc := res.Targets["socialcast"]
@@ -336,11 +338,7 @@ func TestMemberWritesToSocialcastAreUnsupported(t *testing.T) {
 
 func TestGuardBlocksEmptyAndTruncatedSource(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
-	ps := people(20)
-	seedSource(e.sim("airtable"), ps, 4, 6)
-	seedAccounts(e.sim("devrev"), ps)
+	e, ps, _ := pairEnv(t, defaultFlow("airtable", "devrev"), 20, 4, 6)
 	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
 	snapshot := e.sim("devrev").Snapshot()
 	devEffects := effects(e.sim("devrev"))
@@ -374,11 +372,7 @@ func TestGuardBlocksEmptyAndTruncatedSource(t *testing.T) {
 
 func TestPlanThenApplyPushesExactlyThePlan(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
-	ps := people(20)
-	seedSource(e.sim("airtable"), ps, 3, 5)
-	seedAccounts(e.sim("devrev"), ps)
+	e, _, _ := pairEnv(t, defaultFlow("airtable", "devrev"), 20, 3, 5)
 	plan := e.run("f", syncengine.RunOptions{Trigger: syncengine.TriggerPlan, PlanOnly: true})
 	e.mustStatus(plan, state.RunPlanned)
 	if c := effects(e.sim("devrev")); c != [3]int{} {
@@ -401,11 +395,7 @@ func TestPlanThenApplyPushesExactlyThePlan(t *testing.T) {
 
 func TestApplyRefusesAMovedMirror(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
-	ps := people(20)
-	tn := seedSource(e.sim("airtable"), ps, 3, 5)
-	seedAccounts(e.sim("devrev"), ps)
+	e, _, tn := pairEnv(t, defaultFlow("airtable", "devrev"), 20, 3, 5)
 	plan := e.run("f", syncengine.RunOptions{Trigger: syncengine.TriggerPlan, PlanOnly: true})
 	tn.Groups = tn.Groups[:2]
 	e.sim("airtable").Seed(tn)
@@ -422,11 +412,7 @@ func TestBlockedRunApprovedWithAllowDeletes(t *testing.T) {
 	t.Parallel()
 	flow := defaultFlow("airtable", "devrev")
 	flow.Limits.MaxMemberRemovals = 2
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": flow})
-	ps := people(20)
-	tn := seedSource(e.sim("airtable"), ps, 2, 10)
-	seedAccounts(e.sim("devrev"), ps)
+	e, _, tn := pairEnv(t, flow, 20, 2, 10)
 	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
 	// Three members leave one group: one above the limit of 2.
 	tn.Groups[0].Members = tn.Groups[0].Members[3:]
@@ -446,11 +432,7 @@ func TestBlockedRunApprovedWithAllowDeletes(t *testing.T) {
 
 func TestInterruptedPushCreatesNoDuplicates(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
-	ps := people(20)
-	seedSource(e.sim("airtable"), ps, 3, 5)
-	seedAccounts(e.sim("devrev"), ps)
+	e, _, _ := pairEnv(t, defaultFlow("airtable", "devrev"), 20, 3, 5)
 	res := e.run("f", syncengine.RunOptions{})
 	e.mustStatus(res, state.RunSucceeded)
 	// Rewind the mirror to the moment after the writes were sent and before they were
@@ -488,11 +470,7 @@ func TestInterruptedPushCreatesNoDuplicates(t *testing.T) {
 
 func TestTwoEnginesRunATickOnce(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
-	ps := people(10)
-	seedSource(e.sim("airtable"), ps, 2, 3)
-	seedAccounts(e.sim("devrev"), ps)
+	e, _, _ := pairEnv(t, defaultFlow("airtable", "devrev"), 10, 2, 3)
 	other := e.newEngine("replica-b")
 	for i := 0; i < 3; i++ {
 		at := time.Date(2026, 1, 1, 0, i, 0, 0, time.UTC)
@@ -533,11 +511,7 @@ func TestTwoEnginesRunATickOnce(t *testing.T) {
 
 func TestDryRunWritesNothing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
-	ps := people(10)
-	seedSource(e.sim("airtable"), ps, 3, 4)
-	seedAccounts(e.sim("devrev"), ps)
+	e, _, _ := pairEnv(t, defaultFlow("airtable", "devrev"), 10, 3, 4)
 	res := e.run("f", syncengine.RunOptions{DryRun: true})
 	e.mustStatus(res, state.RunDryRun)
 	if c := effects(e.sim("devrev")); c != [3]int{} {
@@ -555,9 +529,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 
 func TestLeaseOfADeadLocalProcessIsTakenOver(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
-	seedSource(e.sim("airtable"), people(5), 1, 2)
+	e, _, _ := pairEnv(t, defaultFlow("airtable", "devrev"), 5, 1, 2)
 	// A process that has exited held the lease for another hour, as after a kill -9.
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
@@ -589,11 +561,7 @@ func TestLeaseOfADeadLocalProcessIsTakenOver(t *testing.T) {
 
 func TestFailingChangeIsRetriedOnLaterRunsThenGivenUp(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
-	ps := people(6)
-	seedSource(e.sim("airtable"), ps, 1, 1)
-	seedAccounts(e.sim("devrev"), ps)
+	e, _, _ := pairEnv(t, defaultFlow("airtable", "devrev"), 6, 1, 1)
 	// DevRev refuses every member add (a permanent 400): the group is created, the add fails.
 	e.sim("devrev").Faults().StatusNext("groups.members.add", -1, 400)
 	attempts := func(runID int64) (status, reason string, n int) {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/groupsync/groupsync/config"
-	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/state"
 	"github.com/groupsync/groupsync/syncengine"
 )
@@ -85,11 +84,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestSchedulerSkipsLateTicksAndNeverOverlaps(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
-		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")})
-	ps := people(10)
-	seedSource(e.sim("airtable"), ps, 2, 3)
-	seedAccounts(e.sim("devrev"), ps)
+	e, _, _ := pairEnv(t, defaultFlow("airtable", "devrev"), 10, 2, 3)
 	clock := &fakeClock{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	eng, err := syncengine.New(syncengine.Options{Store: e.store, Config: e.cfg, Connectors: e.conns, Clock: clock, Holder: "sched"})
 	if err != nil {
