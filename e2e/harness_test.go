@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -23,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/groupsync/groupsync/logctx/logtest"
 
 	"gopkg.in/yaml.v3"
 
@@ -246,30 +247,12 @@ func (o *org) writeConfig(dbURL string, systems map[string]map[string]any, flows
 	return path
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running groupsync process.
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *logtest.Buffer
+	stderr *logtest.Buffer
 	done   chan struct{}
 	code   int
 }
@@ -277,7 +260,7 @@ type proc struct {
 // start runs `groupsync --config cfg args...` in the background; the test's end kills it.
 func start(t *testing.T, cfg string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, stdout: &logtest.Buffer{}, stderr: &logtest.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, append([]string{"--config", cfg}, args...)...)
 	p.cmd.Env = append(os.Environ(), "GROUPSYNC_DATABASE_URL=", "GROUPSYNC_LOG_FORMAT=json")
 	p.cmd.Env = slices.DeleteFunc(p.cmd.Env, func(kv string) bool { return strings.HasPrefix(kv, "GROUPSYNC_") })

@@ -1,16 +1,16 @@
 package state_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/groupsync/groupsync/logctx/logtest"
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/state"
@@ -529,9 +529,9 @@ func TestGroupMergesOfOneSystemTakeTurns(t *testing.T) {
 // firstLoadStores returns a store whose merges take the first-load fast path (with its
 // debug log, to tell how many rows went straight in) and one whose merges stage
 // everything, both with sys registered.
-func firstLoadStores(t *testing.T, mode string) (fast *state.Store, log *syncBuffer, staged *state.Store) {
+func firstLoadStores(t *testing.T, mode string) (fast *state.Store, log *logtest.Buffer, staged *state.Store) {
 	t.Helper()
-	log = &syncBuffer{}
+	log = &logtest.Buffer{}
 	fast = statetest.StoreWithOptions(t, state.Options{
 		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	staged = statetest.Store(t)
@@ -547,23 +547,10 @@ func firstLoadStores(t *testing.T, mode string) (fast *state.Store, log *syncBuf
 	return fast, log, staged
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
 // lastMerged is the "merged" debug line of the latest merge of kind.
-func (b *syncBuffer) lastMerged(kind string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+func lastMerged(b *logtest.Buffer, kind string) string {
 	last := ""
-	for _, l := range strings.Split(b.b.String(), "\n") {
+	for _, l := range strings.Split(b.String(), "\n") {
 		if strings.Contains(l, "msg=merged") && strings.Contains(l, "kind="+kind+" ") {
 			last = l
 		}
@@ -621,7 +608,7 @@ func TestFirstLoadFastPathMatchesStagedPath(t *testing.T) {
 			want := state.MergeCounts{Inserted: 20}
 			wantCounts(t, mergeGroups(t, fast, stream, true), want)
 			wantCounts(t, mergeGroups(t, staged, stream, true), want)
-			if l := log.lastMerged("group"); !strings.Contains(l, "first_load=true direct=12 staged=10") {
+			if l := lastMerged(log, "group"); !strings.Contains(l, "first_load=true direct=12 staged=10") {
 				t.Fatalf("merge log %q: want 12 rows copied straight in, then 10 staged", l)
 			}
 			q := `SELECT external_id, name, description, visibility, state, membership_managed, is_system,
@@ -658,7 +645,7 @@ func TestFirstLoadFastPathMatchesStagedPath(t *testing.T) {
 				}
 				wantCounts(t, c, state.MergeCounts{Inserted: 3})
 			}
-			if l := log.lastMerged("account"); !strings.Contains(l, "first_load=true direct=2 staged=2") {
+			if l := lastMerged(log, "account"); !strings.Contains(l, "first_load=true direct=2 staged=2") {
 				t.Fatalf("merge log %q: want 2 rows copied straight in, then 2 staged", l)
 			}
 			q := `SELECT external_id, email, display_name, state, raw::text, hash, deleted_at IS NULL, origin_system,
@@ -686,7 +673,7 @@ func TestFirstLoadFastPathMatchesStagedPath(t *testing.T) {
 				// must not be tombstoned for being absent from the staged part.
 				wantCounts(t, mergeMembers(t, s, stream, "g0000", "g0001", "g0002"), want)
 			}
-			if l := log.lastMerged("membership"); !strings.Contains(l, "first_load=true direct=3 staged=6") {
+			if l := lastMerged(log, "membership"); !strings.Contains(l, "first_load=true direct=3 staged=6") {
 				t.Fatalf("merge log %q: want 3 rows copied straight in, then 6 staged", l)
 			}
 			q := `SELECT group_id, account_id, member_type, role, email, deleted_at IS NULL, origin_system,
@@ -721,7 +708,7 @@ func TestFirstLoadFastPathSwitchesWhenKeySetOverflows(t *testing.T) {
 		mergeGroups(t, s, groups(2), true)
 		wantCounts(t, mergeMembers(t, s, stream, "g0000", "g0001"), state.MergeCounts{Inserted: 10})
 	}
-	if l := log.lastMerged("membership"); !strings.Contains(l, "first_load=true direct=4 staged=7") {
+	if l := lastMerged(log, "membership"); !strings.Contains(l, "first_load=true direct=4 staged=7") {
 		t.Fatalf("merge log %q: want 4 rows copied straight in, then 7 staged", l)
 	}
 	q := `SELECT group_id, account_id, role, deleted_at IS NULL FROM memberships ORDER BY 1, 2`

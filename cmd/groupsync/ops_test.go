@@ -13,9 +13,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/groupsync/groupsync/logctx/logtest"
 
 	"github.com/sethvargo/go-envconfig"
 
@@ -235,31 +236,13 @@ func TestSyncOnceTerminalProgress(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the daemon's goroutines and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestDaemonServesHealthReadyMetrics runs `groupsync sync` in-process, scrapes its
 // endpoints while it runs the flow on a one-second schedule, and stops it as SIGTERM does.
 func TestDaemonServesHealthReadyMetrics(t *testing.T) {
 	e := newOpsEnv(t, "@every 1s", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr logtest.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"sync"}, environment{stdout: &stdout, stderr: &stderr, lookup: envconfig.MapLookuper(e.env)})

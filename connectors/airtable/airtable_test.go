@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/logctx/logtest"
+
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/airtable"
 	"github.com/groupsync/groupsync/connectors/airtable/airtablesim"
@@ -60,7 +62,7 @@ func TestOpenValidatesConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open(valid): %v", err)
 	}
-	var logs syncBuffer
+	var logs logtest.Buffer
 	fast := valid()
 	fast.RateLimit = 60
 	if _, err := airtable.Open(fast, connectors.Deps{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {

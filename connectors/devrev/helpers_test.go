@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/logctx/logtest"
+
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/devrev/devrevsim"
 	"github.com/groupsync/groupsync/secret"
@@ -29,28 +31,11 @@ type harness struct {
 	sim  *devrevsim.Server
 	srv  *httptest.Server
 	conn *conn
-	logs *syncBuffer
+	logs *logtest.Buffer
 
 	mu    sync.Mutex
 	waits []time.Duration
 	sent  []sentRequest
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (h *harness) Waits() []time.Duration {
@@ -72,7 +57,7 @@ func newHarness(t testing.TB, so devrevsim.Options, edit func(*connectors.System
 	if so.Token == "" {
 		so.Token = testToken
 	}
-	h := &harness{sim: devrevsim.New(so), logs: &syncBuffer{}}
+	h := &harness{sim: devrevsim.New(so), logs: &logtest.Buffer{}}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupsync/groupsync/logctx/logtest"
+
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/conformance"
 	"github.com/groupsync/groupsync/connectors/simkit"
@@ -53,29 +55,11 @@ func (f *fakeTime) Waits() []time.Duration {
 	return slices.Clone(f.waits)
 }
 
-// syncBuffer collects log output from concurrent requests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	sim  *socialcastsim.Server
 	conn *conn
 	time *fakeTime
-	logs *syncBuffer
+	logs *logtest.Buffer
 }
 
 // newEnv opens a connector against a fresh simulator. The client-side rate limit is lifted
@@ -106,7 +90,7 @@ func newEnv(t *testing.T, o conformance.Options, so socialcastsim.Options, edit 
 		e(&cfg)
 	}
 	ft := &fakeTime{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	c, err := open(cfg, connectors.Deps{
 		HTTPClient: srv.Client(),
 		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
