@@ -128,6 +128,9 @@ type Capabilities struct {
 	CreateGroup  bool
 	UpdateGroup  bool
 	ArchiveGroup bool
+	// RestoreGroup is true when an archived group can be brought back (Restorer); where it
+	// cannot, a restored source group gets a new target group instead.
+	RestoreGroup bool
 	DeleteGroup  bool
 	AddMember    bool
 	RemoveMember bool
@@ -182,6 +185,12 @@ type Writer interface {
 	AddMembers(ctx context.Context, groupID string, accountIDs []string) error
 	// RemoveMembers removes accounts from a group; same batching rule as AddMembers.
 	RemoveMembers(ctx context.Context, groupID string, accountIDs []string) error
+}
+
+// Restorer is implemented by connectors that can un-archive a group (Capabilities.RestoreGroup).
+// Restoring a group that is not archived succeeds and returns it as it is.
+type Restorer interface {
+	RestoreGroup(ctx context.Context, id string) (Group, error)
 }
 
 // InlineMemberLister is implemented by connectors whose API returns a group's members with
