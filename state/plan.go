@@ -132,6 +132,11 @@ type PlanInput struct {
 	DeletePolicy string
 	// MaxAttempts is how many attempts a failing change gets across runs.
 	MaxAttempts int
+	// IncompleteSourceGroups are in-scope source groups the engine could not know whole in
+	// this run: their member listing failed or answered 404, or a member's account lookup
+	// failed. No member is removed from their target groups (removals only on positive
+	// knowledge); additions proceed.
+	IncompleteSourceGroups []string
 }
 
 // PlanStats are the figures the guard needs.
