@@ -18,16 +18,18 @@ import (
 
 // Defaults. They are applied by Load to keys absent from the file and the environment.
 const (
-	DefaultPath         = "groupsync.yaml"
-	DefaultSchema       = "groupsync"
-	DefaultMaxConns     = 8
-	DefaultLogLevel     = "info"
-	DefaultLogFormat    = "auto"
-	DefaultHTTPListen   = ":8080"
-	DefaultTimeout      = 30 * time.Second
-	DefaultMaxAttempts  = 5
-	DefaultMaxRetryWait = 2 * time.Minute
-	DefaultMaxBodyBytes = 8 << 20
+	DefaultPath     = "groupsync.yaml"
+	DefaultSchema   = "groupsync"
+	DefaultMaxConns = 8
+	// DefaultAcquireTimeout bounds the wait for a pooled database connection.
+	DefaultAcquireTimeout = 30 * time.Second
+	DefaultLogLevel       = "info"
+	DefaultLogFormat      = "auto"
+	DefaultHTTPListen     = ":8080"
+	DefaultTimeout        = 30 * time.Second
+	DefaultMaxAttempts    = 5
+	DefaultMaxRetryWait   = 2 * time.Minute
+	DefaultMaxBodyBytes   = 8 << 20
 
 	DefaultMaxMemberRemovals        = 50
 	DefaultMaxMemberRemovalsPercent = 10
@@ -72,7 +74,12 @@ type Database struct {
 	// Schema holds groupsync's tables. Default "groupsync"; env GROUPSYNC_DATABASE_SCHEMA.
 	Schema string `yaml:"schema"`
 	// MaxConns bounds the connection pool. Default 8; env GROUPSYNC_DATABASE_MAX_CONNS.
+	// Any value from 1 works: no transaction or pooled connection is held across an API
+	// call, so more connections only let more statements run at once.
 	MaxConns int `yaml:"max_conns"`
+	// AcquireTimeout bounds the wait for a free pooled connection; past it the statement
+	// fails, naming this setting, instead of hanging. Default 30s.
+	AcquireTimeout time.Duration `yaml:"acquire_timeout"`
 }
 
 // Log configures the process logger.

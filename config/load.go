@@ -351,6 +351,9 @@ func applyDefaults(cfg *Config, present *presence) {
 	if !present.has("database", "max_conns") {
 		cfg.Database.MaxConns = DefaultMaxConns
 	}
+	if cfg.Database.AcquireTimeout == 0 {
+		cfg.Database.AcquireTimeout = DefaultAcquireTimeout
+	}
 	if cfg.Log.Level == "" {
 		cfg.Log.Level = DefaultLogLevel
 	}

@@ -143,6 +143,9 @@ func validateDatabase(db Database, p *problems) {
 	if db.MaxConns < 1 {
 		p.add("database.max_conns", "must be at least 1, got %d", db.MaxConns)
 	}
+	if db.AcquireTimeout < 0 {
+		p.add("database.acquire_timeout", "must be > 0, got %s", db.AcquireTimeout)
+	}
 }
 
 func validateSystem(name string, s System, p *problems) {

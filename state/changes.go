@@ -148,7 +148,13 @@ func (s *Store) ChangeCounts(ctx context.Context, runID int64) ([]ChangeCount, e
 // MarkInFlight records that the changes are about to be sent: a crash between here and
 // the outcome leaves them in_flight, and the next run reconciles before retrying.
 func (s *Store) MarkInFlight(ctx context.Context, ids []int64) error {
-	_, err := s.pool.Exec(ctx, `UPDATE changes SET status = 'in_flight', attempts = attempts + 1, updated_at = now()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("state: mark changes in flight: %w", err)
+	}
+	// Once asked, the mark lands or fails as a whole: a cancellation (SIGTERM) arriving
+	// mid-statement could let the UPDATE commit while reporting failure, leaving changes
+	// in flight that were never sent.
+	_, err := s.pool.Exec(context.WithoutCancel(ctx), `UPDATE changes SET status = 'in_flight', attempts = attempts + 1, updated_at = now()
 		WHERE id = ANY($1)`, ids)
 	if err != nil {
 		return fmt.Errorf("state: mark changes in flight: %w", err)

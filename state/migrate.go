@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -70,98 +71,98 @@ func embeddedMigrations() ([]migration, error) {
 	return parseMigrations(migrationFS, "migrations")
 }
 
-// migrateLockKey is the advisory lock Migrate holds, keyed on the schema so that two
-// processes migrating the same schema take turns while different schemas do not block
-// each other.
+// migrateLockKey is the advisory lock each migration transaction takes, keyed on the
+// schema so that two processes migrating the same schema take turns while different
+// schemas do not block each other.
 const migrateLockKey = `hashtextextended('groupsync.migrate:' || $1, 0)`
 
 // Migrate creates the schema if needed and applies every pending migration, each in its own
 // transaction together with its schema_migrations row. It returns the versions it applied
-// (none when the schema is current). Concurrent callers take turns on an advisory lock, so
-// each migration is applied once.
+// (none when the schema is current). Each transaction takes a transaction-level advisory
+// lock and re-reads the version under it, so concurrent callers apply each migration once;
+// no lock outlives a transaction, so this works behind a pooler in transaction mode.
 func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 	migrations, err := embeddedMigrations()
 	if err != nil {
 		return nil, fmt.Errorf("state: migrate: %w", err)
 	}
-
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("state: migrate: acquire connection: %w (%s)", err, unreachableHint)
-	}
-	defer conn.Release()
-
-	// A session lock rather than a transaction lock: it must outlive the per-migration
-	// transactions. It is released on return; if that fails the connection is closed,
-	// which releases it server-side.
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+migrateLockKey+`)`, s.schema); err != nil {
-		return nil, fmt.Errorf("state: migrate: take advisory lock for schema %s: %w", s.schema, err)
-	}
-	defer func() {
-		uctx := context.WithoutCancel(ctx)
-		if _, uerr := conn.Exec(uctx, `SELECT pg_advisory_unlock(`+migrateLockKey+`)`, s.schema); uerr != nil {
-			s.logger.Warn("release migration lock failed; closing connection", "error", uerr)
-			_ = conn.Conn().Close(uctx)
-		}
-	}()
-
 	schemaIdent := pgx.Identifier{s.schema}.Sanitize()
+	for {
+		var done bool
+		var version int
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			current, err := lockedVersion(ctx, tx, s.schema)
+			if err != nil {
+				return err
+			}
+			if current > len(migrations) {
+				return fmt.Errorf("schema %s is at version %d but this binary knows only up to %d; run a newer groupsync", s.schema, current, len(migrations))
+			}
+			if current == len(migrations) {
+				done = true
+				return nil
+			}
+			m := migrations[current]
+			version = m.Version
+			return applyMigration(ctx, tx, schemaIdent, m)
+		})
+		if err != nil {
+			if errors.Is(err, ErrPoolExhausted) || s.pool.Ping(ctx) != nil {
+				return applied, fmt.Errorf("state: migrate schema %s: %w (%s)", s.schema, err, unreachableHint)
+			}
+			return applied, fmt.Errorf("state: migrate schema %s: %w", s.schema, err)
+		}
+		if done {
+			return applied, nil
+		}
+		s.logger.Info("applied migration", "version", version, "name", migrations[version-1].Name)
+		applied = append(applied, version)
+	}
+}
+
+// lockedVersion takes the migration lock in tx, makes sure the schema and its
+// schema_migrations table exist, and returns the applied version.
+func lockedVersion(ctx context.Context, tx pgx.Tx, schema string) (int, error) {
+	schemaIdent := pgx.Identifier{schema}.Sanitize()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+migrateLockKey+`)`, schema); err != nil {
+		return 0, fmt.Errorf("take advisory lock: %w", err)
+	}
 	// Created under the lock: two concurrent CREATE SCHEMA IF NOT EXISTS can still collide
 	// on the catalog's unique index.
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+schemaIdent); err != nil {
-		return nil, fmt.Errorf("state: migrate: create schema %s: %w", s.schema, err)
+	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+schemaIdent); err != nil {
+		return 0, fmt.Errorf("create schema: %w", err)
 	}
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+schemaIdent+`.schema_migrations (
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+schemaIdent+`.schema_migrations (
 		version    integer PRIMARY KEY,
 		name       text NOT NULL,
 		applied_at timestamptz NOT NULL DEFAULT now()
 	)`); err != nil {
-		return nil, fmt.Errorf("state: migrate: create schema_migrations in %s: %w", s.schema, err)
+		return 0, fmt.Errorf("create schema_migrations: %w", err)
 	}
-	if _, err := conn.Exec(ctx, `COMMENT ON TABLE `+schemaIdent+`.schema_migrations IS 'Versions of the embedded migrations (state/migrations/NNN_name.sql) applied to this schema.'`); err != nil {
-		return nil, fmt.Errorf("state: migrate: comment schema_migrations in %s: %w", s.schema, err)
+	if _, err := tx.Exec(ctx, `COMMENT ON TABLE `+schemaIdent+`.schema_migrations IS 'Versions of the embedded migrations (state/migrations/NNN_name.sql) applied to this schema.'`); err != nil {
+		return 0, fmt.Errorf("comment schema_migrations: %w", err)
 	}
-
-	current, err := currentVersion(ctx, conn.Conn(), schemaIdent)
-	if err != nil {
-		return nil, err
-	}
-	if current > len(migrations) {
-		return nil, fmt.Errorf("state: migrate: schema %s is at version %d but this binary knows only up to %d; run a newer groupsync", s.schema, current, len(migrations))
-	}
-	for _, m := range migrations[current:] {
-		if err := applyMigration(ctx, conn.Conn(), schemaIdent, m); err != nil {
-			return applied, fmt.Errorf("state: migrate schema %s: %w", s.schema, err)
-		}
-		s.logger.Info("applied migration", "version", m.Version, "name", m.Name)
-		applied = append(applied, m.Version)
-	}
-	return applied, nil
-}
-
-func currentVersion(ctx context.Context, conn *pgx.Conn, schemaIdent string) (int, error) {
 	var v int
-	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+schemaIdent+`.schema_migrations`).Scan(&v); err != nil {
-		return 0, fmt.Errorf("state: read schema_migrations: %w", err)
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+schemaIdent+`.schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema_migrations: %w", err)
 	}
 	return v, nil
 }
 
-func applyMigration(ctx context.Context, conn *pgx.Conn, schemaIdent string, m migration) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// The pool already sets search_path; this makes the migration independent of it.
-		if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+schemaIdent); err != nil {
-			return fmt.Errorf("migration %03d_%s: set search_path: %w", m.Version, m.Name, err)
-		}
-		// Simple protocol: a migration file holds many statements.
-		if _, err := tx.Exec(ctx, m.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
-			return fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
-			return fmt.Errorf("migration %03d_%s: record version: %w", m.Version, m.Name, err)
-		}
-		return nil
-	})
+func applyMigration(ctx context.Context, tx pgx.Tx, schemaIdent string, m migration) error {
+	// The transaction already scopes search_path (DB.Begin); this makes the migration
+	// independent of it, and of a search_path the migration itself might set.
+	if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+schemaIdent); err != nil {
+		return fmt.Errorf("migration %03d_%s: set search_path: %w", m.Version, m.Name, err)
+	}
+	// Simple protocol: a migration file holds many statements.
+	if _, err := tx.Exec(ctx, m.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+		return fmt.Errorf("migration %03d_%s: record version: %w", m.Version, m.Name, err)
+	}
+	return nil
 }
 
 // MigrationStatus reports the schema's applied version and the latest version this binary

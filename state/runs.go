@@ -70,7 +70,7 @@ func (s *Store) FinishRun(ctx context.Context, id int64, status string, counts m
 	_, err = s.pool.Exec(ctx, `
 		UPDATE runs SET status = $2, finished_at = now(), counts = $3, error = nullif($4, ''),
 		       blocked_reason = nullif($5, '')
-		 WHERE id = $1`, id, status, c, runErr, blockedReason)
+		 WHERE id = $1`, id, status, string(c), runErr, blockedReason) // text: exec mode would send []byte as bytea
 	if err != nil {
 		return fmt.Errorf("state: finish run %d: %w", id, err)
 	}

@@ -2,9 +2,11 @@
 // the store that opens it, and the bulk merge path that streams what connectors list into
 // the mirror with set-based SQL.
 //
-// Every table lives in one schema (Options.Schema, default "groupsync"). The pool sets
-// search_path to that schema on every connection, so the SQL here and in the migrations is
-// unqualified and the same binary can serve several schemas (one per test, for instance).
+// Every table lives in one schema (Options.Schema, default "groupsync"). Every transaction
+// begins with SET LOCAL search_path to that schema (see DB), so the SQL here and in the
+// migrations is unqualified, the same binary can serve several schemas (one per test, for
+// instance), and no connection carries session state: the mirror works behind PgBouncer in
+// transaction pooling mode.
 package state
 
 import (
@@ -13,6 +15,8 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,13 +44,16 @@ type Options struct {
 	Schema string
 	// MaxConns bounds the pool. Default 0 means pgxpool's default (max(4, CPUs)).
 	MaxConns int32
+	// AcquireTimeout bounds the wait for a free pooled connection; past it a statement
+	// fails with ErrPoolExhausted instead of hanging. Default 30 s.
+	AcquireTimeout time.Duration
 	// Logger receives the store's logs. Default: a logger that discards everything.
 	Logger *slog.Logger
 }
 
 // Store is an open mirror database.
 type Store struct {
-	pool   *pgxpool.Pool
+	pool   *DB
 	schema string
 	logger *slog.Logger
 	// copyMode is how merges stage rows; tests and benchmarks compare the modes.
@@ -78,19 +85,16 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
-	// search_path is set at connection start, so every statement on every pooled
-	// connection resolves unqualified names in our schema. pg_catalog and pg_temp are
-	// searched implicitly; nothing else is, so a table of the same name in public cannot
-	// shadow ours.
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	// No session state and no startup parameter beyond application_name (which PgBouncer
+	// accepts): search_path is set per transaction (DB), and statements go out in exec
+	// mode, which uses only the unnamed statement within one round trip, so a pooler in
+	// transaction mode never sees a prepared statement outlive its transaction. A URL that
+	// names default_query_exec_mode keeps its choice.
+	if !strings.Contains(databaseURL, "default_query_exec_mode") {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "groupsync"
-	}
-	// The merge path stages rows in temp tables; temp_buffers can only be raised before a
-	// session first touches a temp table, so it is set at connection start. It is a
-	// per-session ceiling, allocated only as a merge needs it.
-	if cfg.ConnConfig.RuntimeParams["temp_buffers"] == "" {
-		cfg.ConnConfig.RuntimeParams["temp_buffers"] = "32MB"
 	}
 	where := describeTarget(cfg.ConnConfig)
 
@@ -98,7 +102,11 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", where, err)
 	}
-	s := &Store{pool: pool, schema: schema, logger: logger.With("component", "state", "schema", schema)}
+	acquire := opts.AcquireTimeout
+	if acquire <= 0 {
+		acquire = 30 * time.Second
+	}
+	s := &Store{pool: newDB(pool, schema, acquire), schema: schema, logger: logger.With("component", "state", "schema", schema)}
 	if err := s.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -114,9 +122,9 @@ func describeTarget(c *pgx.ConnConfig) string {
 // Schema is the schema the store's tables live in.
 func (s *Store) Schema() string { return s.schema }
 
-// Pool is the underlying pool, for packages that add their own queries (runs, changes).
-// Its connections have search_path set to Schema.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+// Pool is the store's database handle, for tests and tools that add their own queries.
+// Its Exec, Query, QueryRow, CopyFrom and Begin resolve unqualified names in Schema.
+func (s *Store) Pool() *DB { return s.pool }
 
 // Close closes the pool, waiting for acquired connections to be released.
 func (s *Store) Close() { s.pool.Close() }

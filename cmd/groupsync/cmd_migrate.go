@@ -35,9 +35,10 @@ The database comes from database.url / database.url_file or GROUPSYNC_DATABASE_U
 			}
 			ctx := cmd.Context()
 			store, err := state.Open(ctx, cfg.Database.URL.Reveal(), state.Options{
-				Schema:   cfg.Database.Schema,
-				MaxConns: int32(min(cfg.Database.MaxConns, math.MaxInt32)),
-				Logger:   logger,
+				Schema:         cfg.Database.Schema,
+				MaxConns:       int32(min(cfg.Database.MaxConns, math.MaxInt32)),
+				AcquireTimeout: cfg.Database.AcquireTimeout,
+				Logger:         logger,
 			})
 			if err != nil {
 				return fmt.Errorf("migrate: %w", err)

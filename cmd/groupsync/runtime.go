@@ -39,9 +39,10 @@ func (a *app) openRuntime(ctx context.Context, hooks runtimeHooks) (*engineRunti
 		return nil, err
 	}
 	store, err := state.Open(ctx, cfg.Database.URL.Reveal(), state.Options{
-		Schema:   cfg.Database.Schema,
-		MaxConns: int32(min(cfg.Database.MaxConns, math.MaxInt32)),
-		Logger:   logger,
+		Schema:         cfg.Database.Schema,
+		MaxConns:       int32(min(cfg.Database.MaxConns, math.MaxInt32)),
+		AcquireTimeout: cfg.Database.AcquireTimeout,
+		Logger:         logger,
 	})
 	if err != nil {
 		return nil, err
