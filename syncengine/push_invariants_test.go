@@ -1,0 +1,194 @@
+package syncengine_test
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/simkit"
+	"github.com/groupsync/groupsync/state"
+	"github.com/groupsync/groupsync/syncengine"
+)
+
+// assertLinksPointAtLiveGroups checks that every link of a live source group that names a
+// group in target names one the target still has, active: no write of a run deleted or
+// archived a group that a live link points at.
+func (e *env) assertLinksPointAtLiveGroups(source, target string) {
+	e.t.Helper()
+	live := map[string]bool{}
+	for _, g := range e.sim(target).Snapshot() {
+		live[g.ID] = !g.Archived
+	}
+	rows, err := e.store.Pool().Query(e.t.Context(), `
+		SELECT sl.external_id, tl.external_id
+		  FROM links sl
+		  JOIN groups sg ON sg.system = sl.system AND sg.external_id = sl.external_id AND sg.deleted_at IS NULL
+		  JOIN links tl ON tl.link_id = sl.link_id AND tl.system = $2
+		 WHERE sl.system = $1`, source, target)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sid, tid string
+		if err := rows.Scan(&sid, &tid); err != nil {
+			e.t.Fatal(err)
+		}
+		if !live[tid] {
+			e.t.Fatalf("live source group %s is linked to %s group %s, which the target no longer has active", sid, target, tid)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// linkedTargetOf returns the target group id linked to a source group ("" if none).
+func (e *env) linkedTargetOf(source, sourceID, target string) string {
+	e.t.Helper()
+	var tid string
+	err := e.store.Pool().QueryRow(e.t.Context(), `
+		SELECT coalesce((SELECT tl.external_id FROM links sl JOIN links tl ON tl.link_id = sl.link_id AND tl.system = $3
+		                  WHERE sl.system = $1 AND sl.external_id = $2), '')`, source, sourceID, target).Scan(&tid)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tid
+}
+
+// failureReasons returns reason → count of the run's failed changes of one operation, as the
+// recent_failures view shows them.
+func (e *env) failureReasons(runID int64, op string) map[string]int {
+	e.t.Helper()
+	rows, err := e.store.Pool().Query(e.t.Context(), `
+		SELECT coalesce(reason, ''), count(*) FROM recent_failures WHERE run_id = $1 AND operation = $2 GROUP BY 1`, runID, op)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var reason string
+		var n int
+		if err := rows.Scan(&reason, &n); err != nil {
+			e.t.Fatal(err)
+		}
+		out[reason] = n
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// recreate deletes the source group named name and creates a new one of that name with the
+// old one's first n members.
+func (e *env) recreate(source, name string, n int) (old, fresh connectors.Group) {
+	e.t.Helper()
+	ctx := e.t.Context()
+	src := e.conns[source]
+	old, err := src.FindGroupByName(ctx, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var accounts []string
+	if _, err := src.ListMembers(ctx, old.ID, func(ms []connectors.Member) error {
+		for _, m := range ms {
+			accounts = append(accounts, m.AccountID)
+		}
+		return nil
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	w := src.(connectors.Writer)
+	if err := w.DeleteGroup(ctx, old.ID, connectors.DeleteHard); err != nil {
+		e.t.Fatal(err)
+	}
+	if fresh, err = w.CreateGroup(ctx, connectors.GroupSpec{Name: name}); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := w.AddMembers(ctx, fresh.ID, accounts[:min(n, len(accounts))]); err != nil {
+		e.t.Fatal(err)
+	}
+	return old, fresh
+}
+
+// A source group deleted and recreated under the same name, with delete_groups: delete: the
+// recreated group's create finds the old target group by name, still linked to the deleted
+// group's link. Push must not take it over (the old link's delete would then delete the
+// group the new link points at); the create fails as name_conflict, the old group is deleted
+// as planned, and the next run gives the recreated group a new target group.
+func TestInvariantPushNeverMovesALink(t *testing.T) {
+	t.Parallel()
+	flow := defaultFlow("airtable", "selfcommunity")
+	flow.DeleteGroups = config.DeleteHard
+	e, _, tn := pairEnv(t, flow, 20, 3, 4)
+	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
+	e.assertLinksPointAtLiveGroups("airtable", "selfcommunity")
+
+	ctx := t.Context()
+	tgt := e.conns["selfcommunity"]
+	name := tn.Groups[0].Name
+	oldTarget, err := tgt.FindGroupByName(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fresh := e.recreate("airtable", name, 4)
+
+	res := e.run("f", syncengine.RunOptions{})
+	e.mustStatus(res, state.RunPartial)
+	e.assertLinksPointAtLiveGroups("airtable", "selfcommunity")
+	if got := e.failureReasons(res.RunID, "create_group"); got["name_conflict"] != 1 {
+		t.Fatalf("create of the recreated group: failures by reason %v, want one name_conflict", got)
+	}
+	if got := res.Targets["selfcommunity"].Reasons["name_conflict"]; got != 1 {
+		t.Fatalf("run summary counts %d name_conflict, want 1", got)
+	}
+	if _, err := tgt.GetGroup(ctx, oldTarget.ID); !errors.Is(err, connectors.ErrNotFound) {
+		t.Fatalf("the deleted source group's target group: GetGroup = %v, want it deleted", err)
+	}
+	if tid := e.linkedTargetOf("airtable", fresh.ID, "selfcommunity"); tid == oldTarget.ID {
+		t.Fatalf("the recreated group's link took over the old target group %s", tid)
+	}
+
+	res = e.run("f", syncengine.RunOptions{})
+	e.mustStatus(res, state.RunSucceeded)
+	e.assertLinksPointAtLiveGroups("airtable", "selfcommunity")
+	tid := e.linkedTargetOf("airtable", fresh.ID, "selfcommunity")
+	if tid == "" || tid == oldTarget.ID {
+		t.Fatalf("recreated group linked to %q, want a new target group (old one was %s)", tid, oldTarget.ID)
+	}
+	e.assertMirrored("airtable", "selfcommunity")
+}
+
+// A same-named group another link holds is never taken over, run after run: with deletes
+// off, the deleted source group keeps its link and its target group, and the recreated
+// group's create stays a visible name_conflict instead of alternating between the two.
+func TestInvariantPushNeverMovesALinkWithoutDeletes(t *testing.T) {
+	t.Parallel()
+	e, _, tn := pairEnv(t, defaultFlow("airtable", "devrev"), 20, 2, 3)
+	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
+	ctx := t.Context()
+	name := tn.Groups[1].Name
+	oldSource, _ := e.conns["airtable"].FindGroupByName(ctx, name)
+	oldTarget := e.linkedTargetOf("airtable", oldSource.ID, "devrev")
+	old, fresh := e.recreate("airtable", name, 3)
+	for range 2 {
+		res := e.run("f", syncengine.RunOptions{})
+		if got := e.failureReasons(res.RunID, "create_group"); got["name_conflict"] != 1 {
+			t.Fatalf("run %d: create failures by reason %v, want one name_conflict", res.RunID, got)
+		}
+		if got := e.linkedTargetOf("airtable", old.ID, "devrev"); got != oldTarget {
+			t.Fatalf("run %d: deleted source group's link now names %q, want %s kept", res.RunID, got, oldTarget)
+		}
+		if got := e.linkedTargetOf("airtable", fresh.ID, "devrev"); got != "" {
+			t.Fatalf("run %d: recreated group linked to %s, want no link while the name is another link's", res.RunID, got)
+		}
+	}
+	if n := len(slices.DeleteFunc(e.sim("devrev").Snapshot(), func(g simkit.GroupState) bool { return !strings.EqualFold(g.Name, name) })); n != 1 {
+		t.Fatalf("devrev holds %d groups named %q, want 1", n, name)
+	}
+}
