@@ -8,6 +8,8 @@ import (
 
 	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/airtable/airtablesim"
+	"github.com/groupsync/groupsync/connectors/selfcommunity/selfcommunitysim"
 	"github.com/groupsync/groupsync/connectors/simkit"
 	"github.com/groupsync/groupsync/state"
 	"github.com/groupsync/groupsync/syncengine"
@@ -191,4 +193,63 @@ func TestInvariantPushNeverMovesALinkWithoutDeletes(t *testing.T) {
 	if n := len(slices.DeleteFunc(e.sim("devrev").Snapshot(), func(g simkit.GroupState) bool { return !strings.EqualFold(g.Name, name) })); n != 1 {
 		t.Fatalf("devrev holds %d groups named %q, want 1", n, name)
 	}
+}
+
+// A member batch the target refuses as a whole because of one dead account id (the mirror
+// still holds an account the target deleted) is split: the other members land in this
+// run, and only the dead one fails, with the target's own error, in a bounded number of calls.
+func TestInvariantRefusedMemberBatchIsSplit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ source, target, addRoute string }{
+		{"selfcommunity", "airtable", airtablesim.RouteSCIMPatch},
+		{"airtable", "selfcommunity", selfcommunitysim.RouteMembersAdd},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			t.Parallel()
+			const n = 100
+			e := newEnv(t, map[string]connectors.Kind{tc.source: connectors.Kind(tc.source), tc.target: connectors.Kind(tc.target)},
+				map[string]config.Flow{"f": defaultFlow(tc.source, tc.target)})
+			ps := people(n)
+			tn := seedSource(e.sim(tc.source), ps, 1, n)
+			deadEmail := ps[tn.Groups[0].Members[n/3]].Email
+			seedAccounts(e.sim(tc.target), slices.DeleteFunc(slices.Clone(ps), func(p simkit.Person) bool { return p.Email == deadEmail }))
+			e.mustStatus(e.run("f", syncengine.RunOptions{DryRun: true}), state.RunDryRun)
+			// The mirror believes the target still has an account for deadEmail.
+			am, err := e.store.BeginAccountMerge(t.Context(), tc.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := am.Write(t.Context(), []connectors.Account{{ID: deadID(tc.target), Email: deadEmail, Hash: "dead"}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := am.Commit(t.Context(), false); err != nil {
+				t.Fatal(err)
+			}
+			e.sim(tc.target).Counter().Reset()
+
+			res := e.run("f", syncengine.RunOptions{})
+			e.mustStatus(res, state.RunPartial)
+			e.assertMirrored(tc.source, tc.target, deadEmail)
+			cs, err := e.store.Changes(t.Context(), state.ChangeFilter{RunID: res.RunID, Operation: "add_member", Status: state.ChangeFailed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cs) != 1 || cs[0].AccountEmail != deadEmail || !strings.Contains(cs[0].LastError, deadID(tc.target)) {
+				t.Fatalf("failed adds = %+v, want only %s, failing with an error naming its id", cs, deadEmail)
+			}
+			calls := e.sim(tc.target).Counter().Count(tc.addRoute)
+			if limit := 1 + 2*7 + 1; calls > limit {
+				t.Fatalf("%d add calls for one batch of %d with one bad member, want at most %d", calls, n, limit)
+			}
+			t.Logf("%s: %d add calls to settle a batch of %d with one dead account", tc.target, calls, n)
+		})
+	}
+}
+
+// deadID is an account id of the target's own shape that the target does not know.
+func deadID(kind string) string {
+	if kind == "airtable" {
+		return "usrDEADDEADDEAD00"
+	}
+	return "999999"
 }
