@@ -253,3 +253,61 @@ func deadID(kind string) string {
 	}
 	return "999999"
 }
+
+// Renames that collide within one target converge in one run: a swap (A↔B) and a 3-cycle
+// (C→D→E→C) against DevRev, which refuses a name in use with 409.
+func TestInvariantRenameCollisionsConvergeInOneRun(t *testing.T) {
+	t.Parallel()
+	e, _, tn := pairEnv(t, defaultFlow("airtable", "devrev"), 20, 5, 3)
+	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
+	ctx := t.Context()
+	src := e.conns["airtable"]
+	w := src.(connectors.Writer)
+	names := make([]string, 5)
+	ids := make([]string, 5)
+	for i := range names {
+		names[i] = tn.Groups[i].Name
+		g, err := src.FindGroupByName(ctx, names[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = g.ID
+		// Park every group first so the source itself can take the new names.
+		if _, err := w.UpdateGroup(ctx, g.ID, connectors.GroupSpec{Name: names[i] + " (parked)"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[int]string{0: names[1], 1: names[0], 2: names[3], 3: names[4], 4: names[2]}
+	for i, name := range want {
+		if _, err := w.UpdateGroup(ctx, ids[i], connectors.GroupSpec{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := effects(e.sim("devrev"))
+
+	res := e.run("f", syncengine.RunOptions{})
+	e.mustStatus(res, state.RunSucceeded)
+	if got := res.Targets["devrev"].Updated; got != 5 {
+		t.Fatalf("%d groups updated, want the 5 renames", got)
+	}
+	for i, name := range want {
+		tid := e.linkedTargetOf("airtable", ids[i], "devrev")
+		g, err := e.conns["devrev"].GetGroup(ctx, tid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Name != name {
+			t.Fatalf("devrev group of source %d is named %q, want %q", i, g.Name, name)
+		}
+	}
+	if after := effects(e.sim("devrev")); after[0] != before[0] {
+		t.Fatalf("renames created %d groups, want none", after[0]-before[0])
+	}
+	e.assertMirrored("airtable", "devrev")
+	// The next run finds nothing to do: the temporary names left no trace.
+	res = e.run("f", syncengine.RunOptions{})
+	e.mustStatus(res, state.RunSucceeded)
+	if n := e.changeCount(res.RunID, state.ChangePlanned, state.ChangeApplied, state.ChangeFailed); n != 0 {
+		t.Fatalf("run after the renames has %d changes, want 0", n)
+	}
+}
