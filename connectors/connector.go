@@ -10,6 +10,7 @@ package connectors
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -186,6 +187,12 @@ type Writer interface {
 	// RemoveMembers removes accounts from a group; same batching rule as AddMembers.
 	RemoveMembers(ctx context.Context, groupID string, accountIDs []string) error
 }
+
+// ErrNameTaken marks a create or rename that the target refused because another group
+// already holds the name (409, or the API's own "already taken"). Connectors join it to the
+// API's error (fmt.Errorf("%w: %w", ErrNameTaken, err)), so errors.Is finds both it and the
+// error's class; the engine orders renames and reports name_conflict by it.
+var ErrNameTaken = errors.New("name taken")
 
 // Restorer is implemented by connectors that can un-archive a group (Capabilities.RestoreGroup).
 // Restoring a group that is not archived succeeds and returns it as it is.

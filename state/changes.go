@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -203,32 +204,24 @@ func (s *Store) ReconcileInterrupted(ctx context.Context, flow string) (int64, e
 	return tag.RowsAffected(), nil
 }
 
+// ErrLinkConflict is returned by RecordGroupWritten when the target group is already linked
+// to another mirror group: push never moves a link (DESIGN invariant 1), so the write is
+// not recorded and the change is reported as a name_conflict.
+var ErrLinkConflict = errors.New("target group is linked to another mirror group")
+
 // RecordGroupWritten stores a group the engine created or updated in a target, links it,
 // points the run's pending member changes of that link at it, and marks the change applied.
+// It never re-points a link row of another link_id: if g is linked elsewhere nothing is
+// recorded and the error wraps ErrLinkConflict. A create replaces this link's row for the
+// target only when that row's group is no longer live and active (archived or gone: the
+// create gives the link a new group); a live one is a conflict too.
 func (s *Store) RecordGroupWritten(ctx context.Context, c Change, g connectors.Group) error {
-	hash := hashOr(g.Hash, g.ID, g.Name, g.Description, string(g.Visibility), g.State, string(g.Raw))
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO groups (system, external_id, name, description, visibility, state, membership_managed,
-			                    is_system, remote_created_at, remote_modified_at, raw, hash, origin_system,
-			                    external_reference, last_sync_out_status, last_sync_out_date)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'succeeded', now())
-			ON CONFLICT (system, external_id) DO UPDATE
-			   SET name = excluded.name, description = excluded.description, visibility = excluded.visibility,
-			       state = excluded.state, raw = excluded.raw, hash = excluded.hash, deleted_at = NULL,
-			       updated_at = now(), origin_system = excluded.origin_system,
-			       external_reference = excluded.external_reference,
-			       last_sync_out_status = 'succeeded', last_sync_out_date = now(), last_sync_out_error = NULL`,
-			c.TargetSystem, g.ID, g.Name, g.Description, string(g.Visibility), g.State, g.MembershipManaged,
-			g.System, timeOrNull(g.CreatedAt), timeOrNull(g.ModifiedAt), rawText(g.Raw), hash,
-			c.SourceSystem, c.SourceGroupID); err != nil {
-			return fmt.Errorf("state: record group %s/%s: %w", c.TargetSystem, g.ID, err)
+		if err := upsertWrittenGroup(ctx, tx, c, g); err != nil {
+			return err
 		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO links (link_id, system, external_id, flow, created_by_run) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (system, external_id) DO UPDATE SET link_id = excluded.link_id`,
-			c.LinkID, c.TargetSystem, g.ID, c.Flow, c.RunID); err != nil {
-			return fmt.Errorf("state: link group %s/%s: %w", c.TargetSystem, g.ID, err)
+		if err := linkWrittenGroup(ctx, tx, c, g.ID); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, `
 			UPDATE changes SET target_group_id = $4
@@ -238,6 +231,72 @@ func (s *Store) RecordGroupWritten(ctx context.Context, c Change, g connectors.G
 		}
 		return markApplied(ctx, tx, []int64{c.ID})
 	})
+}
+
+// RecordGroupRestored stores a group the engine brought back from the archive as active,
+// with the same rules as RecordGroupWritten.
+func (s *Store) RecordGroupRestored(ctx context.Context, c Change, g connectors.Group) error {
+	if g.State == "" || g.State == "archived" {
+		// The restore call succeeded: the group is active whatever the answer's body said.
+		g.State = "active"
+		g.Hash = ""
+	}
+	return s.RecordGroupWritten(ctx, c, g)
+}
+
+func upsertWrittenGroup(ctx context.Context, tx pgx.Tx, c Change, g connectors.Group) error {
+	hash := hashOr(g.Hash, g.ID, g.Name, g.Description, string(g.Visibility), g.State, string(g.Raw))
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO groups (system, external_id, name, description, visibility, state, membership_managed,
+		                    is_system, remote_created_at, remote_modified_at, raw, hash, origin_system,
+		                    external_reference, last_sync_out_status, last_sync_out_date)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'succeeded', now())
+		ON CONFLICT (system, external_id) DO UPDATE
+		   SET name = excluded.name, description = excluded.description, visibility = excluded.visibility,
+		       state = excluded.state, raw = excluded.raw, hash = excluded.hash, deleted_at = NULL,
+		       updated_at = now(), origin_system = excluded.origin_system,
+		       external_reference = excluded.external_reference,
+		       last_sync_out_status = 'succeeded', last_sync_out_date = now(), last_sync_out_error = NULL`,
+		c.TargetSystem, g.ID, g.Name, g.Description, string(g.Visibility), g.State, g.MembershipManaged,
+		g.System, timeOrNull(g.CreatedAt), timeOrNull(g.ModifiedAt), rawText(g.Raw), hash,
+		c.SourceSystem, c.SourceGroupID); err != nil {
+		return fmt.Errorf("state: record group %s/%s: %w", c.TargetSystem, g.ID, err)
+	}
+	return nil
+}
+
+// linkWrittenGroup links the target group id to the change's link. The upsert only touches
+// a row of the same link (WHERE links.link_id = excluded.link_id); no affected row means
+// the group belongs to another link, and the caller's transaction rolls back.
+func linkWrittenGroup(ctx context.Context, tx pgx.Tx, c Change, groupID string) error {
+	if c.Operation == "create_group" {
+		if _, err := tx.Exec(ctx, `
+			DELETE FROM links l
+			 WHERE l.link_id = $1 AND l.system = $2 AND l.external_id <> $3
+			   AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.system = l.system AND g.external_id = l.external_id
+			                      AND g.deleted_at IS NULL AND g.state IS DISTINCT FROM 'archived')`,
+			c.LinkID, c.TargetSystem, groupID); err != nil {
+			return fmt.Errorf("state: unlink the archived group of link %d in %s: %w", c.LinkID, c.TargetSystem, err)
+		}
+	}
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO links (link_id, system, external_id, flow, created_by_run) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (system, external_id) DO UPDATE SET link_id = excluded.link_id
+		 WHERE links.link_id = excluded.link_id`,
+		c.LinkID, c.TargetSystem, groupID, c.Flow, c.RunID)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		// UNIQUE (link_id, system): this link already holds another live group in the target.
+		return fmt.Errorf("state: link group %s/%s to link %d: the link holds another live group there: %w",
+			c.TargetSystem, groupID, c.LinkID, ErrLinkConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("state: link group %s/%s: %w", c.TargetSystem, groupID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("state: link group %s/%s to link %d: %w", c.TargetSystem, groupID, c.LinkID, ErrLinkConflict)
+	}
+	return nil
 }
 
 // RecordGroupDeleted marks a target group archived or tombstoned after the engine removed it.

@@ -125,7 +125,9 @@ type RunOptions struct {
 // TargetSummary counts one target's changes in a run.
 type TargetSummary struct {
 	Created, Updated, Deleted, Added, Removed int
-	Skipped, Failed, Blocked, Planned         int
+	// Restored counts archived target groups brought back because their source group is live.
+	Restored                          int
+	Skipped, Failed, Blocked, Planned int
 	// Reasons counts skipped/failed/blocked changes by reason.
 	Reasons map[string]int
 }
@@ -412,6 +414,8 @@ func (e *Engine) summarize(ctx context.Context, res *Result, counts map[string]i
 				ts.Created += n
 			case "update_group":
 				ts.Updated += n
+			case "restore_group":
+				ts.Restored += n
 			case "archive_group", "delete_group":
 				ts.Deleted += n
 			case "add_member":

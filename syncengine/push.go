@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
+	"slices"
 	"sync"
 
 	"github.com/groupsync/groupsync/connectors"
@@ -13,7 +15,9 @@ import (
 
 // pushOrder is the order operations are pushed in: groups exist before members are added
 // to them, and removals come after additions so a failing run errs on the side of access.
-var pushOrder = []string{"create_group", "update_group", "add_member", "remove_member", "archive_group", "delete_group"}
+// A restore comes before updates because an archived group refuses changes (Socialcast).
+var pushOrder = []string{"create_group", "restore_group", "update_group", "add_member", "remove_member",
+	"archive_group", "delete_group"}
 
 // pushAll pushes every target's planned changes at once (each under its own rate limit);
 // one target failing does not stop the others.
@@ -78,12 +82,19 @@ func (e *Engine) pushAll(ctx context.Context, log *slog.Logger, runID int64, p *
 	}
 }
 
-// pushTarget applies one target's planned changes in pushOrder, page by page.
+// pushTarget applies one target's planned changes in pushOrder, page by page. A target's
+// renames are pushed together (pushUpdates) so their order can free a name before it is taken.
 func (e *Engine) pushTarget(ctx context.Context, log *slog.Logger, runID int64, target string) error {
 	conn := e.o.Connectors[target]
 	w, _ := conn.(connectors.Writer)
 	caps := conn.Capabilities()
 	for _, op := range pushOrder {
+		if op == "update_group" && w != nil {
+			if err := e.pushUpdates(ctx, log, runID, target, w); err != nil {
+				return err
+			}
+			continue
+		}
 		var after int64
 		for {
 			if err := ctx.Err(); err != nil {
@@ -110,7 +121,7 @@ func (e *Engine) pushTarget(ctx context.Context, log *slog.Logger, runID int64, 
 				stop = e.pushMembers(ctx, log, w, caps, op, page)
 			default:
 				for _, c := range page {
-					if stop = e.pushGroup(ctx, log, conn, w, c); stop != nil {
+					if stop = e.pushGroup(ctx, log, conn, w, caps, c); stop != nil {
 						break
 					}
 				}
@@ -159,75 +170,276 @@ func (e *Engine) applied(cs []state.Change) {
 	}
 }
 
-// pushGroup applies one group change. A create first looks the name up, so a create whose
-// earlier outcome was unknown adopts the group instead of duplicating it.
-func (e *Engine) pushGroup(ctx context.Context, log *slog.Logger, conn connectors.Connector, w connectors.Writer, c state.Change) error {
-	st := e.o.Store
-	if err := st.MarkInFlight(ctx, []int64{c.ID}); err != nil {
-		return err
-	}
-	spec := connectors.GroupSpec{Name: c.Payload.Name, Description: c.Payload.Description,
-		Visibility: connectors.Visibility(c.Payload.Visibility)}
-	clog := log.With("change_id", c.ID, "operation", c.Operation, "group", c.Payload.Name)
-	var err error
-	// Recording below uses context.WithoutCancel: once the target answered, a shutdown
-	// must not leave the change in flight.
-	switch c.Operation {
-	case "create_group":
-		var g connectors.Group
-		g, err = conn.FindGroupByName(ctx, spec.Name)
-		switch {
-		case err == nil:
-			clog.Info("group already exists in the target: adopted", "target_group_id", g.ID)
-		case errors.Is(err, connectors.ErrNotFound):
-			g, err = w.CreateGroup(ctx, spec)
-			if err != nil && connectors.IsTransient(err) {
-				// The create may have happened before the failure: look before anyone retries.
-				if found, ferr := conn.FindGroupByName(ctx, spec.Name); ferr == nil {
-					g, err = found, nil
-				}
-			}
-		}
-		if err == nil {
-			err = st.RecordGroupWritten(context.WithoutCancel(ctx), c, g)
-			if err != nil {
-				return err
-			}
-			clog.Info("group created", "target_group_id", g.ID)
-		}
-	case "update_group":
-		var g connectors.Group
-		g, err = w.UpdateGroup(ctx, c.TargetGroupID, spec)
-		if err == nil {
-			if err = st.RecordGroupWritten(context.WithoutCancel(ctx), c, g); err != nil {
-				return err
-			}
-			clog.Info("group updated", "target_group_id", c.TargetGroupID)
-		}
-	case "archive_group", "delete_group":
-		mode := connectors.DeleteHard
-		if c.Operation == "archive_group" {
-			mode = connectors.DeleteArchive
-		}
-		err = w.DeleteGroup(ctx, c.TargetGroupID, mode)
-		if errors.Is(err, connectors.ErrNotFound) {
-			err = nil // already gone: the desired state holds
-		}
-		if err == nil {
-			if err = st.RecordGroupDeleted(context.WithoutCancel(ctx), c, mode == connectors.DeleteArchive); err != nil {
-				return err
-			}
-			clog.Info("group removed", "mode", mode, "target_group_id", c.TargetGroupID)
-		}
-	default:
-		err = fmt.Errorf("unknown operation %q", c.Operation)
-	}
-	if err != nil {
-		clog.Warn("change failed", "error", err)
-		return e.fail(ctx, []state.Change{c}, "", err)
+// outcome is how one group change went: cause is the change's own failure (recorded on it,
+// with reason when it has a name), stop a database error that stops the target.
+type outcome struct {
+	reason string
+	cause  error
+	stop   error
+}
+
+func failed(reason string, cause error) outcome { return outcome{reason: reason, cause: cause} }
+
+// settle records o on the change and returns what stops the target, if anything.
+func (e *Engine) settle(ctx context.Context, log *slog.Logger, c state.Change, o outcome) error {
+	switch {
+	case o.stop != nil:
+		return o.stop
+	case o.cause != nil:
+		log.Warn("change failed", "reason", o.reason, "error", o.cause)
+		return e.fail(ctx, []state.Change{c}, o.reason, o.cause)
 	}
 	e.applied([]state.Change{c})
 	return nil
+}
+
+func specOf(c state.Change) connectors.GroupSpec {
+	return connectors.GroupSpec{Name: c.Payload.Name, Description: c.Payload.Description,
+		Visibility: connectors.Visibility(c.Payload.Visibility)}
+}
+
+// pushGroup applies one create, restore, archive or delete.
+func (e *Engine) pushGroup(ctx context.Context, log *slog.Logger, conn connectors.Connector, w connectors.Writer,
+	caps connectors.Capabilities, c state.Change) error {
+	if err := e.o.Store.MarkInFlight(ctx, []int64{c.ID}); err != nil {
+		return err
+	}
+	clog := log.With("change_id", c.ID, "operation", c.Operation, "group", c.Payload.Name)
+	var o outcome
+	switch c.Operation {
+	case "create_group":
+		o = e.pushCreate(ctx, clog, conn, w, c)
+	case "restore_group":
+		o = e.pushRestore(ctx, clog, conn, caps, c)
+	case "archive_group", "delete_group":
+		o = e.pushDelete(ctx, clog, w, c)
+	default:
+		o = failed("", fmt.Errorf("unknown operation %q", c.Operation))
+	}
+	return e.settle(ctx, clog, c, o)
+}
+
+// pushCreate creates a group. It first looks the name up, so a create whose earlier outcome
+// was unknown adopts the group instead of duplicating it. Only a live, active group that no
+// other link holds is adopted (RecordGroupWritten refuses the others: name_conflict); an
+// archived one is left alone and the group is created beside it where the target allows.
+func (e *Engine) pushCreate(ctx context.Context, log *slog.Logger, conn connectors.Connector, w connectors.Writer, c state.Change) outcome {
+	spec := specOf(c)
+	g, err := conn.FindGroupByName(ctx, spec.Name)
+	switch {
+	case err == nil && g.State != "archived":
+		return e.recordWritten(ctx, log, c, g, "group already exists in the target: adopted")
+	case err == nil:
+		log.Info("an archived group holds the name: not adopted, creating a new group", "archived_group_id", g.ID)
+	case !errors.Is(err, connectors.ErrNotFound):
+		return failed("", err)
+	}
+	g, err = w.CreateGroup(ctx, spec)
+	if err != nil && connectors.IsTransient(err) {
+		// The create may have happened before the failure: look before anyone retries.
+		if found, ferr := conn.FindGroupByName(ctx, spec.Name); ferr == nil && found.State != "archived" {
+			g, err = found, nil
+		}
+	}
+	switch {
+	case errors.Is(err, connectors.ErrNameTaken):
+		return failed("name_conflict", err)
+	case err != nil:
+		return failed("", err)
+	}
+	return e.recordWritten(ctx, log, c, g, "group created")
+}
+
+// recordWritten records a created, adopted, renamed or restored group. A group that belongs
+// to another link is not taken over (push never moves a link): the change fails as
+// name_conflict and both links keep their groups.
+func (e *Engine) recordWritten(ctx context.Context, log *slog.Logger, c state.Change, g connectors.Group, msg string) outcome {
+	rctx := context.WithoutCancel(ctx) // the target answered: a shutdown must not lose the outcome
+	var err error
+	if c.Operation == "restore_group" {
+		err = e.o.Store.RecordGroupRestored(rctx, c, g)
+	} else {
+		err = e.o.Store.RecordGroupWritten(rctx, c, g)
+	}
+	if errors.Is(err, state.ErrLinkConflict) {
+		return failed("name_conflict", fmt.Errorf("target group %s (%q) belongs to another mirror group; not taken over: %w",
+			g.ID, g.Name, err))
+	}
+	if err != nil {
+		return outcome{stop: err}
+	}
+	log.Info(msg, "target_group_id", g.ID)
+	return outcome{}
+}
+
+// pushRestore brings an archived target group back (the source group is live again).
+func (e *Engine) pushRestore(ctx context.Context, log *slog.Logger, conn connectors.Connector, caps connectors.Capabilities, c state.Change) outcome {
+	r, ok := conn.(connectors.Restorer)
+	if !ok || !caps.RestoreGroup {
+		return failed("unsupported", fmt.Errorf("%s cannot restore archived groups: %w", c.TargetSystem, connectors.ErrUnsupported))
+	}
+	g, err := r.RestoreGroup(ctx, c.TargetGroupID)
+	if err != nil {
+		return failed("", err)
+	}
+	return e.recordWritten(ctx, log, c, g, "group restored")
+}
+
+// pushDelete archives or deletes a group; one that is already gone counts as removed.
+func (e *Engine) pushDelete(ctx context.Context, log *slog.Logger, w connectors.Writer, c state.Change) outcome {
+	mode := connectors.DeleteHard
+	if c.Operation == "archive_group" {
+		mode = connectors.DeleteArchive
+	}
+	err := w.DeleteGroup(ctx, c.TargetGroupID, mode)
+	if err != nil && !errors.Is(err, connectors.ErrNotFound) {
+		return failed("", err)
+	}
+	if err := e.o.Store.RecordGroupDeleted(context.WithoutCancel(ctx), c, mode == connectors.DeleteArchive); err != nil {
+		return outcome{stop: err}
+	}
+	log.Info("group removed", "mode", mode, "target_group_id", c.TargetGroupID)
+	return outcome{}
+}
+
+// pushUpdates applies a target's group updates so that renames colliding within the target
+// converge in one run (A→B while B→A, chains, cycles): a rename whose new name another
+// rename of this run still has to free waits for it, and when every waiting rename waits
+// for another (a cycle) one of them first moves aside to a temporary name.
+func (e *Engine) pushUpdates(ctx context.Context, log *slog.Logger, runID int64, target string, w connectors.Writer) error {
+	q, err := e.loadRenames(ctx, runID, target)
+	if err != nil {
+		return err
+	}
+	for len(q.pending) > 0 {
+		if ctx.Err() != nil {
+			return nil // the caller fails what was not attempted
+		}
+		r := q.next()
+		if r == nil {
+			// Every pending rename waits for another: break the cycle through a temporary name.
+			r = q.pending[0]
+			if err := e.moveAside(ctx, log, w, q, r); err != nil {
+				return err
+			}
+			continue
+		}
+		q.done(r)
+		if err := e.pushUpdate(ctx, log, w, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rename is one update_group change as the rename order sees it.
+type rename struct {
+	c state.Change
+	// current is the group's name in the target now: the planned old name, or the temporary
+	// name it was moved aside to.
+	current string
+	// inFlight is true once the change was marked in flight (by its move aside).
+	inFlight bool
+}
+
+// renameQueue holds a target's pending updates and, by normalized name, the pending rename
+// whose group holds that name now.
+type renameQueue struct {
+	pending []*rename
+	holder  map[string]*rename
+}
+
+func (e *Engine) loadRenames(ctx context.Context, runID int64, target string) (*renameQueue, error) {
+	q := &renameQueue{holder: map[string]*rename{}}
+	var after int64
+	for {
+		page, err := e.o.Store.Changes(ctx, state.ChangeFilter{RunID: runID, TargetSystem: target, Operation: "update_group",
+			Status: state.ChangePlanned, AfterID: after, Limit: 500})
+		if err != nil {
+			return nil, err
+		}
+		if len(page) == 0 {
+			return q, nil
+		}
+		after = page[len(page)-1].ID
+		for _, c := range page {
+			r := &rename{c: c, current: c.Payload.OldName}
+			q.pending = append(q.pending, r)
+			if r.current != "" {
+				q.holder[connectors.NormalizeName(r.current)] = r
+			}
+		}
+	}
+}
+
+// next returns the first pending update whose new name no other pending rename holds, or
+// nil when all of them wait (a cycle).
+func (q *renameQueue) next() *rename {
+	for _, r := range q.pending {
+		if h := q.holder[connectors.NormalizeName(r.c.Payload.Name)]; h == nil || h == r {
+			return r
+		}
+	}
+	return nil
+}
+
+// done takes r out of the queue: whatever its outcome, nothing waits for it any more (a
+// rename blocked by a failed one then meets the target's own refusal, reported on it).
+func (q *renameQueue) done(r *rename) {
+	q.pending = slices.DeleteFunc(q.pending, func(p *rename) bool { return p == r })
+	if key := connectors.NormalizeName(r.current); q.holder[key] == r {
+		delete(q.holder, key)
+	}
+}
+
+// temporaryName is where a rename in a cycle parks its group: unique to the change, and
+// saying what is going on to anyone who looks at the target meanwhile.
+func temporaryName(r *rename) string {
+	return fmt.Sprintf("%s (renaming to %s, change %d)", r.current, r.c.Payload.Name, r.c.ID)
+}
+
+// moveAside renames r's group to a temporary name, freeing its current name for the rename
+// waiting on it; r's own rename follows once its new name is free.
+func (e *Engine) moveAside(ctx context.Context, log *slog.Logger, w connectors.Writer, q *renameQueue, r *rename) error {
+	if err := e.o.Store.MarkInFlight(ctx, []int64{r.c.ID}); err != nil {
+		return err
+	}
+	r.inFlight = true
+	tmp := temporaryName(r)
+	spec := specOf(r.c)
+	spec.Name = tmp
+	clog := log.With("change_id", r.c.ID, "operation", r.c.Operation, "group", r.c.Payload.Name)
+	if _, err := w.UpdateGroup(ctx, r.c.TargetGroupID, spec); err != nil {
+		q.done(r)
+		return e.settle(ctx, clog, r.c, failed("", fmt.Errorf("move aside to a temporary name to break a rename cycle: %w", err)))
+	}
+	clog.Info("group moved aside to break a rename cycle", "target_group_id", r.c.TargetGroupID, "temporary_name", tmp)
+	delete(q.holder, connectors.NormalizeName(r.current))
+	r.current = tmp
+	q.holder[connectors.NormalizeName(tmp)] = r
+	return nil
+}
+
+// pushUpdate applies one update_group change (rename, description, visibility).
+func (e *Engine) pushUpdate(ctx context.Context, log *slog.Logger, w connectors.Writer, r *rename) error {
+	c := r.c
+	if !r.inFlight {
+		if err := e.o.Store.MarkInFlight(ctx, []int64{c.ID}); err != nil {
+			return err
+		}
+	}
+	clog := log.With("change_id", c.ID, "operation", c.Operation, "group", c.Payload.Name)
+	g, err := w.UpdateGroup(ctx, c.TargetGroupID, specOf(c))
+	var o outcome
+	switch {
+	case errors.Is(err, connectors.ErrNameTaken):
+		o = failed("name_conflict", err)
+	case err != nil:
+		o = failed("", err)
+	default:
+		o = e.recordWritten(ctx, clog, c, g, "group updated")
+	}
+	return e.settle(ctx, clog, c, o)
 }
 
 // pushMembers applies member changes in batches of the target's per-call maximum, grouping
@@ -253,42 +465,145 @@ func (e *Engine) pushMembers(ctx context.Context, log *slog.Logger, w connectors
 			continue
 		}
 		ids := make([]int64, len(batch))
-		accounts := make([]string, len(batch))
 		for k, c := range batch {
-			ids[k], accounts[k] = c.ID, c.TargetAccountID
+			ids[k] = c.ID
 		}
 		if err := e.o.Store.MarkInFlight(ctx, ids); err != nil {
 			return err
 		}
-		var err error
-		if op == "add_member" {
-			err = w.AddMembers(ctx, gid, accounts)
-		} else {
-			err = w.RemoveMembers(ctx, gid, accounts)
-			if errors.Is(err, connectors.ErrNotFound) {
-				err = nil // not a member (or no group): the desired state holds
+		err := writeMembers(ctx, w, op, gid, batch)
+		switch {
+		case err == nil:
+			if err := e.recordMembers(ctx, op, batch); err != nil {
+				return err
 			}
-		}
-		if err != nil {
+			log.Debug("member changes applied", "operation", op, "target_group_id", gid, "members", len(batch))
+		case len(batch) > 1 && splittable(err):
+			log.Info("member batch refused: splitting it to find the members the target refuses", "operation", op,
+				"target_group_id", gid, "members", len(batch), "error", err)
+			if err := e.bisectMembers(ctx, log, w, op, gid, batch, err); err != nil {
+				return err
+			}
+		default:
 			log.Warn("member changes failed", "operation", op, "target_group_id", gid, "members", len(batch), "error", err)
 			if ferr := e.fail(ctx, batch, "", err); ferr != nil {
 				return ferr
 			}
-			continue
 		}
-		// The target has the write: record it even when a shutdown cancelled ctx meanwhile,
-		// or SIGTERM would leave an applied change in flight.
-		rctx := context.WithoutCancel(ctx)
-		if op == "add_member" {
-			err = e.o.Store.RecordMembersAdded(rctx, batch)
-		} else {
-			err = e.o.Store.RecordMembersRemoved(rctx, batch)
-		}
-		if err != nil {
-			return err
-		}
-		e.applied(batch)
-		log.Debug("member changes applied", "operation", op, "target_group_id", gid, "members", len(batch))
 	}
 	return nil
+}
+
+// writeMembers sends one add or remove call for the batch.
+func writeMembers(ctx context.Context, w connectors.Writer, op, gid string, batch []state.Change) error {
+	accounts := make([]string, len(batch))
+	for k, c := range batch {
+		accounts[k] = c.TargetAccountID
+	}
+	if op == "add_member" {
+		return w.AddMembers(ctx, gid, accounts)
+	}
+	err := w.RemoveMembers(ctx, gid, accounts)
+	if errors.Is(err, connectors.ErrNotFound) {
+		return nil // not a member (or no group): the desired state holds
+	}
+	return err
+}
+
+// recordMembers records an applied batch. The target has the write: it is recorded even
+// when a shutdown cancelled ctx meanwhile, or SIGTERM would leave an applied change in flight.
+func (e *Engine) recordMembers(ctx context.Context, op string, batch []state.Change) error {
+	rctx := context.WithoutCancel(ctx)
+	var err error
+	if op == "add_member" {
+		err = e.o.Store.RecordMembersAdded(rctx, batch)
+	} else {
+		err = e.o.Store.RecordMembersRemoved(rctx, batch)
+	}
+	if err != nil {
+		return err
+	}
+	e.applied(batch)
+	return nil
+}
+
+// splittable reports whether a refused batch may hold members the target would take: the
+// target refused the request itself (a 4xx about its content, e.g. one dead account id), not
+// the group (gone), the credentials, or the moment (transient).
+func splittable(err error) bool {
+	return errors.Is(err, connectors.ErrPermanent) && !errors.Is(err, connectors.ErrNotFound) &&
+		!errors.Is(err, connectors.ErrUnauthorized) && !connectors.IsTransient(err)
+}
+
+// refused is a part of a batch the target refused, with the refusal.
+type refused struct {
+	cs  []state.Change
+	err error
+}
+
+// bisectMembers splits a batch the target refused as a whole (an all-or-nothing batch call
+// with one bad member in it) until the good members are applied and each bad one fails alone
+// with its own error. Calls are bounded by len(batch)+2·⌈log2 len(batch)⌉: a split costs 2
+// calls and is only made while the budget left still covers one call per member not yet
+// settled; past that, the rest goes one member per call.
+func (e *Engine) bisectMembers(ctx context.Context, log *slog.Logger, w connectors.Writer, op, gid string, batch []state.Change, first error) error {
+	budget := len(batch) + 2*bits.Len(uint(len(batch)-1))
+	unsettled := len(batch)
+	queue := []refused{{batch, first}}
+	for len(queue) > 0 {
+		part := queue[0]
+		queue = queue[1:]
+		if ctx.Err() != nil || len(part.cs) == 1 {
+			unsettled -= len(part.cs)
+			if err := e.failRefused(ctx, log, op, gid, part); err != nil {
+				return e.failRest(ctx, queue, err)
+			}
+			continue
+		}
+		var parts [][]state.Change
+		if budget-2 >= unsettled {
+			half := len(part.cs) / 2
+			parts = [][]state.Change{part.cs[:half], part.cs[half:]}
+		} else {
+			for k := range part.cs {
+				parts = append(parts, part.cs[k:k+1])
+			}
+		}
+		for _, p := range parts {
+			budget--
+			err := writeMembers(ctx, w, op, gid, p)
+			switch {
+			case err == nil:
+				unsettled -= len(p)
+				if err := e.recordMembers(ctx, op, p); err != nil {
+					return e.failRest(ctx, queue, err)
+				}
+			case len(p) > 1 && splittable(err):
+				queue = append(queue, refused{p, err})
+			default:
+				unsettled -= len(p)
+				if err := e.failRefused(ctx, log, op, gid, refused{p, err}); err != nil {
+					return e.failRest(ctx, queue, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) failRefused(ctx context.Context, log *slog.Logger, op, gid string, r refused) error {
+	log.Warn("member changes failed", "operation", op, "target_group_id", gid, "members", len(r.cs),
+		"account_id", r.cs[0].TargetAccountID, "error", r.err)
+	return e.fail(ctx, r.cs, "", r.err)
+}
+
+// failRest fails the parts still queued (marked in flight) when the split stops early, and
+// returns why it stopped.
+func (e *Engine) failRest(ctx context.Context, queue []refused, stop error) error {
+	for _, r := range queue {
+		if err := e.fail(ctx, r.cs, "not_attempted", fmt.Errorf("not attempted: %w", stop)); err != nil && !errors.Is(err, stop) {
+			return errors.Join(stop, err)
+		}
+	}
+	return stop
 }

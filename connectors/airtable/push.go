@@ -73,7 +73,7 @@ func (c *conn) CreateGroup(ctx context.Context, spec connectors.GroupSpec) (conn
 		JSON: map[string]any{"schemas": []string{schemaGroup}, "displayName": spec.Name},
 	})
 	if err != nil {
-		return connectors.Group{}, err
+		return connectors.Group{}, nameTaken(err)
 	}
 	sg, err := decodeSCIMGroup(body)
 	if err != nil {
@@ -111,7 +111,7 @@ func (c *conn) UpdateGroup(ctx context.Context, id string, spec connectors.Group
 	}
 	body, err := c.patch(ctx, id, []patchOp{{Op: "replace", Path: "displayName", Value: spec.Name}})
 	if err != nil {
-		return connectors.Group{}, err
+		return connectors.Group{}, nameTaken(err)
 	}
 	sg, err := decodeSCIMGroup(body)
 	if err != nil {
@@ -183,6 +183,15 @@ func (c *conn) RemoveMembers(ctx context.Context, groupID string, accountIDs []s
 		return nil
 	}
 	_, err = c.patch(ctx, groupID, removeOps(still))
+	return err
+}
+
+// nameTaken marks SCIM's 409 uniqueness answer (displayName in use) as ErrNameTaken.
+func nameTaken(err error) error {
+	var apiErr *connectors.Error
+	if errors.As(err, &apiErr) && apiErr.Status == 409 {
+		return fmt.Errorf("%w: %w", connectors.ErrNameTaken, err)
+	}
 	return err
 }
 

@@ -48,7 +48,7 @@ func (c *conn) CreateGroup(ctx context.Context, spec connectors.GroupSpec) (conn
 		Name: spec.Name, Description: c.describe(spec.Description), Type: "static", MemberType: "dev_user",
 	}, false)
 	if err != nil {
-		return connectors.Group{}, err
+		return connectors.Group{}, nameTaken(err)
 	}
 	rec, err := decodeGroupEnvelope(data)
 	if err != nil {
@@ -68,7 +68,7 @@ func (c *conn) UpdateGroup(ctx context.Context, id string, spec connectors.Group
 		ID: id, Name: spec.Name, Description: c.describe(spec.Description),
 	}, true)
 	if err != nil {
-		return connectors.Group{}, err
+		return connectors.Group{}, nameTaken(err)
 	}
 	rec, err := decodeGroupEnvelope(data)
 	if err != nil {
@@ -122,6 +122,15 @@ func (c *conn) memberRequest(groupID, memberID string) memberRequest {
 		r.MemberRevOrg = memberID[:i]
 	}
 	return r
+}
+
+// nameTaken marks the 409 conflict of groups.create and groups.update ("a group with the
+// same name already exists") as ErrNameTaken.
+func nameTaken(err error) error {
+	if isStatus(err, http.StatusConflict) {
+		return fmt.Errorf("%w: %w", connectors.ErrNameTaken, err)
+	}
+	return err
 }
 
 func isStatus(err error, status int) bool {

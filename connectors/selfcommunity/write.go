@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
@@ -36,7 +37,7 @@ func (c *conn) CreateGroup(ctx context.Context, spec connectors.GroupSpec) (conn
 	}
 	resp, _, err := c.api.DoRaw(ctx, apiclient.Request{Method: "POST", Path: "/api/v2/group/", JSON: body, Endpoint: epGroupCreate})
 	if err != nil {
-		return connectors.Group{}, err
+		return connectors.Group{}, nameTaken(err)
 	}
 	return c.groupFromBody(epGroupCreate, resp)
 }
@@ -63,7 +64,7 @@ func (c *conn) UpdateGroup(ctx context.Context, id string, spec connectors.Group
 	resp, _, err := c.api.DoRaw(ctx, apiclient.Request{Method: "PATCH", Path: "/api/v2/group/" + id + "/", JSON: body,
 		Endpoint: epGroupPatch, Idempotent: true})
 	if err != nil {
-		return connectors.Group{}, err
+		return connectors.Group{}, nameTaken(err)
 	}
 	return c.groupFromBody(epGroupPatch, resp)
 }
@@ -140,4 +141,20 @@ func (c *conn) RemoveMembers(ctx context.Context, groupID string, accountIDs []s
 		}
 	}
 	return nil
+}
+
+// nameTaken marks the 400 that refuses a name in use (field error on name, "group with this
+// name already exists."; apis.md §1.8 leaves the exact status open, so 409 counts too) as
+// ErrNameTaken.
+func nameTaken(err error) error {
+	var apiErr *connectors.Error
+	if !errors.As(err, &apiErr) {
+		return err
+	}
+	dup := apiErr.Status == 409 ||
+		(apiErr.Status == 400 && strings.Contains(apiErr.Type, "name") && strings.Contains(apiErr.Message, "already exists"))
+	if dup {
+		return fmt.Errorf("%w: %w", connectors.ErrNameTaken, err)
+	}
+	return err
 }

@@ -49,7 +49,7 @@ func (c *conn) CreateGroup(ctx context.Context, spec connectors.GroupSpec) (conn
 	body, _, err := c.api.DoRaw(ctx, apiclient.Request{Method: http.MethodPost, Path: "/api/groups.json",
 		Form: groupForm(spec, true), Endpoint: endpointGroupsCreate})
 	if err != nil {
-		return connectors.Group{}, err
+		return connectors.Group{}, nameTaken(err)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		// A Rails 201 may come without a body; the group exists, so look it up.
@@ -72,7 +72,7 @@ func (c *conn) UpdateGroup(ctx context.Context, id string, spec connectors.Group
 	body, _, err := c.api.DoRaw(ctx, apiclient.Request{Method: http.MethodPut, Path: path,
 		Form: groupForm(spec, false), Endpoint: endpointGroupUpdate})
 	if err != nil {
-		return connectors.Group{}, err
+		return connectors.Group{}, nameTaken(err)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		// Rails' respond_with answers an update with 204 No Content.
@@ -83,6 +83,20 @@ func (c *conn) UpdateGroup(ctx context.Context, id string, spec connectors.Group
 		return connectors.Group{}, c.malformed(endpointGroupUpdate, err)
 	}
 	return g, nil
+}
+
+// nameTaken marks Rails' 422 validation answer for a name in use ({"errors": {"name":
+// ["has already been taken"]}}) as ErrNameTaken; 409 counts too (apis.md §2.5 lists it).
+func nameTaken(err error) error {
+	var apiErr *connectors.Error
+	if !errors.As(err, &apiErr) {
+		return err
+	}
+	if apiErr.Status == http.StatusConflict ||
+		(apiErr.Status == http.StatusUnprocessableEntity && strings.Contains(apiErr.Message, "name has already been taken")) {
+		return fmt.Errorf("%w: %w", connectors.ErrNameTaken, err)
+	}
+	return err
 }
 
 // DeleteGroup archives the group (DeleteArchive), or archives then destroys it
