@@ -206,16 +206,18 @@ func (s *Store) beginFenced(ctx context.Context) (db dbtx, end func(error) error
 // only to what is its own: its run row becomes failed with the reason, its changes still
 // planned fail with reason fenced (never sent), and those it left in_flight fail as
 // interrupted, exactly as the next holder's ReconcileInterrupted would fail them (their
-// outcome is unknown; the next pull reconciles). A row the next holder already closed keeps
-// its status. It returns the reason recorded, naming the new holder when there is one.
-func (s *Store) RecordFenced(ctx context.Context, runID int64, f *Fence, cause error) (string, error) {
-	reason := cause.Error()
+// outcome is unknown; the next pull reconciles). A run row the next holder already closed
+// gets the precise reason. It returns the error recorded: cause, or the takeover when the
+// lease names a new holder.
+func (s *Store) RecordFenced(ctx context.Context, runID int64, f *Fence, cause error) (reported, err error) {
+	reported = cause
 	var holder string
 	var term int64
-	err := s.pool.QueryRow(ctx, `SELECT holder, term FROM leases WHERE flow = $1`, f.Flow).Scan(&holder, &term)
-	if err == nil && (holder != f.Holder || term != f.Term) {
-		reason = (&FencedError{Flow: f.Flow, Term: f.Term, By: holder, ByTerm: term}).Error()
+	if err := s.pool.QueryRow(ctx, `SELECT holder, term FROM leases WHERE flow = $1`, f.Flow).Scan(&holder, &term); err == nil &&
+		(holder != f.Holder || term != f.Term) {
+		reported = &FencedError{Flow: f.Flow, Term: f.Term, By: holder, ByTerm: term}
 	}
+	reason := reported.Error()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE runs SET status = 'failed', finished_at = coalesce(finished_at, now()), error = $2
 			WHERE id = $1 AND status IN ('running', 'failed')`, runID, reason); err != nil {
@@ -229,7 +231,7 @@ func (s *Store) RecordFenced(ctx context.Context, runID int64, f *Fence, cause e
 		return err
 	})
 	if err != nil {
-		return reason, fmt.Errorf("state: record run %d fenced out: %w", runID, err)
+		return reported, fmt.Errorf("state: record run %d fenced out: %w", runID, err)
 	}
-	return reason, nil
+	return reported, nil
 }
