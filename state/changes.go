@@ -148,14 +148,20 @@ func (s *Store) ChangeCounts(ctx context.Context, runID int64) ([]ChangeCount, e
 
 // MarkInFlight records that the changes are about to be sent: a crash between here and
 // the outcome leaves them in_flight, and the next run reconciles before retrying.
-func (s *Store) MarkInFlight(ctx context.Context, ids []int64) error {
+func (s *Store) MarkInFlight(ctx context.Context, ids []int64) (err error) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("state: mark changes in flight: %w", err)
 	}
 	// Once asked, the mark lands or fails as a whole: a cancellation (SIGTERM) arriving
 	// mid-statement could let the UPDATE commit while reporting failure, leaving changes
 	// in flight that were never sent.
-	_, err := s.pool.Exec(context.WithoutCancel(ctx), `UPDATE changes SET status = 'in_flight', attempts = attempts + 1, updated_at = now()
+	ctx = context.WithoutCancel(ctx)
+	db, end, err := s.beginFenced(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { err = end(err) }()
+	_, err = db.Exec(ctx, `UPDATE changes SET status = 'in_flight', attempts = attempts + 1, updated_at = now()
 		WHERE id = ANY($1)`, ids)
 	if err != nil {
 		return fmt.Errorf("state: mark changes in flight: %w", err)
@@ -168,6 +174,9 @@ func (s *Store) MarkInFlight(ctx context.Context, ids []int64) error {
 func (s *Store) MarkFailed(ctx context.Context, ids []int64, reason, lastError string) error {
 	lastError = strings.ToValidUTF8(strings.ReplaceAll(lastError, "\x00", ""), "?")
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `UPDATE changes SET status = 'failed', reason = nullif($2, ''), last_error = $3,
 			updated_at = now() WHERE id = ANY($1)`, ids, reason, lastError); err != nil {
 			return fmt.Errorf("state: mark changes failed: %w", err)
@@ -189,14 +198,19 @@ func (s *Store) MarkFailed(ctx context.Context, ids []int64, reason, lastError s
 // flow's runs still marked running: the caller holds the flow's lease, so such a run's
 // process died (kill -9) or lost the database before it could record its end, and would
 // otherwise look alive forever.
-func (s *Store) ReconcileInterrupted(ctx context.Context, flow string) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE changes SET status = 'failed', reason = 'interrupted',
+func (s *Store) ReconcileInterrupted(ctx context.Context, flow string) (_ int64, err error) {
+	db, end, err := s.beginFenced(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = end(err) }()
+	tag, err := db.Exec(ctx, `UPDATE changes SET status = 'failed', reason = 'interrupted',
 		last_error = 'interrupted between send and record; reconciled by the next pull', updated_at = now()
 		WHERE flow = $1 AND status = 'in_flight'`, flow)
 	if err != nil {
 		return 0, fmt.Errorf("state: reconcile interrupted changes of flow %q: %w", flow, err)
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE runs SET status = 'failed', finished_at = now(),
+	if _, err := db.Exec(ctx, `UPDATE runs SET status = 'failed', finished_at = now(),
 		error = 'interrupted: the run ended without recording its outcome (process killed or database lost)'
 		WHERE flow = $1 AND status = 'running'`, flow); err != nil {
 		return 0, fmt.Errorf("state: close interrupted runs of flow %q: %w", flow, err)
@@ -217,6 +231,9 @@ var ErrLinkConflict = errors.New("target group is linked to another mirror group
 // create gives the link a new group); a live one is a conflict too.
 func (s *Store) RecordGroupWritten(ctx context.Context, c Change, g connectors.Group) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		if err := upsertWrittenGroup(ctx, tx, c, g); err != nil {
 			return err
 		}
@@ -302,6 +319,9 @@ func linkWrittenGroup(ctx context.Context, tx pgx.Tx, c Change, groupID string) 
 // RecordGroupDeleted marks a target group archived or tombstoned after the engine removed it.
 func (s *Store) RecordGroupDeleted(ctx context.Context, c Change, archived bool) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		q := `UPDATE groups SET deleted_at = now(), updated_at = now(), last_sync_out_status = 'succeeded',
 			last_sync_out_date = now(), last_sync_out_error = NULL WHERE system = $1 AND external_id = $2`
 		if archived {
@@ -365,6 +385,9 @@ func (s *Store) recordMembers(ctx context.Context, cs []Change, sql string) erro
 		ids[i] = c.ID
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		var delta int64
 		if err := tx.QueryRow(ctx, sql, ids).Scan(&delta); err != nil {
 			return fmt.Errorf("state: record member changes: %w", err)
@@ -381,8 +404,13 @@ func (s *Store) recordMembers(ctx context.Context, cs []Change, sql string) erro
 
 // MarkApplied marks changes applied without a mirror write (e.g. an update that changed
 // nothing the mirror models).
-func (s *Store) MarkApplied(ctx context.Context, ids []int64) error {
-	return markApplied(ctx, s.pool, ids)
+func (s *Store) MarkApplied(ctx context.Context, ids []int64) (err error) {
+	db, end, err := s.beginFenced(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { err = end(err) }()
+	return markApplied(ctx, db, ids)
 }
 
 // execer is a pool or a transaction.
@@ -400,8 +428,13 @@ func markApplied(ctx context.Context, db execer, ids []int64) error {
 
 // RecordSourceSyncOut stamps each source group of the run with the outcome of pushing it:
 // failed if any of its changes failed, else succeeded.
-func (s *Store) RecordSourceSyncOut(ctx context.Context, runID int64) error {
-	_, err := s.pool.Exec(ctx, `
+func (s *Store) RecordSourceSyncOut(ctx context.Context, runID int64) (err error) {
+	db, end, err := s.beginFenced(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { err = end(err) }()
+	_, err = db.Exec(ctx, `
 		UPDATE groups g SET last_sync_out_status = r.status, last_sync_out_date = now(), last_sync_out_error = r.err
 		  FROM (SELECT source_system, source_group_id,
 		               CASE WHEN bool_or(status = 'failed') THEN 'failed' ELSE 'succeeded' END AS status,
@@ -418,8 +451,13 @@ func (s *Store) RecordSourceSyncOut(ctx context.Context, runID int64) error {
 // PruneSkipped deletes the skipped changes of the flow's earlier runs. A skip (no_account,
 // unsupported) is re-planned by every run while its cause lasts, so only the latest run's
 // skips carry information; keeping every run's would grow the table without bound.
-func (s *Store) PruneSkipped(ctx context.Context, flow string, beforeRun int64) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM changes WHERE flow = $1 AND run_id < $2 AND status = 'skipped'`, flow, beforeRun)
+func (s *Store) PruneSkipped(ctx context.Context, flow string, beforeRun int64) (_ int64, err error) {
+	db, end, err := s.beginFenced(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = end(err) }()
+	tag, err := db.Exec(ctx, `DELETE FROM changes WHERE flow = $1 AND run_id < $2 AND status = 'skipped'`, flow, beforeRun)
 	if err != nil {
 		return 0, fmt.Errorf("state: prune skipped changes of flow %q: %w", flow, err)
 	}

@@ -30,7 +30,7 @@ func TestLeaseIsExclusiveAndExpires(t *testing.T) {
 	if err != nil || b.Term <= a.Term {
 		t.Fatalf("takeover = %+v, %v; want a higher term than %d", b, err, a.Term)
 	}
-	if _, err := st.RenewLease(ctx, a, time.Minute); !errors.Is(err, state.ErrLeaseHeld) {
+	if _, err := st.RenewLease(ctx, a, time.Minute); !errors.Is(err, state.ErrFenced) {
 		t.Fatalf("the old holder renewed a lease taken over: %v", err)
 	}
 	if err := st.ReleaseLease(ctx, b); err != nil {

@@ -49,9 +49,14 @@ type NewRun struct {
 }
 
 // CreateRun inserts a run in status running and returns its id.
-func (s *Store) CreateRun(ctx context.Context, r NewRun) (int64, error) {
+func (s *Store) CreateRun(ctx context.Context, r NewRun) (_ int64, err error) {
+	db, end, err := s.beginFenced(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = end(err) }()
 	var id int64
-	err := s.pool.QueryRow(ctx, `
+	err = db.QueryRow(ctx, `
 		INSERT INTO runs (flow, trigger, status, dry_run, holder, lease_term, tick)
 		VALUES ($1, $2, 'running', $3, $4, $5, $6) RETURNING id`,
 		r.Flow, r.Trigger, r.DryRun, r.Holder, r.LeaseTerm, r.Tick).Scan(&id)
@@ -62,12 +67,17 @@ func (s *Store) CreateRun(ctx context.Context, r NewRun) (int64, error) {
 }
 
 // FinishRun records a run's outcome.
-func (s *Store) FinishRun(ctx context.Context, id int64, status string, counts map[string]int64, runErr, blockedReason string) error {
+func (s *Store) FinishRun(ctx context.Context, id int64, status string, counts map[string]int64, runErr, blockedReason string) (err error) {
 	c, err := json.Marshal(counts)
 	if err != nil {
 		return fmt.Errorf("state: finish run %d: %w", id, err)
 	}
-	_, err = s.pool.Exec(ctx, `
+	db, end, err := s.beginFenced(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { err = end(err) }()
+	_, err = db.Exec(ctx, `
 		UPDATE runs SET status = $2, finished_at = now(), counts = $3, error = nullif($4, ''),
 		       blocked_reason = nullif($5, '')
 		 WHERE id = $1`, id, status, string(c), runErr, blockedReason) // text: exec mode would send []byte as bytea
@@ -78,8 +88,13 @@ func (s *Store) FinishRun(ctx context.Context, id int64, status string, counts m
 }
 
 // ApproveRun marks a run approved by who and sets its new status.
-func (s *Store) ApproveRun(ctx context.Context, id int64, who string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE runs SET approved_at = now(), approved_by = $2 WHERE id = $1`, id, who)
+func (s *Store) ApproveRun(ctx context.Context, id int64, who string) (err error) {
+	db, end, err := s.beginFenced(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { err = end(err) }()
+	_, err = db.Exec(ctx, `UPDATE runs SET approved_at = now(), approved_by = $2 WHERE id = $1`, id, who)
 	if err != nil {
 		return fmt.Errorf("state: approve run %d: %w", id, err)
 	}
@@ -164,8 +179,13 @@ func (s *Store) queryRuns(ctx context.Context, sql string, args ...any) ([]Run, 
 
 // RecordFlow stores the flow's source, targets and schedule as configured now, writing only
 // when they changed.
-func (s *Store) RecordFlow(ctx context.Context, name, source string, targets []string, schedule string) error {
-	_, err := s.pool.Exec(ctx, `
+func (s *Store) RecordFlow(ctx context.Context, name, source string, targets []string, schedule string) (err error) {
+	db, end, err := s.beginFenced(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { err = end(err) }()
+	_, err = db.Exec(ctx, `
 		INSERT INTO flows AS f (name, source, targets, schedule) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (name) DO UPDATE SET source = excluded.source, targets = excluded.targets,
 		       schedule = excluded.schedule, updated_at = now()

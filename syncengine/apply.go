@@ -43,17 +43,11 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 		return nil, fmt.Errorf("syncengine: flow %q: %w (in this process)", run.Flow, ErrFlowBusy)
 	}
 	defer e.unclaim(run.Flow)
-	lease, err := e.acquire(ctx, run.Flow, nil)
+	runCtx, lease, release, err := e.hold(ctx, run.Flow, nil)
 	if err != nil {
 		return nil, fmt.Errorf("syncengine: flow %q: %w", run.Flow, err)
 	}
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stopRenew := e.keepLease(runCtx, cancel, lease)
-	defer func() {
-		stopRenew()
-		_ = st.ReleaseLease(context.WithoutCancel(ctx), lease)
-	}()
+	defer release()
 
 	log := e.logger.With("flow", run.Flow, "run_id", runID)
 	check, err := e.run(runCtx, run.Flow, flow, RunOptions{Trigger: TriggerApply, DryRun: true}, lease.Term)
@@ -84,11 +78,9 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 	if err := e.summarize(context.WithoutCancel(ctx), res, counts); err != nil {
 		return res, err
 	}
-	errText := ""
-	if runErr != nil {
-		errText = runErr.Error()
-	}
-	if err := st.FinishRun(context.WithoutCancel(ctx), runID, status, counts, errText, ""); err != nil {
+	status, runErr, err = e.finish(runCtx, log, runID, status, counts, runErr, "")
+	res.Status, res.Err = status, runErr
+	if err != nil {
 		return res, err
 	}
 	if e.o.Observer != nil {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -53,10 +52,13 @@ type Options struct {
 	Logger     *slog.Logger
 	// Clock defaults to the real clock.
 	Clock Clock
-	// Holder identifies this replica in leases; default host:pid.
+	// Holder identifies this replica in leases and must name one process start: a live
+	// lease is re-entered only by the same holder. Default host:pid:random plus the
+	// process's boot, PID namespace and start time (see holder.go).
 	Holder string
 	// LeaseTTL is how long a lease lasts unless renewed; default 2 minutes. A replica that
-	// dies mid-run hands its flows over within this time.
+	// dies mid-run hands its flows over within this time. Renewals go every TTL/6, each
+	// with a TTL/6 timeout; a run that could not renew for 3/4 of the TTL stops writing.
 	LeaseTTL time.Duration
 	// Observer and Progress are optional.
 	Observer Observer
@@ -94,8 +96,7 @@ func New(o Options) (*Engine, error) {
 		o.Clock = realClock{}
 	}
 	if o.Holder == "" {
-		host, _ := os.Hostname()
-		o.Holder = fmt.Sprintf("%s:%d", host, os.Getpid())
+		o.Holder = newHolder()
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 2 * time.Minute
@@ -169,41 +170,66 @@ func (e *Engine) RunFlow(ctx context.Context, name string, ro RunOptions) (*Resu
 	}
 	defer e.unclaim(name)
 
-	lease, err := e.acquire(ctx, name, ro.Tick)
+	runCtx, lease, release, err := e.hold(ctx, name, ro.Tick)
 	if errors.Is(err, state.ErrLeaseHeld) {
 		return nil, fmt.Errorf("syncengine: flow %q: %w (lease held by another replica or tick already run)", name, ErrFlowBusy)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("syncengine: flow %q: %w", name, err)
 	}
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stopRenew := e.keepLease(runCtx, cancel, lease)
-	defer func() {
-		stopRenew()
-		if err := e.o.Store.ReleaseLease(context.WithoutCancel(ctx), lease); err != nil {
-			e.logger.Warn("releasing lease", "flow", name, "error", err)
-		}
-	}()
+	defer release()
 	return e.run(runCtx, name, flow, ro, lease.Term)
 }
 
-// acquire takes the flow's lease. A lease held by a process of this host that has died (a
-// kill -9) is expired first, so a restart does not wait out the lease.
-func (e *Engine) acquire(ctx context.Context, flow string, tick *time.Time) (state.Lease, error) {
+// hold takes the flow's lease and returns the context to run under it: it carries the
+// lease's fence (every status write of the run checks it) and is cancelled, with the
+// *state.FencedError as its cause, when the lease is lost or its local deadline passes.
+// release stops the renewals and frees the lease.
+func (e *Engine) hold(ctx context.Context, flow string, tick *time.Time) (context.Context, state.Lease, func(), error) {
+	lease, fence, err := e.acquire(ctx, flow, tick)
+	if err != nil {
+		return nil, lease, nil, err
+	}
+	runCtx, cancel := context.WithCancelCause(state.WithFence(ctx, fence))
+	stopRenew := e.keepLease(runCtx, cancel, lease, fence)
+	return runCtx, lease, func() {
+		stopRenew()
+		cancel(nil)
+		if err := e.o.Store.ReleaseLease(context.WithoutCancel(ctx), lease); err != nil {
+			e.logger.Warn("releasing lease", "flow", flow, "error", err)
+		}
+	}, nil
+}
+
+// localDeadline is when a lease confirmed by a request sent at sent must be assumed lost:
+// a quarter of the TTL before the database's expiry, which is at least TTL after sent. The
+// margin covers clock rate drift and a request on its way to a target when it passes.
+func (e *Engine) localDeadline(sent time.Time) time.Time {
+	return sent.Add(e.o.LeaseTTL - e.o.LeaseTTL/4)
+}
+
+// acquire takes the flow's lease. A lease held by a process that provably died (a kill -9
+// on this host, in this PID namespace) is expired first, so a restart does not wait out the
+// lease; any other live holder is waited out.
+func (e *Engine) acquire(ctx context.Context, flow string, tick *time.Time) (state.Lease, *state.Fence, error) {
+	sent := e.o.Clock.Now()
 	lease, err := e.o.Store.AcquireLease(ctx, flow, e.o.Holder, e.o.LeaseTTL, tick)
-	if !errors.Is(err, state.ErrLeaseHeld) {
-		return lease, err
+	if errors.Is(err, state.ErrLeaseHeld) {
+		holder, live, herr := e.o.Store.LeaseHolder(ctx, flow)
+		if herr != nil || !live || !deadLocalHolder(holder) {
+			return lease, nil, err
+		}
+		e.logger.Warn("lease held by a dead process of this host: taking it over", "flow", flow, "dead_holder", holder)
+		if err := e.o.Store.ExpireLease(ctx, flow, holder); err != nil {
+			return lease, nil, err
+		}
+		sent = e.o.Clock.Now()
+		lease, err = e.o.Store.AcquireLease(ctx, flow, e.o.Holder, e.o.LeaseTTL, tick)
 	}
-	holder, live, herr := e.o.Store.LeaseHolder(ctx, flow)
-	if herr != nil || !live || !deadLocalHolder(holder) {
-		return lease, err
+	if err != nil {
+		return lease, nil, err
 	}
-	e.logger.Warn("lease held by a dead process of this host: taking it over", "flow", flow, "dead_holder", holder)
-	if err := e.o.Store.ExpireLease(ctx, flow, holder); err != nil {
-		return lease, err
-	}
-	return e.o.Store.AcquireLease(ctx, flow, e.o.Holder, e.o.LeaseTTL, tick)
+	return lease, state.NewFence(lease, e.localDeadline(sent), e.o.LeaseTTL, e.o.Clock.Now), nil
 }
 
 func (e *Engine) claim(flow string) bool {
@@ -222,36 +248,83 @@ func (e *Engine) unclaim(flow string) {
 	e.mu.Unlock()
 }
 
-// keepLease renews the lease while the run goes on; if the lease is lost (another replica
-// took it after this one stalled past the expiry), the run is cancelled so two replicas
-// never push the same flow at once.
-func (e *Engine) keepLease(ctx context.Context, cancel context.CancelCauseFunc, l state.Lease) (stop func()) {
+// keepLease renews the lease every TTL/6 while the run goes on, on a connection of its own
+// and with a TTL/6 timeout, and moves the fence's local deadline after each renewal. When
+// the lease is lost (another replica took it after this one stalled past the expiry) or the
+// local deadline passes without a renewal (database unreachable, process paused), the fence
+// is lost and the run cancelled: it stops pushing, and its writes are refused.
+func (e *Engine) keepLease(ctx context.Context, cancel context.CancelCauseFunc, l state.Lease, f *state.Fence) (stop func()) {
+	clock, ttl := e.o.Clock, e.o.LeaseTTL
+	renewer := e.o.Store.NewRenewer()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer renewer.Close()
 		for {
 			select {
 			case <-done:
 				return
 			case <-ctx.Done():
 				return
-			case <-e.o.Clock.After(e.o.LeaseTTL / 3):
+			case <-clock.After(min(ttl/6, f.Deadline().Sub(clock.Now()))):
 			}
-			var err error
-			l, err = e.o.Store.RenewLease(ctx, l, e.o.LeaseTTL)
-			if errors.Is(err, state.ErrLeaseHeld) {
-				e.logger.Error("lease lost; stopping the run", "flow", l.Flow)
-				cancel(fmt.Errorf("lease of flow %q lost", l.Flow))
+			if err := f.Check(); err != nil {
+				e.logger.Error("lease not renewed before its local deadline; stopping the run", "flow", l.Flow, "term", l.Term)
+				cancel(err)
 				return
 			}
-			if err != nil && ctx.Err() == nil {
-				e.logger.Warn("renewing lease", "flow", l.Flow, "error", err)
+			sent := clock.Now()
+			rctx, rcancel := context.WithTimeout(ctx, ttl/6)
+			renewed, err := renewer.Renew(rctx, l, ttl)
+			rcancel()
+			switch {
+			case errors.Is(err, state.ErrFenced):
+				f.Lose(err)
+				e.logger.Error("lease lost; stopping the run", "flow", l.Flow, "error", err)
+				cancel(err)
+				return
+			case err != nil:
+				if ctx.Err() == nil {
+					e.logger.Warn("renewing lease", "flow", l.Flow, "error", err, "local_deadline_in", f.Deadline().Sub(clock.Now()))
+				}
+			default:
+				l = renewed
+				f.Extend(e.localDeadline(sent))
 			}
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+// finish records a run's outcome, or, when the run was fenced out, that it was: such a run
+// writes nothing else (state.RecordFenced). It returns the status and error recorded.
+func (e *Engine) finish(ctx context.Context, log *slog.Logger, runID int64, status string, counts map[string]int64,
+	runErr error, blocked string) (string, error, error) {
+	bg := context.WithoutCancel(ctx)
+	f := state.FenceFrom(ctx)
+	if f == nil {
+		return status, runErr, e.o.Store.FinishRun(bg, runID, status, counts, errText(runErr), blocked)
+	}
+	fenced := f.Check()
+	if fenced == nil {
+		err := e.o.Store.FinishRun(bg, runID, status, counts, errText(runErr), blocked)
+		if !errors.Is(err, state.ErrFenced) {
+			return status, runErr, err
+		}
+		fenced = err
+	}
+	reported, err := e.o.Store.RecordFenced(bg, runID, f, fenced)
+	log.Error("run fenced out: it pushes and records nothing more; the lease's holder carries on", "error", reported)
+	return state.RunFailed, reported, err
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // run is one run under a held lease.
@@ -285,14 +358,14 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 	if err := e.summarize(context.WithoutCancel(ctx), res, counts); err != nil {
 		log.Error("summarizing run", "error", err)
 	}
-	errText := ""
-	if runErr != nil {
-		errText = runErr.Error()
-	}
-	if err := st.FinishRun(context.WithoutCancel(ctx), runID, status, counts, errText, blocked); err != nil {
+	status, runErr, err = e.finish(ctx, log, runID, status, counts, runErr, blocked)
+	res.Status, res.Err = status, runErr
+	if err != nil {
 		return res, err
 	}
-	if _, err := st.PruneSkipped(context.WithoutCancel(ctx), name, runID); err != nil {
+	if errors.Is(runErr, state.ErrFenced) {
+		// Pruning is a write, and this run may write nothing more.
+	} else if _, err := st.PruneSkipped(context.WithoutCancel(ctx), name, runID); err != nil {
 		log.Warn("pruning skipped changes of earlier runs", "error", err)
 	}
 	if e.o.Observer != nil {

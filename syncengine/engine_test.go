@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -530,13 +529,17 @@ func TestDryRunWritesNothing(t *testing.T) {
 func TestLeaseOfADeadLocalProcessIsTakenOver(t *testing.T) {
 	t.Parallel()
 	e, _, _ := pairEnv(t, defaultFlow("airtable", "devrev"), 5, 1, 2)
-	// A process that has exited held the lease for another hour, as after a kill -9.
-	cmd := exec.Command("true")
-	if err := cmd.Run(); err != nil {
+	// A replica process of this host held the lease for another hour, then was killed -9.
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	host, _ := os.Hostname()
-	dead := fmt.Sprintf("%s:%d", host, cmd.Process.Pid)
+	dead, err := syncengine.HolderOfProcess(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
 	if _, err := e.store.Pool().Exec(t.Context(), `INSERT INTO leases (flow, holder, term, expires_at)
 		VALUES ('f', $1, 7, now() + interval '1 hour')`, dead); err != nil {
 		t.Fatal(err)
