@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/groupsync/groupsync/logctx"
@@ -16,7 +17,8 @@ var ErrPlanMoved = errors.New("the mirror moved since the plan was made")
 
 // Apply pushes exactly the stored plan of a run made by `plan` (status planned) or blocked
 // by the guard (which needs allowDeletes). It first plans afresh as a dry run and refuses
-// if that plan differs from the stored one, so nothing is pushed on a stale basis.
+// if that plan differs from the stored one item by item, payload included (a group made
+// private or renamed since is a difference), so nothing is pushed on a stale basis.
 func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who string) (*Result, error) {
 	st := e.o.Store
 	run, err := st.GetRun(ctx, runID)
@@ -54,13 +56,17 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 	if err != nil {
 		return nil, err
 	}
-	onlyStored, onlyFresh, err := st.PlanDiff(runCtx, runID, check.RunID)
+	diff, err := st.PlanDiff(runCtx, runID, check.RunID)
 	if err != nil {
 		return nil, err
 	}
-	if onlyStored > 0 || onlyFresh > 0 {
-		return check, fmt.Errorf("syncengine: run %d: %w: %d planned changes no longer apply and %d new ones appeared (fresh plan: run %d); plan again",
-			runID, ErrPlanMoved, onlyStored, onlyFresh, check.RunID)
+	if !diff.Empty() {
+		return check, fmt.Errorf("syncengine: run %d: %w: %d planned changes no longer apply%s and %d new ones appeared%s (fresh plan: run %d); plan again",
+			runID, ErrPlanMoved, diff.OnlyA, examples(diff.ExamplesA), diff.OnlyB, examples(diff.ExamplesB), check.RunID)
+	}
+	// The stored plan is what is pushed now: its intents are the flow's current ones.
+	if err := st.RecordIntents(runCtx, run.Flow, runID, flow.Targets); err != nil {
+		return nil, err
 	}
 	if _, err := st.ReleaseBlocked(runCtx, runID); err != nil {
 		return nil, err
@@ -88,4 +94,12 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 	}
 	log.Info("stored plan applied", "status", status)
 	return res, nil
+}
+
+// examples renders a few differing plan items for an error: " (e.g. a; b)".
+func examples(items []string) string {
+	if len(items) == 0 {
+		return ""
+	}
+	return " (e.g. " + strings.Join(items, "; ") + ")"
 }

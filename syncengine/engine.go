@@ -417,7 +417,7 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 		links = append(links, state.ConfigLink{SourceID: l.Source, TargetSystem: l.TargetSystem, TargetID: l.Target})
 	}
 	if err := e.o.Store.LinkFlow(ctx, state.LinkInput{RunID: runID, Flow: name, Source: flow.Source,
-		Targets: p.liveTargets, ScopeIDs: p.scopeIDs, ConfigLinks: links}); err != nil {
+		Targets: p.liveTargets, ScopeIDs: p.scopeIDs, ConfigLinks: links, DeletePolicy: string(flow.DeleteGroups)}); err != nil {
 		return state.RunFailed, "", err
 	}
 
@@ -462,7 +462,10 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 		return state.RunPlanned, "", p.err()
 	}
 
-	// 5. Push, 6. record.
+	// 5. Push, 6. record. The plan being pushed holds the flow's current intents.
+	if err := e.o.Store.RecordIntents(ctx, name, runID, p.liveTargets); err != nil {
+		return state.RunFailed, "", err
+	}
 	return e.pushAll(ctx, log, runID, p, res)
 }
 
@@ -485,7 +488,7 @@ func (e *Engine) summarize(ctx context.Context, res *Result, counts map[string]i
 			switch r.Operation {
 			case "create_group":
 				ts.Created += n
-			case "update_group":
+			case "update_group", "restore_group":
 				ts.Updated += n
 			case "restore_group":
 				ts.Restored += n

@@ -13,21 +13,31 @@ import (
 // destructive are the operations the guard holds back.
 var destructive = []string{"remove_member", "archive_group", "delete_group"}
 
-// guard applies the flow's safety rules to a stored plan. An incomplete source member pull
-// drops every removal and deletion (additions go on). A source that shrank below
-// min_source_ratio of the last good run, or removals/deletions beyond the limits, block the
-// whole run: the returned reason says what tripped, and nothing is pushed until an operator
-// approves the run.
+// groupDeletions are the destructive operations on whole groups.
+var groupDeletions = []string{"archive_group", "delete_group"}
+
+// guard applies the flow's safety rules to a stored plan. Removals are held per group by
+// the plan itself (removals only on positive knowledge: a group whose source listing was
+// incomplete or whose members did not all resolve gets no removals); an incomplete source
+// member pull also holds every group deletion this run, and every removal when the pull
+// could not say which groups it missed. A source that shrank below min_source_ratio of the
+// last good run, or removals/deletions beyond the limits, block the whole run: the
+// returned reason says what tripped, and nothing is pushed until an operator approves it.
 func (e *Engine) guard(ctx context.Context, log *slog.Logger, runID int64, name string, flow config.Flow,
 	p *pullState, stats state.PlanStats) (string, error) {
 	st := e.o.Store
 	if !p.sourceMembersComplete {
-		n, err := st.SetPlannedStatus(ctx, runID, destructive, state.ChangeSkipped, "source_incomplete")
+		held := groupDeletions
+		if stats.IncompleteGroups == 0 {
+			held = destructive
+		}
+		n, err := st.SetPlannedStatus(ctx, runID, held, state.ChangeSkipped, "source_incomplete")
 		if err != nil {
 			return "", err
 		}
 		if n > 0 {
-			log.Warn("source pull incomplete: removals and deletions skipped this run", "changes", n)
+			log.Warn("source pull incomplete: changes held this run", "operations", held, "changes", n,
+				"incomplete_groups", stats.IncompleteGroups)
 		}
 	}
 	var reasons []string
