@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/groupsync/groupsync/state"
 	"github.com/groupsync/groupsync/state/statetest"
@@ -17,7 +16,7 @@ type factory struct {
 	tb  testing.TB
 	ctx context.Context
 	s   *state.Store
-	db  *pgxpool.Pool
+	db  *state.DB
 }
 
 func newFactory(tb testing.TB) *factory {

@@ -488,7 +488,7 @@ func (e *Engine) summarize(ctx context.Context, res *Result, counts map[string]i
 			switch r.Operation {
 			case "create_group":
 				ts.Created += n
-			case "update_group", "restore_group":
+			case "update_group":
 				ts.Updated += n
 			case "restore_group":
 				ts.Restored += n

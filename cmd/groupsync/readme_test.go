@@ -83,7 +83,7 @@ func (e *opsEnv) connect() *pgx.Conn {
 func TestViewsOnASyncedMirror(t *testing.T) {
 	e := newOpsEnv(t, "@every 1h", "")
 	// Adds to one Airtable group fail (one PATCH carries all its members).
-	e.airtable.Faults().StatusNext("PATCH /scim/v2/Groups/{groupId}", 1, 400)
+	e.airtable.Faults().StatusNext("PATCH /scim/v2/Groups/{groupId}", 1, 404)
 	e.exec("sync", "--once").want(t, 1, "partial", "")
 	conn := e.connect()
 	one := func(q string, dst ...any) {
