@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-
 	"github.com/groupsync/groupsync/state"
 	"github.com/groupsync/groupsync/state/statetest"
 )
