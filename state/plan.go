@@ -10,9 +10,6 @@ import (
 	"github.com/groupsync/groupsync/connectors"
 )
 
-// normName is NormalizeName in SQL: whitespace runs collapsed, trimmed, lower-cased.
-const normName = `lower(btrim(regexp_replace(%s, '\s+', ' ', 'g')))`
-
 // ConfigLink is an explicit source ↔ target pair from a flow's configuration.
 type ConfigLink struct {
 	SourceID     string
@@ -71,17 +68,19 @@ func (s *Store) LinkFlow(ctx context.Context, in LinkInput) error {
 				   AND g.deleted_at IS NOT NULL`, target); err != nil {
 				return fmt.Errorf("state: drop stale links of %s: %w", target, err)
 			}
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`
+			// Same name means the same stored key (groups.name_key, computed in Go at
+			// ingest by connectors.NormalizeName): SQL compares keys, never normalizes.
+			if _, err := tx.Exec(ctx, `
 				INSERT INTO links (link_id, system, external_id, flow, created_by_run)
 				SELECT DISTINCT ON (sl.link_id) sl.link_id, $2, tg.external_id, $4, $5
 				  FROM groups sg
 				  JOIN links sl ON sl.system = sg.system AND sl.external_id = sg.external_id
-				  JOIN groups tg ON tg.system = $2 AND tg.deleted_at IS NULL AND %s = %s
+				  JOIN groups tg ON tg.system = $2 AND tg.deleted_at IS NULL AND tg.name_key = sg.name_key
 				 WHERE sg.system = $1 AND sg.external_id = ANY($3::text[]) AND sg.deleted_at IS NULL
 				   AND NOT EXISTS (SELECT 1 FROM links x WHERE x.system = $2 AND x.link_id = sl.link_id)
 				   AND NOT EXISTS (SELECT 1 FROM links x WHERE x.system = $2 AND x.external_id = tg.external_id)
 				 ORDER BY sl.link_id, tg.external_id
-				ON CONFLICT DO NOTHING`, fmt.Sprintf(normName, "tg.name"), fmt.Sprintf(normName, "sg.name")),
+				ON CONFLICT DO NOTHING`,
 				in.Source, target, in.ScopeIDs, in.Flow, in.RunID); err != nil {
 				return fmt.Errorf("state: adopt same-named groups in %s: %w", target, err)
 			}
