@@ -7,13 +7,92 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
-// NormalizeEmail is the account-matching key: trimmed and lower-cased.
-func NormalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// The one normalizer (DESIGN.md invariant 6). Emails and group names are turned into
+// matching keys here, in Go, once, when a record enters the mirror (state applies it in its
+// row conversion, so a connector cannot forget); the mirror stores the keys (accounts.email,
+// memberships.email, groups.name_key) and SQL only compares them. Connectors that filter a
+// target's search results by name use the same function, so the planner's adoption and the
+// push's look-up agree on what "the same name" is.
+//
+// The rule, in order:
+//
+//  1. Every Unicode space (unicode.IsSpace: ASCII whitespace, U+0085, U+00A0 no-break
+//     space, U+1680, U+2000–U+200A including U+2007 figure space, U+2028, U+2029, U+202F
+//     narrow no-break space, U+205F, U+3000) becomes one ASCII space; runs collapse to one,
+//     and leading and trailing spaces go.
+//  2. The invisible zero-width characters that carry no meaning (U+200B zero-width space,
+//     U+2060 word joiner, U+FEFF BOM, U+180E Mongolian vowel separator) are dropped. U+200C
+//     and U+200D (ZWNJ, ZWJ) are kept: they change how Persian or an emoji sequence reads.
+//  3. Unicode NFC (canonical composition): "é" typed as e + U+0301 equals the precomposed
+//     U+00E9. Not NFKC: compatibility folding would also merge "ﬁ" with "fi" or "²" with
+//     "2", which two groups may use to differ on purpose.
+//  4. Lower-casing with strings.ToLower (Unicode simple case mapping, rune by rune), then
+//     NFC again (a lower-cased rune may recompose). Not cases.Fold: full case folding maps
+//     "ß" to "ss" and would make straße@ and strasse@ one mailbox, which mail servers do not
+//     do; simple lower-casing is what Postgres' lower() and every target's case-insensitive
+//     email search do for these characters, so the keys match what operators see.
+//
+// The result is idempotent (normalizing a key returns it unchanged) and always valid UTF-8.
 
-// NormalizeName is the group-adoption key: trimmed, inner whitespace collapsed, lower-cased.
-func NormalizeName(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), " ")) }
+// NormalizeEmail is the account-matching key of an email (see the rule above).
+func NormalizeEmail(s string) string { return normalizeKey(s) }
+
+// NormalizeName is the group-adoption key of a group name (see the rule above).
+func NormalizeName(s string) string { return normalizeKey(s) }
+
+func normalizeKey(s string) string {
+	if k, ok := asciiKey(s); ok {
+		return k
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for _, r := range s {
+		switch {
+		case zeroWidth(r):
+		case unicode.IsSpace(r):
+			space = b.Len() > 0
+		default:
+			if space {
+				b.WriteByte(' ')
+				space = false
+			}
+			b.WriteRune(r)
+		}
+	}
+	return norm.NFC.String(strings.ToLower(norm.NFC.String(b.String())))
+}
+
+// asciiKey is normalizeKey for pure ASCII input (nearly every email), without allocating
+// when s is already a key. ok is false when s holds a non-ASCII byte.
+func asciiKey(s string) (string, bool) {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= utf8.RuneSelf:
+			return "", false
+		case 'A' <= c && c <= 'Z', asciiSpace(c) && (c != ' ' || i == 0 || i == len(s)-1 || s[i+1] == ' '):
+			clean = false
+		}
+	}
+	if clean {
+		return s, true
+	}
+	return strings.ToLower(strings.Join(strings.FieldsFunc(s, func(r rune) bool { return asciiSpace(byte(r)) }), " ")), true
+}
+
+func asciiSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+func zeroWidth(r rune) bool { return r == 0x200B || r == 0x2060 || r == 0xFEFF || r == 0x180E }
 
 // ContentHash hashes a JSON object canonically (keys sorted, numbers kept as written), leaving
 // out the top-level keys in exclude. Connectors use it so caller-relative fields (a

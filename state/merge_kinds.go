@@ -11,10 +11,12 @@ import (
 
 // Classification pieces shared by the merges.
 const (
-	groupDiffers = `(cur.hash, cur.name, cur.description, cur.visibility, cur.state, cur.membership_managed,
+	// name_key is compared too: a row from before migration 007 (NULL key) gets its key
+	// at its next merge, and a change of the normalizer rewrites the keys it changes.
+	groupDiffers = `(cur.hash, cur.name, cur.name_key, cur.description, cur.visibility, cur.state, cur.membership_managed,
 		      cur.is_system, cur.remote_created_at, cur.remote_modified_at)
 		     IS DISTINCT FROM
-		     (src.hash, src.name, src.description, src.visibility, src.state, src.membership_managed,
+		     (src.hash, src.name, src.name_key, src.description, src.visibility, src.state, src.membership_managed,
 		      src.is_system, src.remote_created_at, src.remote_modified_at)`
 	accountDiffers = `(cur.hash, cur.email, cur.display_name, cur.state)
 		     IS DISTINCT FROM (src.hash, src.email, src.display_name, src.state)`
@@ -34,15 +36,15 @@ type GroupMerge struct{ m *merge }
 // take turns.
 func (s *Store) BeginGroupMerge(ctx context.Context, system string) (*GroupMerge, error) {
 	m, err := s.beginMerge(ctx, "group", system, `CREATE TEMP TABLE stage_groups (
-		seq bigint, external_id text, name text, description text, visibility text, state text,
+		seq bigint, external_id text, name text, name_key text, description text, visibility text, state text,
 		membership_managed boolean, is_system boolean, remote_created_at timestamptz,
 		remote_modified_at timestamptz, raw text, hash text) ON COMMIT DROP;
-		CREATE TEMP TABLE delta_groups (op text, external_id text, name text, description text, visibility text,
+		CREATE TEMP TABLE delta_groups (op text, external_id text, name text, name_key text, description text, visibility text,
 		state text, membership_managed boolean, is_system boolean, remote_created_at timestamptz,
 		remote_modified_at timestamptz, raw text, hash text) ON COMMIT DROP`,
-		"stage_groups", []string{"seq", "external_id", "name", "description", "visibility", "state",
+		"stage_groups", []string{"seq", "external_id", "name", "name_key", "description", "visibility", "state",
 			"membership_managed", "is_system", "remote_created_at", "remote_modified_at", "raw", "hash"},
-		directSpec{table: "groups", columns: []string{"system", "external_id", "name", "description", "visibility",
+		directSpec{table: "groups", columns: []string{"system", "external_id", "name", "name_key", "description", "visibility",
 			"state", "membership_managed", "is_system", "remote_created_at", "remote_modified_at", "raw", "hash",
 			"origin_system", "last_sync_in_status", "last_sync_in_date"}, probe: probeEmpty("groups")})
 	if err != nil {
@@ -70,7 +72,7 @@ func (w *GroupMerge) Write(ctx context.Context, page []connectors.Group) error {
 		if c.err != nil {
 			return w.m.fail(c.err)
 		}
-		rows[i] = groupRow{id: g.ID, name: g.Name, description: g.Description, visibility: string(g.Visibility),
+		rows[i] = groupRow{id: g.ID, name: g.Name, nameKey: connectors.NormalizeName(g.Name), description: g.Description, visibility: string(g.Visibility),
 			state: g.State, managed: g.MembershipManaged, system: g.System,
 			created: timeOrNull(g.CreatedAt), modified: timeOrNull(g.ModifiedAt), raw: rawText(g.Raw),
 			hash: hashOr(g.Hash, g.ID, g.Name, g.Description, string(g.Visibility), g.State, string(g.Raw))}
@@ -88,7 +90,7 @@ func (w *GroupMerge) Write(ctx context.Context, page []connectors.Group) error {
 
 type groupRow struct {
 	seq                                      int64
-	id, name, description, visibility, state string
+	id, name, nameKey, description, visibility, state string
 	managed, system                          bool
 	created, modified                        *time.Time
 	raw                                      *string
@@ -106,12 +108,13 @@ func (p groupRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
 	for i := range p {
 		r := &p[i]
 		if direct {
-			b = append(appendCopyRow(b, 1+11+3), c.system...)
+			b = append(appendCopyRow(b, 1+12+3), c.system...)
 		} else {
-			b = appendCopyInt(appendCopyRow(b, 1+11), r.seq)
+			b = appendCopyInt(appendCopyRow(b, 1+12), r.seq)
 		}
 		b = appendCopyText(b, r.id)
 		b = appendCopyText(b, r.name)
+		b = appendCopyText(b, r.nameKey)
 		b = appendCopyText(b, r.description)
 		b = appendCopyText(b, r.visibility)
 		b = appendCopyText(b, r.state)
@@ -161,10 +164,10 @@ SELECT * FROM (
 		WHEN cur.deleted_at IS NOT NULL THEN 'revived'
 		WHEN `+groupDiffers+` THEN 'updated'
 		ELSE 'unchanged' END AS op,
-		coalesce(src.external_id, cur.external_id), src.name, src.description, src.visibility, src.state,
+		coalesce(src.external_id, cur.external_id), src.name, src.name_key, src.description, src.visibility, src.state,
 		src.membership_managed, src.is_system, src.remote_created_at, src.remote_modified_at, src.raw, src.hash
 	FROM (`+w.m.source("*", "external_id")+`) src
-	FULL JOIN (SELECT external_id, hash, name, description, visibility, state, membership_managed, is_system,
+	FULL JOIN (SELECT external_id, hash, name, name_key, description, visibility, state, membership_managed, is_system,
 			remote_created_at, remote_modified_at, deleted_at`+w.m.curXmin()+`
 		FROM groups WHERE system = $1) cur ON cur.external_id = src.external_id
 ) classified WHERE op NOT IN ('unchanged', 'absent')`, w.m.system, complete)
@@ -182,16 +185,16 @@ SELECT * FROM (
 		var membersGone, repeated int64
 		err = tx.QueryRow(ctx, `
 WITH inserted AS (
-	INSERT INTO groups (system, external_id, name, description, visibility, state, membership_managed,
+	INSERT INTO groups (system, external_id, name, name_key, description, visibility, state, membership_managed,
 		is_system, remote_created_at, remote_modified_at, raw, hash, origin_system,
 		last_sync_in_status, last_sync_in_date)
-	SELECT $1, external_id, name, description, visibility, state, membership_managed,
+	SELECT $1, external_id, name, name_key, description, visibility, state, membership_managed,
 		is_system, remote_created_at, remote_modified_at, raw::jsonb, hash, $1, 'succeeded', now()
 	FROM delta_groups WHERE op = 'inserted'
 	RETURNING 1
 ), updated AS (
 	UPDATE groups g SET
-		name = d.name, description = d.description, visibility = d.visibility,
+		name = d.name, name_key = d.name_key, description = d.description, visibility = d.visibility,
 		state = d.state, membership_managed = d.membership_managed,
 		is_system = d.is_system, remote_created_at = d.remote_created_at,
 		remote_modified_at = d.remote_modified_at, raw = d.raw::jsonb, hash = d.hash,
@@ -326,7 +329,7 @@ func (w *AccountMerge) Commit(ctx context.Context, complete bool) (MergeCounts, 
 		var c MergeCounts
 		if w.m.allDirect() {
 			c.Inserted = w.m.directRows
-			return c, updateSystem(ctx, tx, w.m.system, fmt.Sprintf(`, account_count = %d`, w.m.directRows), &complete)
+			return c, updateSystem(ctx, tx, w.m.system, fmt.Sprintf(`, account_count = %d`, w.m.directRows), nil)
 		}
 		// Same shape as the group merge.
 		tag, err := tx.Exec(ctx, `
@@ -386,7 +389,10 @@ FROM delta_accounts`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.T
 		}
 		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - repeated
 		c.Inserted += w.m.directRows
-		return c, updateSystem(ctx, tx, w.m.system, `, `+countAccounts, &complete)
+		// Account merges never touch last_pull_complete / last_complete_pull_at: those say
+		// how the system's group listing went, and a by-id or email lookup (complete=false)
+		// must not overwrite the last complete pull (completeness is per kind).
+		return c, updateSystem(ctx, tx, w.m.system, `, `+countAccounts, nil)
 	})
 }
 

@@ -10,13 +10,10 @@ import (
 	"github.com/groupsync/groupsync/connectors"
 )
 
-// normName is NormalizeName in SQL: whitespace runs collapsed, trimmed, lower-cased. It is
-// the one expression through which plan SQL compares group names (see nameKey), so it can
-// become a stored name key in one place.
-const normName = `lower(btrim(regexp_replace(%s, '\s+', ' ', 'g')))`
-
-// nameKey is the name key of the group name column col.
-func nameKey(col string) string { return fmt.Sprintf(normName, col) }
+// nameKey is the stored name key of the group name column col (groups.name_key, computed
+// in Go at ingest by connectors.NormalizeName): the one place plan SQL compares group names,
+// which it does by stored key and never by normalizing in SQL.
+func nameKey(col string) string { return col + "_key" }
 
 // ConfigLink is an explicit source ↔ target pair from a flow's configuration.
 type ConfigLink struct {
@@ -203,12 +200,12 @@ func stageNameClaims(ctx context.Context, tx pgx.Tx, flow, source, target string
 		{fmt.Sprintf(`
 			CREATE TEMP TABLE name_claims ON COMMIT DROP AS
 			SELECT %s AS key, count(*) AS n
-			  FROM (SELECT sg.name, sl.link_id
+			  FROM (SELECT sg.name_key, sl.link_id
 			          FROM groups sg
 			          JOIN links sl ON sl.system = sg.system AND sl.external_id = sg.external_id
 			         WHERE sg.system = $1 AND sg.external_id = ANY($3::text[]) AND sg.deleted_at IS NULL
 			        UNION
-			        SELECT sg.name, sl.link_id
+			        SELECT sg.name_key, sl.link_id
 			          FROM flows f
 			          JOIN links sl ON sl.system = f.source AND sl.flow = f.name
 			          JOIN groups sg ON sg.system = sl.system AND sg.external_id = sl.external_id AND sg.deleted_at IS NULL
