@@ -166,9 +166,10 @@ func TestInvariantPushNeverMovesALink(t *testing.T) {
 	e.assertMirrored("airtable", "selfcommunity")
 }
 
-// A same-named group another link holds is never taken over, run after run: with deletes
-// off, the deleted source group keeps its link and its target group, and the recreated
-// group's create stays a visible name_conflict instead of alternating between the two.
+// With deletes off, a source group deleted and recreated under the same name never leads
+// to a second target group nor to a link that alternates: the deleted group's link releases
+// its target group (delete_groups: never keeps the group, not the link), the recreated
+// group adopts it at plan time, and the push never moves a link itself.
 func TestInvariantPushNeverMovesALinkWithoutDeletes(t *testing.T) {
 	t.Parallel()
 	e, _, tn := pairEnv(t, defaultFlow("airtable", "devrev"), 20, 2, 3)
@@ -180,19 +181,21 @@ func TestInvariantPushNeverMovesALinkWithoutDeletes(t *testing.T) {
 	old, fresh := e.recreate("airtable", name, 3)
 	for range 2 {
 		res := e.run("f", syncengine.RunOptions{})
-		if got := e.failureReasons(res.RunID, "create_group"); got["name_conflict"] != 1 {
-			t.Fatalf("run %d: create failures by reason %v, want one name_conflict", res.RunID, got)
+		if got := e.failureReasons(res.RunID, "create_group"); len(got) != 0 {
+			t.Fatalf("run %d: create failures by reason %v, want none (the recreated group adopts)", res.RunID, got)
 		}
-		if got := e.linkedTargetOf("airtable", old.ID, "devrev"); got != oldTarget {
-			t.Fatalf("run %d: deleted source group's link now names %q, want %s kept", res.RunID, got, oldTarget)
+		if got := e.linkedTargetOf("airtable", old.ID, "devrev"); got == oldTarget {
+			t.Fatalf("run %d: the deleted source group's link still holds %s", res.RunID, oldTarget)
 		}
-		if got := e.linkedTargetOf("airtable", fresh.ID, "devrev"); got != "" {
-			t.Fatalf("run %d: recreated group linked to %s, want no link while the name is another link's", res.RunID, got)
+		if got := e.linkedTargetOf("airtable", fresh.ID, "devrev"); got != oldTarget {
+			t.Fatalf("run %d: recreated group linked to %q, want the released %s", res.RunID, got, oldTarget)
 		}
+		e.assertLinksPointAtLiveGroups("airtable", "devrev")
 	}
 	if n := len(slices.DeleteFunc(e.sim("devrev").Snapshot(), func(g simkit.GroupState) bool { return !strings.EqualFold(g.Name, name) })); n != 1 {
 		t.Fatalf("devrev holds %d groups named %q, want 1", n, name)
 	}
+	e.assertMirrored("airtable", "devrev")
 }
 
 // A member batch the target refuses as a whole because of one dead account id (the mirror
