@@ -117,6 +117,7 @@ func validate(cfg *Config, p *problems) {
 		validateFlow(cfg, name, cfg.Flows[name], p)
 	}
 	validateDirections(cfg, p)
+	validateSharedLinks(cfg, p)
 }
 
 func validateDatabase(db Database, p *problems) {
@@ -356,25 +357,92 @@ func validateScope(key string, s Scope, p *problems) {
 	checkPatterns("exclude_patterns", s.ExcludePatterns)
 }
 
-// validateDirections refuses two flows that would push the same groups both ways
-// (A→B and B→A): each would undo the other's writes, and two-way sync with conflict rules is
-// a later feature. Scopes are compared conservatively: only two scopes that provably
-// select different group names (one of them a list of exact names the other cannot
-// select) are allowed.
+// validateDirections refuses a directed cycle among flows with overlapping scopes (A→B and
+// B→A, or A→B, B→C and C→A): groups written into one system would be read back out of it
+// and pushed around the ring, each flow undoing another's writes. Two-way sync with
+// conflict rules is a later feature. Scopes are compared conservatively, pair by pair along
+// the cycle: only two scopes that provably select different group names (one of them a
+// list of exact names the other cannot select) break it.
 func validateDirections(cfg *Config, p *problems) {
 	names := sortedKeys(cfg.Flows)
-	for i, a := range names {
-		fa := cfg.Flows[a]
-		for _, b := range names[i+1:] {
-			fb := cfg.Flows[b]
-			if !slices.Contains(fa.Targets, fb.Source) || !slices.Contains(fb.Targets, fa.Source) {
-				continue
+	feeds := func(a, b string) bool {
+		fa, fb := cfg.Flows[a], cfg.Flows[b]
+		return slices.Contains(fa.Targets, fb.Source) && scopesMayOverlap(fa, fb)
+	}
+	for i, start := range names {
+		// Cycles are reported once, from their smallest flow name: only flows sorted after
+		// start may appear in a cycle found from it.
+		cycle := findCycle(start, names[i+1:], feeds)
+		if cycle == nil {
+			continue
+		}
+		if len(cycle) == 2 {
+			a, b := cfg.Flows[cycle[0]], cfg.Flows[cycle[1]]
+			p.add("flows."+cycle[1], "flow %q pushes %s→%s and this flow pushes %s→%s over overlapping scopes: two-way sync is not supported yet; give one flow a scope of exact names the other does not select",
+				cycle[0], a.Source, b.Source, b.Source, a.Source)
+			continue
+		}
+		steps := make([]string, 0, len(cycle)+1)
+		for k, n := range cycle {
+			next := cycle[(k+1)%len(cycle)]
+			steps = append(steps, fmt.Sprintf("%s (%s→%s)", n, cfg.Flows[n].Source, cfg.Flows[next].Source))
+		}
+		steps = append(steps, cycle[0])
+		p.add("flows."+cycle[0], "flows form a cycle over overlapping scopes: %s; groups would be pushed around it and each flow would undo another's writes; give one flow a scope of exact names the next one does not select",
+			strings.Join(steps, " → "))
+	}
+}
+
+// findCycle returns a shortest directed cycle through start whose other flows are among
+// rest, as the flow names in order, or nil. Flows are few, so a breadth-first search from
+// start is cheap.
+func findCycle(start string, rest []string, feeds func(a, b string) bool) []string {
+	prev := map[string]string{}
+	queue := []string{start}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		// A flow targeting its own source is refused on its own (targets[i]).
+		if cur != start && feeds(cur, start) {
+			var path []string
+			for n := cur; n != start; n = prev[n] {
+				path = append(path, n)
 			}
-			if !scopesMayOverlap(fa, fb) {
-				continue
+			path = append(path, start)
+			slices.Reverse(path)
+			return path
+		}
+		for _, next := range rest {
+			if _, seen := prev[next]; !seen && feeds(cur, next) {
+				prev[next] = cur
+				queue = append(queue, next)
 			}
-			p.add("flows."+b, "flow %q pushes %s→%s and this flow pushes %s→%s over overlapping scopes: two-way sync is not supported yet; give one flow a scope of exact names the other does not select",
-				a, fa.Source, fb.Source, fb.Source, fa.Source)
+		}
+	}
+	return nil
+}
+
+// validateSharedLinks refuses explicit links of two flows that point two different source
+// groups at one target group: one link per target group, or the two flows would take turns
+// writing it.
+func validateSharedLinks(cfg *Config, p *problems) {
+	type claim struct {
+		key, flow, source, sourceID string
+	}
+	claims := map[[2]string]claim{}
+	for _, name := range sortedKeys(cfg.Flows) {
+		f := cfg.Flows[name]
+		for i, l := range f.Links {
+			k := [2]string{l.TargetSystem, l.Target}
+			c := claim{key: fmt.Sprintf("flows.%s.links[%d]", name, i), flow: name, source: f.Source, sourceID: l.Source}
+			first, taken := claims[k]
+			switch {
+			case !taken:
+				claims[k] = c
+			case first.flow != name && (first.source != c.source || first.sourceID != c.sourceID):
+				p.add(c.key, "target group %q on %s is already linked to %s group %q by %s: a target group belongs to one link",
+					l.Target, l.TargetSystem, first.source, first.sourceID, first.key)
+			}
 		}
 	}
 }

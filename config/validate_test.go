@@ -175,3 +175,63 @@ func TestParseSchedule(t *testing.T) {
 		}
 	}
 }
+
+// ringConfig is three devrev systems x, y, z and the flows given (YAML flow mappings).
+func ringConfig(flows ...string) string {
+	body := `database:
+  url: postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+systems:
+  x: {kind: devrev, token: t-x}
+  y: {kind: devrev, token: t-y}
+  z: {kind: devrev, token: t-z}
+flows:
+`
+	for _, f := range flows {
+		body += "  " + f + "\n"
+	}
+	return body
+}
+
+// TestInvariantFlowGraphHasNoCycles: flows whose scopes may overlap never form a directed
+// cycle of systems, of any length, and the problem names the cycle.
+func TestInvariantFlowGraphHasNoCycles(t *testing.T) {
+	const (
+		a = `a: {source: x, targets: [y], schedule: "@hourly", scope: {all: true}}`
+		b = `b: {source: y, targets: [z], schedule: "@hourly", scope: {all: true}}`
+		c = `c: {source: z, targets: [x], schedule: "@hourly", scope: {all: true}}`
+	)
+	_, err := config.Load(writeConfig(t, ringConfig(a, b, c)), envconfig.MapLookuper(nil))
+	assertProblem(t, err, "flows.a", "cycle over overlapping scopes: a (x→y) → b (y→z) → c (z→x) → a")
+	if n := len(mustProblems(t, err)); n != 1 {
+		t.Errorf("one cycle should be one problem, got %d:\n%v", n, err)
+	}
+
+	// A chain without the closing flow is fine.
+	if _, err := config.Load(writeConfig(t, ringConfig(a, b)), envconfig.MapLookuper(nil)); err != nil {
+		t.Errorf("x→y→z refused: %v", err)
+	}
+	// One link of the ring selecting, by exact name, nothing the next flow selects breaks it.
+	disjoint := `c: {source: z, targets: [x], schedule: "@hourly", scope: {names: [Sales]}}`
+	narrowA := `a: {source: x, targets: [y], schedule: "@hourly", scope: {patterns: ["Eng*"]}}`
+	if _, err := config.Load(writeConfig(t, ringConfig(narrowA, b, disjoint)), envconfig.MapLookuper(nil)); err != nil {
+		t.Errorf("ring broken by disjoint scopes refused: %v", err)
+	}
+	// A second target closing a shorter ring inside a longer one is still named.
+	d := `d: {source: y, targets: [z, x], schedule: "@hourly", scope: {all: true}}`
+	_, err = config.Load(writeConfig(t, ringConfig(a, d)), envconfig.MapLookuper(nil))
+	assertProblem(t, err, "flows.d", `flow "a" pushes x→y and this flow pushes y→x`)
+}
+
+// TestTwoFlowsCannotLinkTwoSourceGroupsToOneTargetGroup: explicit links of different flows
+// may not point two source groups at the same target group.
+func TestTwoFlowsCannotLinkTwoSourceGroupsToOneTargetGroup(t *testing.T) {
+	a := `a: {source: x, targets: [z], schedule: "@hourly", scope: {all: true}, links: [{source: gx, target_system: z, target: gz}]}`
+	b := `b: {source: y, targets: [z], schedule: "@hourly", scope: {all: true}, links: [{source: gy, target_system: z, target: gz}]}`
+	_, err := config.Load(writeConfig(t, ringConfig(a, b)), envconfig.MapLookuper(nil))
+	assertProblem(t, err, "flows.b.links[0]", `target group "gz" on z is already linked to x group "gx" by flows.a.links[0]`)
+
+	other := `b: {source: y, targets: [z], schedule: "@hourly", scope: {all: true}, links: [{source: gy, target_system: z, target: gz2}]}`
+	if _, err := config.Load(writeConfig(t, ringConfig(a, other)), envconfig.MapLookuper(nil)); err != nil {
+		t.Errorf("links to different target groups refused: %v", err)
+	}
+}

@@ -1,6 +1,9 @@
 package simkit
 
 import (
+	"bufio"
+	"errors"
+	"net"
 	"net/http"
 	"sort"
 	"sync"
@@ -106,4 +109,13 @@ func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// Hijack lets faults cut connections through the wrapper.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("simkit: response writer cannot hijack")
+	}
+	return hj.Hijack()
 }

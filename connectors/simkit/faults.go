@@ -6,9 +6,12 @@
 package simkit
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -31,6 +34,9 @@ type Faults struct {
 	lockout time.Duration
 	lockedT time.Time
 	now     func() time.Time
+	// rules are the per-request faults (Inject); observe is told of every answer (Observe).
+	rules   []*Rule
+	observe func(method, path string, status int)
 }
 
 type faultKind int
@@ -123,10 +129,10 @@ func (f *Faults) Limit(perSecond float64, burst int, lockout time.Duration) {
 	f.lockout = lockout
 }
 
-// Clear disarms every fault and limit.
+// Clear disarms every fault, rule and limit (an observer stays).
 func (f *Faults) Clear() {
 	f.mu.Lock()
-	f.armed, f.latency, f.limit, f.lockedT = nil, 0, nil, time.Time{}
+	f.armed, f.latency, f.limit, f.lockedT, f.rules = nil, 0, nil, time.Time{}, nil
 	f.mu.Unlock()
 }
 
@@ -192,58 +198,76 @@ func (b *bucket) allow(now time.Time) bool {
 // simulator's route template); writeErr writes the API's own error bodies.
 func (f *Faults) Middleware(next http.Handler, route func(*http.Request) string, writeErr ErrorWriter, counter *Counter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		endpoint := route(r)
-		counter.add(endpoint)
-		ft, latency, ok := f.take(endpoint)
-		if latency > 0 && !sleepCtx(r, latency) {
-			return
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		if obs := f.observer(); obs != nil {
+			defer func() { obs(r.Method, r.URL.Path, sw.status) }()
 		}
-		if !ok {
+		f.serve(sw, r, next, route, writeErr, counter)
+	})
+}
+
+// serve answers one request: a matching rule first, then the endpoint faults, else next.
+func (f *Faults) serve(w *statusWriter, r *http.Request, next http.Handler, route func(*http.Request) string, writeErr ErrorWriter, counter *Counter) {
+	endpoint := route(r)
+	counter.add(endpoint)
+	if status, ok := f.applyRule(w, r, writeErr); ok {
+		counter.addStatus(endpoint, status)
+		return
+	}
+	ft, latency, ok := f.take(endpoint)
+	if latency > 0 && !sleepCtx(r, latency) {
+		return
+	}
+	if !ok {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		counter.addStatus(endpoint, sw.status)
+		return
+	}
+	switch ft.kind {
+	case fault429:
+		counter.addStatus(endpoint, http.StatusTooManyRequests)
+		writeErr(w, http.StatusTooManyRequests, ft.retryAfter)
+	case faultStatus:
+		counter.addStatus(endpoint, ft.status)
+		writeErr(w, ft.status, 0)
+	case faultHang:
+		<-r.Context().Done()
+	case faultSlow:
+		if sleepCtx(r, ft.delay) {
 			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			next.ServeHTTP(sw, r)
 			counter.addStatus(endpoint, sw.status)
+		}
+	case faultTruncate, faultMalformed:
+		rec := &recorder{header: http.Header{}, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		counter.addStatus(endpoint, rec.status)
+		body := rec.body.Bytes()
+		if ft.kind == faultMalformed {
+			body = []byte(`{"oops": [1, 2,, "not json`)
+			rec.header.Set("Content-Length", strconv.Itoa(len(body)))
+			for k, v := range rec.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.status)
+			_, _ = w.Write(body)
 			return
 		}
-		switch ft.kind {
-		case fault429:
-			counter.addStatus(endpoint, http.StatusTooManyRequests)
-			writeErr(w, http.StatusTooManyRequests, ft.retryAfter)
-		case faultStatus:
-			counter.addStatus(endpoint, ft.status)
-			writeErr(w, ft.status, 0)
-		case faultHang:
-			<-r.Context().Done()
-		case faultSlow:
-			if sleepCtx(r, ft.delay) {
-				sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-				next.ServeHTTP(sw, r)
-				counter.addStatus(endpoint, sw.status)
-			}
-		case faultTruncate, faultMalformed:
-			rec := &recorder{header: http.Header{}, status: http.StatusOK}
-			next.ServeHTTP(rec, r)
-			counter.addStatus(endpoint, rec.status)
-			body := rec.body.Bytes()
-			if ft.kind == faultMalformed {
-				body = []byte(`{"oops": [1, 2,, "not json`)
-				rec.header.Set("Content-Length", strconv.Itoa(len(body)))
-				for k, v := range rec.header {
-					w.Header()[k] = v
-				}
-				w.WriteHeader(rec.status)
-				_, _ = w.Write(body)
-				return
-			}
-			writeTruncated(w, rec, body)
-		}
-	})
+		writeTruncated(w, rec, body)
+	}
 }
 
 // writeTruncated sends a response whose Content-Length promises the whole body but whose
 // connection closes after half of it, as a proxy or server crash mid-body would.
 func writeTruncated(w http.ResponseWriter, rec *recorder, body []byte) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
+	var conn net.Conn
+	var buf *bufio.ReadWriter
+	err := errors.New("no hijacker")
+	if hj, ok := w.(http.Hijacker); ok {
+		conn, buf, err = hj.Hijack()
+	}
+	if err != nil {
 		// Without a raw connection, an under-filled Content-Length makes net/http close
 		// the connection itself after the handler returns.
 		rec.header.Set("Content-Length", strconv.Itoa(len(body)))
@@ -252,10 +276,6 @@ func writeTruncated(w http.ResponseWriter, rec *recorder, body []byte) {
 		}
 		w.WriteHeader(rec.status)
 		_, _ = w.Write(body[:len(body)/2])
-		return
-	}
-	conn, buf, err := hj.Hijack()
-	if err != nil {
 		return
 	}
 	defer conn.Close()

@@ -114,3 +114,26 @@ func (e *Effects) Reset() {
 	e.creates, e.adds, e.removes = map[string]int{}, map[[2]string]int{}, map[[2]string]int{}
 	e.mu.Unlock()
 }
+
+// AccountKnobs change accounts behind the API's back, as an administrator or the identity
+// provider would, for model-based tests. The account is found by its current email
+// (compared as the simulator's own email index does); each knob returns false when no
+// account has that email. What a client sees afterwards is what that API would show.
+type AccountKnobs interface {
+	// SetAccountEmail changes an account's email (to another address, or the same one in
+	// another case or Unicode form).
+	SetAccountEmail(email, newEmail string) bool
+	// DeleteAccount deletes an account: it leaves every group and lists as its API shows a
+	// deleted user (gone, or in a deleted state where the API has one).
+	DeleteAccount(email string) bool
+	// DeactivateAccount deactivates (suspends, blocks) an account; its memberships stay.
+	DeactivateAccount(email string) bool
+}
+
+// ArchiveKnobs archive and restore a group behind the API's back, where the API models
+// archiving (Socialcast's archived state, SelfCommunity's inactive groups).
+type ArchiveKnobs interface {
+	// SetGroupArchived archives (true) or restores (false) the group with that id; false
+	// when there is none.
+	SetGroupArchived(id string, archived bool) bool
+}

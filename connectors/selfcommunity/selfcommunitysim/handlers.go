@@ -236,7 +236,7 @@ func (s *Server) groupFields(body map[string]json.RawMessage, cur *group) (group
 		g.visible = true
 	}
 	if g.name != "" {
-		if other, taken := s.byName[nameKey(g.name)]; taken && (cur == nil || other != cur.id) {
+		if other, taken := s.byName[s.nameKey(g.name)]; taken && (cur == nil || other != cur.id) {
 			bad("name", "group with this name already exists.")
 		}
 	}
@@ -266,7 +266,7 @@ func (s *Server) groupCreate(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	s.groups[g.id] = &g
 	s.groupOrder = append(s.groupOrder, g.id) // ids only grow, so the order stays sorted
-	s.byName[nameKey(g.name)] = g.id
+	s.byName[s.nameKey(g.name)] = g.id
 	s.effects.Created(g.name)
 	writeJSON(w, http.StatusCreated, s.render(&g, c))
 }
@@ -296,8 +296,8 @@ func (s *Server) groupUpdate(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	if g.name != cur.name {
-		delete(s.byName, nameKey(cur.name))
-		s.byName[nameKey(g.name)] = g.id
+		delete(s.byName, s.nameKey(cur.name))
+		s.byName[s.nameKey(g.name)] = g.id
 	}
 	*cur = g
 	writeJSON(w, http.StatusOK, s.render(cur, c))
@@ -315,7 +315,7 @@ func (s *Server) groupDelete(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	delete(s.groups, g.id)
-	delete(s.byName, nameKey(g.name))
+	delete(s.byName, s.nameKey(g.name))
 	if i, ok := slices.BinarySearch(s.groupOrder, g.id); ok {
 		s.groupOrder = slices.Delete(s.groupOrder, i, i+1)
 	}

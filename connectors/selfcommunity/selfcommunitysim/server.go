@@ -126,6 +126,8 @@ type Server struct {
 	nextUser   int64
 	repeatNext map[string]int
 	bare       map[string]bool
+	// nameFold, when set, replaces defaultNameKey as the name uniqueness key (SetNameKey).
+	nameFold func(string) string
 }
 
 var _ simkit.Sim = (*Server)(nil)
@@ -320,7 +322,7 @@ func (s *Server) Seed(t simkit.Tenant) {
 		}
 		s.groups[g.id] = g
 		s.groupOrder = append(s.groupOrder, g.id)
-		s.byName[nameKey(g.name)] = g.id
+		s.byName[s.nameKey(g.name)] = g.id
 	}
 	s.effects.Reset()
 }
@@ -392,9 +394,18 @@ func visibilityOf(g *group) string {
 
 func normEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
 
-// nameKey is the uniqueness key of group names: case-insensitive, as a slug collision
-// would be.
-func nameKey(n string) string { return strings.ToLower(strings.TrimSpace(n)) }
+// defaultNameKey is the uniqueness key of group names: case-insensitive, as a slug
+// collision would be.
+func defaultNameKey(n string) string { return strings.ToLower(strings.TrimSpace(n)) }
+
+// nameKey is the uniqueness key of a group name under the current folding (SetNameKey).
+// Callers hold s.mu.
+func (s *Server) nameKey(n string) string {
+	if s.nameFold != nil {
+		return s.nameFold(n)
+	}
+	return defaultNameKey(n)
+}
 
 func slugify(name string, id int64) string {
 	var b strings.Builder

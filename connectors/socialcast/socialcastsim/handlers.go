@@ -514,7 +514,8 @@ func (s *Server) renderUser(u *user) userJSON {
 		HTMLName:    htmlEscape(u.name),
 		Username:    handle,
 		URL:         fmt.Sprintf("https://%s/users/%d-%s", s.opts.Host, u.id, url.PathEscape(handle)),
-		Active:      true,
+		Active:      !u.terminated,
+		Terminated:  u.terminated,
 		ContactInfo: contactInfoJSON{Email: u.email},
 	}
 }

@@ -90,7 +90,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	nextID int64
-	// users are kept in ascending id order (never deleted), for binary search.
+	// users are kept in ascending id order, for binary search (DeleteAccount removes one).
 	users  []user
 	groups map[int64]*group
 	// order lists live group ids ascending (Rails' default order), for paging.
@@ -104,6 +104,9 @@ type user struct {
 	id    int64
 	name  string
 	email string
+	// terminated is an account an admin deactivated (Socialcast shows active: false,
+	// terminated: true).
+	terminated bool
 }
 
 type group struct {
