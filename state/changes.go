@@ -266,17 +266,17 @@ func upsertWrittenGroup(ctx context.Context, tx pgx.Tx, c Change, g connectors.G
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO groups (system, external_id, name, description, visibility, state, membership_managed,
 		                    is_system, remote_created_at, remote_modified_at, raw, hash, origin_system,
-		                    external_reference, last_sync_out_status, last_sync_out_date)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'succeeded', now())
+		                    external_reference, last_sync_out_status, last_sync_out_date, name_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'succeeded', now(), $15)
 		ON CONFLICT (system, external_id) DO UPDATE
-		   SET name = excluded.name, description = excluded.description, visibility = excluded.visibility,
+		   SET name = excluded.name, name_key = excluded.name_key, description = excluded.description, visibility = excluded.visibility,
 		       state = excluded.state, raw = excluded.raw, hash = excluded.hash, deleted_at = NULL,
 		       updated_at = now(), origin_system = excluded.origin_system,
 		       external_reference = excluded.external_reference,
 		       last_sync_out_status = 'succeeded', last_sync_out_date = now(), last_sync_out_error = NULL`,
 		c.TargetSystem, g.ID, g.Name, g.Description, string(g.Visibility), g.State, g.MembershipManaged,
 		g.System, timeOrNull(g.CreatedAt), timeOrNull(g.ModifiedAt), rawText(g.Raw), hash,
-		c.SourceSystem, c.SourceGroupID); err != nil {
+		c.SourceSystem, c.SourceGroupID, connectors.NormalizeName(g.Name)); err != nil {
 		return fmt.Errorf("state: record group %s/%s: %w", c.TargetSystem, g.ID, err)
 	}
 	return nil

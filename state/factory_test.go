@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"context"
+	"github.com/groupsync/groupsync/connectors"
 	"testing"
 
 	"github.com/groupsync/groupsync/state"
@@ -58,11 +59,13 @@ func (f *factory) group(sys, id, name string, opts ...groupOpt) {
 	for _, o := range opts {
 		o(&g)
 	}
-	f.exec(`INSERT INTO groups (system, external_id, name, description, visibility, state, membership_managed, hash, deleted_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'h', CASE WHEN $8 THEN now() END)
-		ON CONFLICT (system, external_id) DO UPDATE SET name = excluded.name, description = excluded.description,
+	// name_key as a merge stores it: the Go normalizer's key, computed at ingest.
+	f.exec(`INSERT INTO groups (system, external_id, name, name_key, description, visibility, state, membership_managed, hash, deleted_at)
+		VALUES ($1, $2, $3, $9, $4, $5, $6, $7, 'h', CASE WHEN $8 THEN now() END)
+		ON CONFLICT (system, external_id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key,
+		       description = excluded.description,
 		       visibility = excluded.visibility, state = excluded.state, deleted_at = excluded.deleted_at`,
-		sys, id, name, g.description, g.visibility, g.state, g.managed, g.deleted)
+		sys, id, name, g.description, g.visibility, g.state, g.managed, g.deleted, connectors.NormalizeName(name))
 }
 
 // account inserts an account; deleted tombstones it.
