@@ -1,14 +1,16 @@
 package state
 
-// UsePerPageCopy makes s stage each Write with its own COPY instead of one streamed COPY,
-// so tests and benchmarks can compare the two.
+import "time"
+
+// UsePerPageCopy makes s stage each Write with its own COPY instead of batches of about a
+// megabyte, so tests exercise many COPYs and benchmarks can compare the two.
 func UsePerPageCopy(s *Store) { s.copyMode = copyPerPage }
 
-// DisableFirstLoadFastPath makes s's merges stage every row even when the system has no
+// DisableFirstLoadFastPath makes s's merges classify every row even when the system has no
 // rows of the kind yet, so tests can compare both paths.
 func DisableFirstLoadFastPath(s *Store) {
 	k := s.knobs()
-	k.noDirect = true
+	k.noFirstLoad = true
 	mergeKnobsByStore.Store(s, k)
 }
 
@@ -16,5 +18,13 @@ func DisableFirstLoadFastPath(s *Store) {
 func SetMaxTrackedKeys(s *Store, n int) {
 	k := s.knobs()
 	k.maxKeys = n
+	mergeKnobsByStore.Store(s, k)
+}
+
+// SetStageTimes sets how often s's open merges touch their staging area and after how long
+// untouched s's merges sweep an area, so tests need not wait minutes.
+func SetStageTimes(s *Store, touchEvery, staleAfter time.Duration) {
+	k := s.knobs()
+	k.touchEvery, k.staleAfter = touchEvery, staleAfter
 	mergeKnobsByStore.Store(s, k)
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"io"
 	"strings"
 	"sync"
 	"time"
@@ -65,53 +64,42 @@ func (e *InvalidRecordError) Is(target error) bool { return target == ErrInvalid
 type copyMode int
 
 const (
-	// copyStream runs one COPY for the whole merge on a goroutine fed page by page through
-	// a channel, so sending overlaps with the caller fetching and encoding the next page.
+	// copyStream gathers Writes into batches of about stageBatchBytes, each sent by its own
+	// COPY on a goroutine of the merge, so sending overlaps with the caller fetching and
+	// encoding the next pages.
 	copyStream copyMode = iota
-	// copyPerPage runs one COPY per Write call.
+	// copyPerPage sends every Write as its own COPY (tests use it to exercise many COPYs).
 	copyPerPage
 )
 
-// stageQueueDepth is how many pages Write may run ahead of the COPY goroutine.
-const stageQueueDepth = 8
+// stageBatchBytes is how much encoded rows a batch gathers before it is sent (about 11,000
+// memberships): few enough COPYs that their fixed cost does not show, small enough that
+// memory stays flat (one batch filling, one queued, one being sent).
+const stageBatchBytes = 1 << 20
 
-// merge is the part common to the three merge kinds: one transaction, one temp staging
-// table fed by COPY, then kind-specific set-based SQL at Commit.
+// merge is the part common to the three merge kinds.
 //
-// First load: when the system has no rows of the merge's kind yet, every record is new, so
-// staging and classifying it would write each row three times (staging, classification,
-// mirror). Instead rows are copied straight into the mirror table by the same streamed
-// COPY, which costs about what a plain COPY does. The fast path holds only while every row
-// is certainly new and storable: the first row whose key may repeat (the key set says so,
-// or it overflowed) or that the kind refuses (a membership of a group not in the mirror
-// at Begin) switches the merge to staging for the rest of the stream, and Commit then
-// classifies the staged rows as usual, treating rows this transaction copied as seen.
+// No transaction and no pooled connection is held while the caller lists: Begin creates
+// this merge's staging area (an unlogged table in the mirror schema, see merge_stage.go) in
+// one short transaction; Writes are gathered into batches, and each batch is one COPY that
+// holds a pooled connection only while it runs. Commit is one short transaction: it takes
+// the per-(schema, kind, system) merge lock, classifies the staged rows against the mirror
+// with set-based SQL, applies the result and drops the staging area. Rollback drops it.
+//
+// First load: when the system has no rows of the merge's kind at Commit (checked under the
+// lock), every staged row is new, so Commit inserts them with one INSERT … SELECT instead
+// of classifying them.
 type merge struct {
 	store   *Store
 	kind    string // group, account, membership: for errors
 	system  string
-	tx      pgx.Tx
-	stage   string
+	area    stageArea
 	columns []string
-	mode    copyMode
+	begun   time.Time // Begin's database clock: when the pull of this kind started
 	seq     int64
-	staged  int64 // rows sent to the staging table
+	staged  int64 // rows written to the merge (all are staged)
 
-	// First load (see above). direct is set at Begin when the system has no rows of this
-	// kind and cleared for good by the first row that must be staged.
-	firstLoad  bool
-	direct     bool
-	target     string   // the mirror table
-	targetCols []string // columns copied into it, in fillDirect order
-	consts     directConsts
-	directRows int64 // rows copied straight into the mirror table
-
-	// Streaming COPY (copyStream).
-	pages    chan pageItem
-	abort    chan struct{}
-	copyDone chan struct{}
-	copyErr  error
-	closed   bool
+	stager *stager
 
 	// Duplicate detection: hashes of the keys staged so far, partitioned by the key's first
 	// column when it has two (a membership's group). While no key repeats, Commit skips the
@@ -135,8 +123,10 @@ const maxTrackedKeys = 1 << 20
 // mergeKnobs are test settings of one Store's merges (see export_test.go), kept beside
 // the Store so that tests of other stores are unaffected.
 type mergeKnobs struct {
-	maxKeys  int  // duplicate-detection set bound
-	noDirect bool // never take the first-load fast path
+	maxKeys     int           // duplicate-detection set bound
+	noFirstLoad bool          // always classify, even when the system has no rows of the kind
+	touchEvery  time.Duration // staging heartbeat period
+	staleAfter  time.Duration // age at which an untouched staging area is dropped
 }
 
 var mergeKnobsByStore sync.Map // *Store -> mergeKnobs
@@ -145,14 +135,13 @@ func (s *Store) knobs() mergeKnobs {
 	if k, ok := mergeKnobsByStore.Load(s); ok {
 		return k.(mergeKnobs)
 	}
-	return mergeKnobs{maxKeys: maxTrackedKeys}
+	return mergeKnobs{maxKeys: maxTrackedKeys, touchEvery: stageTouchEvery, staleAfter: stageStaleAfter}
 }
 
 // noteKey records a staged key (b is "" for single-column keys) for duplicate detection.
-// It reports whether the key is certainly new: false once any key may have repeated.
-func (m *merge) noteKey(a, b string) bool {
+func (m *merge) noteKey(a, b string) {
 	if m.dups {
-		return false
+		return
 	}
 	if m.keys == nil {
 		m.seed = maphash.MakeSeed()
@@ -165,7 +154,7 @@ func (m *merge) noteKey(a, b string) bool {
 		if _, done := m.forgotten[part]; done {
 			// A key of a partition already forgotten: it may repeat one we no longer hold.
 			m.dups, m.keys, m.forgotten = true, nil, nil
-			return false
+			return
 		}
 	}
 	set := m.keys[part]
@@ -176,11 +165,10 @@ func (m *merge) noteKey(a, b string) bool {
 	h := maphash.Comparable(m.seed, [2]string{a, b})
 	if _, seen := set[h]; seen || m.nkeys >= m.store.knobs().maxKeys {
 		m.dups, m.keys, m.forgotten = true, nil, nil
-		return false
+		return
 	}
 	set[h] = struct{}{}
 	m.nkeys++
-	return true
 }
 
 // forgetKeys drops the duplicate-detection partition of a completed group: no later key
@@ -194,144 +182,41 @@ func (m *merge) forgetKeys(part string) {
 	m.forgotten[part] = struct{}{}
 }
 
-// directConsts are the fields every row copied straight into a mirror table shares,
-// encoded for COPY.
-type directConsts struct {
-	system    []byte // the system name (system and origin_system)
-	succeeded []byte // last_sync_in_status
-	now       []byte // the transaction's now(), as the INSERT of the staged path writes it
-}
-
-// directSpec describes a kind's first-load fast path. probe runs in the merge transaction
-// after the advisory lock and reports whether the system has no rows of the kind (and the
-// transaction's now()); it may keep what else the kind needs to accept rows.
-type directSpec struct {
-	table   string
-	columns []string
-	probe   func(ctx context.Context, tx pgx.Tx, system string) (first bool, now time.Time, err error)
-}
-
-// mine is the SQL condition "this row of cur was copied by this merge's first load". The
-// classification uses it only after a first load switched to staging.
-func (m *merge) mine() string {
-	if m.directRows == 0 {
-		return "false"
-	}
-	return "cur.xmin = pg_current_xact_id()::xid"
-}
-
-// curXmin is the extra column the classification's cur side needs for mine.
-func (m *merge) curXmin() string {
-	if m.directRows == 0 {
-		return ""
-	}
-	return ", xmin"
-}
-
-// allDirect reports whether every row went straight into the mirror table: Commit has
-// nothing to classify.
-func (m *merge) allDirect() bool { return m.firstLoad && m.staged == 0 }
-
 // source is the SQL for the staged rows, one per key (the last occurrence): the plain
 // staging table while no key repeated, else a DISTINCT ON over it.
 func (m *merge) source(cols, key string) string {
 	if !m.dups {
-		return `SELECT ` + cols + ` FROM ` + m.stage
+		return `SELECT ` + cols + ` FROM ` + m.area.stage
 	}
-	return `SELECT DISTINCT ON (` + key + `) ` + cols + ` FROM ` + m.stage + ` ORDER BY ` + key + `, seq DESC`
+	return `SELECT DISTINCT ON (` + key + `) ` + cols + ` FROM ` + m.area.stage + ` ORDER BY ` + key + `, seq DESC`
 }
 
-func (s *Store) beginMerge(ctx context.Context, kind, system, stageDDL, stage string, columns []string, direct directSpec) (*merge, error) {
-	tx, err := s.pool.Begin(ctx)
+// beginMerge creates the merge's staging area. stageCols and deltaCols are the column lists
+// of its staging and delta tables; columns are the staging columns COPY fills, seq first.
+func (s *Store) beginMerge(ctx context.Context, kind, system, stageCols, deltaCols string, columns []string) (*merge, error) {
+	if err := s.sweepStages(ctx); err != nil {
+		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
+	}
+	area, begun, err := s.createStage(ctx, kind, system, stageCols, deltaCols)
 	if err != nil {
-		return nil, fmt.Errorf("state: begin %s merge for system %q: %w (%s)", kind, system, err, unreachableHint)
+		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
 	}
-	m := &merge{store: s, kind: kind, system: system, tx: tx, stage: stage, columns: columns, mode: s.copyMode}
-	fail := func(what string, err error) (*merge, error) {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("state: begin %s merge for system %q: %s: %w", kind, system, what, err)
+	m := &merge{store: s, kind: kind, system: system, area: area, columns: columns, begun: begun}
+	batch := stageBatchBytes
+	if s.copyMode == copyPerPage {
+		batch = 0
 	}
-	// Merges of one kind for one system take turns: two interleaved group merges of
-	// the same system would tombstone each other's rows. Other kinds and systems run
-	// in parallel.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('groupsync.merge:' || $1 || ':' || $2 || ':' || $3, 0))`,
-		s.schema, kind, system); err != nil {
-		return fail("take merge lock", err)
-	}
-	// The hash joins (and the dedupe sort, when a key repeated) of a large merge fit in
-	// memory with 64MB; the default 4MB spills 200k memberships to disk. The staging
-	// table's ANALYZE only needs row counts and rough distinct counts, which a 3,000-row
-	// sample (statistics target 10) gives in a third of the default's time. Both are
-	// local to the transaction.
-	if _, err := tx.Exec(ctx, `SELECT set_config('work_mem', '64MB', true), set_config('default_statistics_target', '10', true)`); err != nil {
-		return fail("set merge settings", err)
-	}
-	var one int
-	if err := tx.QueryRow(ctx, `SELECT 1 FROM systems WHERE name = $1`, system).Scan(&one); err != nil {
-		err = translate(err)
-		if errors.Is(err, ErrNotFound) {
-			return fail("system not registered (call UpsertSystem first)", err)
-		}
-		return fail("look up system", err)
-	}
-	// A temp table: not WAL-logged, private to this session, dropped at commit. No
-	// indexes: it is written once and read by sequential scans and hash joins.
-	// Simple protocol: stageDDL creates the staging table and the delta table.
-	if _, err := tx.Exec(ctx, stageDDL, pgx.QueryExecModeSimpleProtocol); err != nil {
-		return fail("create staging tables", err)
-	}
-	first, now, err := direct.probe(ctx, tx, system)
-	if err != nil {
-		return fail("check for a first load", err)
-	}
-	if first && !s.knobs().noDirect {
-		m.firstLoad, m.direct = true, true
-		m.target, m.targetCols = direct.table, direct.columns
-		m.consts = directConsts{system: appendCopyText(nil, system), succeeded: appendCopyText(nil, "succeeded"),
-			now: appendCopyTime(nil, &now)}
-	}
-	if m.mode == copyStream {
-		m.startStream(ctx)
-	}
+	m.stager = startStager(ctx, s, area, m.copySQL(), batch)
 	return m, nil
 }
 
-// startStream starts the single COPY of this merge. ctx is Begin's context: cancelling it
-// aborts the COPY.
-//
-// The COPY fills the mirror table while pages are marked direct and the staging table
-// after that; a page for the other table ends the current COPY and starts the next one.
-func (m *merge) startStream(ctx context.Context) {
-	m.pages = make(chan pageItem, stageQueueDepth)
-	m.abort = make(chan struct{})
-	m.copyDone = make(chan struct{})
-	r := &copyReader{ctx: ctx, pages: m.pages, abort: m.abort, direct: m.direct, buf: copyHeader}
-	go func() {
-		defer close(m.copyDone)
-		for {
-			if _, err := m.tx.Conn().PgConn().CopyFrom(ctx, r, m.copySQL(r.direct)); err != nil {
-				m.copyErr = err
-				return
-			}
-			if r.next == nil {
-				return
-			}
-			r.restart()
-		}
-	}()
-}
-
-// copySQL is the COPY statement filling the mirror table (direct) or the staging table.
-func (m *merge) copySQL(direct bool) string {
-	table, cols := m.stage, m.columns
-	if direct {
-		table, cols = m.target, m.targetCols
-	}
-	quoted := make([]string, len(cols))
-	for i, c := range cols {
+// copySQL is the COPY statement filling the staging table.
+func (m *merge) copySQL() string {
+	quoted := make([]string, len(m.columns))
+	for i, c := range m.columns {
 		quoted[i] = pgx.Identifier{c}.Sanitize()
 	}
-	return `COPY ` + pgx.Identifier{table}.Sanitize() + ` (` + strings.Join(quoted, ", ") + `) FROM STDIN (FORMAT binary)`
+	return `COPY ` + m.area.stage + ` (` + strings.Join(quoted, ", ") + `) FROM STDIN (FORMAT binary)`
 }
 
 // stagedPage is one page of rows converted for staging. It keeps its own copy of the
@@ -339,88 +224,8 @@ func (m *merge) copySQL(direct bool) string {
 type stagedPage interface {
 	len() int
 	// appendCopy appends the page's rows to b in COPY binary format (without header and
-	// trailer): the staging columns (seq first), or with direct the kind's mirror-table
-	// columns (directSpec.columns).
-	appendCopy(b []byte, direct bool, c *directConsts) []byte
-	// slice is rows [i, j) of the page.
-	slice(i, j int) stagedPage
-}
-
-// pageItem is a page encoded for COPY, with the table it goes to.
-type pageItem struct {
-	data   []byte
-	direct bool // into the mirror table (first load), else into staging
-}
-
-// copyReader feeds encoded pages from a channel to one COPY. It serves one table (direct
-// or staging); a page for the other one is kept in next and ends this COPY.
-type copyReader struct {
-	ctx    context.Context
-	pages  <-chan pageItem
-	abort  <-chan struct{}
-	direct bool
-	buf    []byte
-	next   *pageItem
-	closed bool
-	ended  bool // the trailer of this COPY is in buf or sent
-}
-
-// restart begins the COPY of the page kept in next.
-func (r *copyReader) restart() {
-	r.direct, r.buf, r.next, r.ended = r.next.direct, append(copyHeader[:len(copyHeader):len(copyHeader)], r.next.data...), nil, false
-}
-
-// Read fills p with as many queued pages as fit, waiting only while it has nothing: the
-// fewer, larger CopyData messages, the less per-message overhead on both ends.
-func (r *copyReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if len(r.buf) == 0 {
-			if r.next != nil || r.closed {
-				if r.ended {
-					break
-				}
-				r.buf, r.ended = copyTrailer, true
-				continue
-			}
-			if n > 0 {
-				select {
-				case it, ok := <-r.pages:
-					r.take(it, ok)
-					continue
-				default:
-					return n, nil
-				}
-			}
-			select {
-			case it, ok := <-r.pages:
-				r.take(it, ok)
-				continue
-			case <-r.abort:
-				return n, errors.New("merge rolled back")
-			case <-r.ctx.Done():
-				return n, r.ctx.Err()
-			}
-		}
-		k := copy(p[n:], r.buf)
-		r.buf = r.buf[k:]
-		n += k
-	}
-	if n == 0 {
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-func (r *copyReader) take(it pageItem, ok bool) {
-	switch {
-	case !ok:
-		r.closed = true
-	case it.direct != r.direct:
-		r.next = &it
-	default:
-		r.buf = it.data
-	}
+	// trailer): the staging columns, seq first.
+	appendCopy(b []byte) []byte
 }
 
 // COPY binary format (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4):
@@ -446,18 +251,12 @@ func appendCopyText(b []byte, s string) []byte {
 
 func appendCopyNull(b []byte) []byte { return binary.BigEndian.AppendUint32(b, 0xffffffff) }
 
-// appendCopyJSON sends raw text for a text staging column or, with jsonb, for a jsonb
-// mirror column (version byte 1, then the text). nil is NULL.
-func appendCopyJSON(b []byte, raw *string, jsonb bool) []byte {
-	switch {
-	case raw == nil:
+// appendCopyJSON sends raw JSON text for a text staging column; nil is NULL.
+func appendCopyJSON(b []byte, raw *string) []byte {
+	if raw == nil {
 		return appendCopyNull(b)
-	case jsonb:
-		b = binary.BigEndian.AppendUint32(b, uint32(len(*raw)+1))
-		return append(append(b, 1), *raw...)
-	default:
-		return appendCopyText(b, *raw)
 	}
+	return appendCopyText(b, *raw)
 }
 
 func appendCopyBool(b []byte, v bool) []byte {
@@ -501,152 +300,140 @@ func (m *merge) usable() error {
 }
 
 // write stages a page. Rows carry their stream position (seq) so the dedupe, when one is
-// needed, keeps the last occurrence. During a first load, rows before split go straight
-// into the mirror table; a split inside the page ends the fast path and the rest of the
-// page (and of the stream) is staged.
-func (m *merge) write(ctx context.Context, page stagedPage, split int) error {
-	n := page.len()
-	if n == 0 {
+// needed, keeps the last occurrence.
+func (m *merge) write(ctx context.Context, page stagedPage) error {
+	if page.len() == 0 {
 		return nil
 	}
-	items := make([]pageItem, 0, 2)
-	pages := make([]stagedPage, 0, 2)
-	if m.direct {
-		if split > 0 {
-			items = append(items, pageItem{direct: true})
-			pages = append(pages, page.slice(0, split))
-			m.directRows += int64(split)
-		}
-		if split < n {
-			m.direct = false
-			m.store.logger.Debug("first load switched to staging", "kind", m.kind, "system", m.system,
-				"direct_rows", m.directRows, "possible_duplicates", m.dups)
-			items = append(items, pageItem{})
-			pages = append(pages, page.slice(split, n))
-			m.staged += int64(n - split)
-		}
-	} else {
-		items = append(items, pageItem{})
-		pages = append(pages, page)
-		m.staged += int64(n)
-	}
-	for i := range items {
-		items[i].data = pages[i].appendCopy(make([]byte, 0, 128*pages[i].len()), items[i].direct, &m.consts)
-	}
-	for _, it := range items {
-		if err := m.send(ctx, it); err != nil {
-			return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, err))
-		}
+	m.staged += int64(page.len())
+	if err := m.stager.write(ctx, page); err != nil {
+		return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, err))
 	}
 	return nil
 }
 
-func (m *merge) send(ctx context.Context, it pageItem) error {
-	if m.mode == copyPerPage {
-		data := append(append(copyHeader[:len(copyHeader):len(copyHeader)], it.data...), copyTrailer...)
-		_, err := m.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), m.copySQL(it.direct))
-		return err
-	}
-	select {
-	case m.pages <- it:
-		return nil
-	case <-m.copyDone:
-		return m.streamErr()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (m *merge) streamErr() error {
-	if m.copyErr != nil {
-		return m.copyErr
-	}
-	return errors.New("staging COPY ended early")
-}
-
-// finishStream ends the COPY and waits for it.
-func (m *merge) finishStream(ctx context.Context) error {
-	if m.mode != copyStream || m.closed {
-		return nil
-	}
-	m.closed = true
-	close(m.pages)
-	select {
-	case <-m.copyDone:
-	case <-ctx.Done():
-		close(m.abort)
-		<-m.copyDone
-		return ctx.Err()
-	}
-	return m.copyErr
-}
-
-// distinct is how many distinct keys were staged (rows a first load copied straight into
-// the mirror table are not staged).
+// distinct is how many distinct keys were staged.
 func (m *merge) distinct(ctx context.Context, tx pgx.Tx, key string) (int64, error) {
 	if !m.dups {
 		return m.staged, nil
 	}
 	var n int64
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT `+key+` FROM `+m.stage+`) k`).Scan(&n); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT `+key+` FROM `+m.area.stage+`) k`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count distinct staged keys: %w", err)
 	}
 	return n, nil
 }
 
-// analyzeDelta gives the planner the delta table's size when it is large (a first load);
-// an empty or small delta needs no statistics to be planned well.
+// analyzeDelta gives the planner the delta table's size when it is large; an empty or
+// small delta needs no statistics to be planned well.
 func analyzeDelta(ctx context.Context, tx pgx.Tx, table string, rows int64) error {
 	if rows < 1000 {
 		return nil
 	}
 	if _, err := tx.Exec(ctx, `ANALYZE `+table); err != nil {
-		return fmt.Errorf("analyze %s: %w", table, err)
+		return fmt.Errorf("analyze delta table: %w", err)
 	}
 	return nil
 }
 
-// commit finishes staging, runs apply in the transaction and commits.
-func (m *merge) commit(ctx context.Context, apply func(ctx context.Context, tx pgx.Tx) (MergeCounts, error)) (MergeCounts, error) {
+// applyFunc is a kind's Commit work, run in the merge transaction under the merge lock.
+// first says the system has no rows of the kind: every staged row is new.
+type applyFunc func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error)
+
+// firstLoadProbe is the SQL telling whether system $1 has no row (live or tombstoned) in a
+// mirror table.
+func firstLoadProbe(table string) string {
+	return `SELECT NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE system = $1)`
+}
+
+// commit sends the last staged rows, then classifies and applies them in one transaction
+// that also drops the staging area.
+func (m *merge) commit(ctx context.Context, probe string, apply applyFunc) (MergeCounts, error) {
 	if err := m.usable(); err != nil {
 		m.rollback(ctx)
 		return MergeCounts{}, err
 	}
+	var tx pgx.Tx
 	wrap := func(what string, err error) (MergeCounts, error) {
 		m.fail(err)
+		// The transaction goes back to the pool before the staging area is dropped: with
+		// one connection, dropping it first would wait for the connection this holds.
+		if tx != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
 		m.rollback(ctx)
 		return MergeCounts{}, fmt.Errorf("state: commit %s merge for system %q: %s: %w", m.kind, m.system, what, err)
 	}
 	t0 := time.Now()
-	if err := m.finishStream(ctx); err != nil {
+	if err := m.stager.finish(ctx); err != nil {
 		return wrap("stage rows", err)
 	}
 	t1 := time.Now()
-	// Without statistics the planner assumes a temp table is tiny and picks nested
-	// loops over the mirror; ANALYZE samples it (a few ms) so it hash-joins. A first load
-	// that staged nothing has nothing to plan.
-	if !m.allDirect() {
-		if _, err := m.tx.Exec(ctx, `ANALYZE `+pgx.Identifier{m.stage}.Sanitize()); err != nil {
-			return wrap("analyze staging table", err)
-		}
+	began, err := m.store.pool.Begin(ctx)
+	if err != nil {
+		return wrap("begin", fmt.Errorf("%w (%s)", err, unreachableHint))
+	}
+	tx = began
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
+	first, err := m.prepare(ctx, tx, probe)
+	if err != nil {
+		return wrap("prepare", err)
 	}
 	t2 := time.Now()
-	counts, err := apply(ctx, m.tx)
+	counts, err := apply(ctx, tx, first)
 	if err != nil {
 		return wrap("merge", err)
 	}
 	t3 := time.Now()
-	if err := m.tx.Commit(ctx); err != nil {
+	if err := m.area.drop(ctx, tx); err != nil {
+		return wrap("drop staging tables", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return wrap("commit", err)
 	}
 	m.ended = true
 	m.store.logger.Debug("merged", "kind", m.kind, "system", m.system, "rows", m.seq,
-		"first_load", m.firstLoad, "direct", m.directRows, "staged", m.staged,
+		"first_load", first, "deduped", m.dups, "batches", m.stager.batches,
 		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
 		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
-		"stage_wait_ms", t1.Sub(t0).Milliseconds(), "analyze_ms", t2.Sub(t1).Milliseconds(),
+		"stage_wait_ms", t1.Sub(t0).Milliseconds(), "prepare_ms", t2.Sub(t1).Milliseconds(),
 		"apply_ms", t3.Sub(t2).Milliseconds(), "commit_ms", time.Since(t3).Milliseconds())
 	return counts, nil
+}
+
+// prepare takes the merge lock in tx, sets the merge's settings and says whether this is
+// a first load (the probe, under the lock).
+func (m *merge) prepare(ctx context.Context, tx pgx.Tx, probe string) (bool, error) {
+	// Merges of one kind for one system apply in turns: two interleaved group merges of
+	// the same system would tombstone each other's rows. They stage at the same time;
+	// only the short apply is serialized. Other kinds and systems run in parallel.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('groupsync.merge:' || $1 || ':' || $2 || ':' || $3, 0))`,
+		m.store.schema, m.kind, m.system); err != nil {
+		return false, fmt.Errorf("take merge lock: %w", err)
+	}
+	// The hash joins (and the dedupe sort, when a key repeated) of a large merge fit in
+	// memory with 64MB; the default 4MB spills 200k memberships to disk. The staging
+	// table's ANALYZE only needs row counts and rough distinct counts, which a 3,000-row
+	// sample (statistics target 10) gives in a third of the default's time. Both are
+	// local to the transaction.
+	if _, err := tx.Exec(ctx, `SELECT set_config('work_mem', '64MB', true), set_config('default_statistics_target', '10', true)`); err != nil {
+		return false, fmt.Errorf("set merge settings: %w", err)
+	}
+	first := false
+	if !m.store.knobs().noFirstLoad {
+		if err := tx.QueryRow(ctx, probe, m.system).Scan(&first); err != nil {
+			return false, fmt.Errorf("check for a first load: %w", err)
+		}
+	}
+	// Without statistics the planner guesses the staging table's size and may pick nested
+	// loops over the mirror; ANALYZE samples it (a few ms) so it hash-joins. A first load
+	// only scans it once, and an empty stage needs no plan.
+	if !first && m.staged > 0 {
+		if _, err := tx.Exec(ctx, `ANALYZE `+m.area.stage); err != nil {
+			return false, fmt.Errorf("analyze staging table: %w", err)
+		}
+	}
+	return first, nil
 }
 
 // rollback ends the merge without a trace; safe to call at any point and more than once.
@@ -655,23 +442,17 @@ func (m *merge) rollback(ctx context.Context) {
 		return
 	}
 	m.ended = true
-	if m.mode == copyStream && !m.closed {
-		m.closed = true
-		close(m.abort)
-		<-m.copyDone
-	}
-	// The transaction may already be aborted or the connection gone; the rollback's own
-	// error adds nothing the caller can act on.
-	_ = m.tx.Rollback(context.WithoutCancel(ctx))
+	m.stager.abort()
+	m.store.dropStage(context.WithoutCancel(ctx), m.area)
 }
 
-// updateSystem records the pull on the systems row, in the merge's transaction. now() is
-// the transaction start, i.e. when the merge began.
-func updateSystem(ctx context.Context, tx pgx.Tx, system string, setCounts string, complete *bool) error {
-	q := `UPDATE systems SET last_pull_started_at = now(), last_pull_finished_at = clock_timestamp()`
-	args := []any{system}
+// updateSystem records the pull on the systems row, in the merge's transaction: it started
+// at begun (the merge's Begin) and finished now.
+func updateSystem(ctx context.Context, tx pgx.Tx, system string, begun time.Time, setCounts string, complete *bool) error {
+	q := `UPDATE systems SET last_pull_started_at = $2, last_pull_finished_at = clock_timestamp()`
+	args := []any{system, begun}
 	if complete != nil {
-		q += `, last_pull_complete = $2, last_complete_pull_at = CASE WHEN $2 THEN now() ELSE last_complete_pull_at END`
+		q += `, last_pull_complete = $3, last_complete_pull_at = CASE WHEN $3 THEN $2 ELSE last_complete_pull_at END`
 		args = append(args, *complete)
 	}
 	q += setCounts + ` WHERE name = $1`

@@ -11,8 +11,6 @@ import (
 
 // Classification pieces shared by the merges.
 const (
-	// name_key is compared too: a row from before migration 007 (NULL key) gets its key
-	// at its next merge, and a change of the normalizer rewrites the keys it changes.
 	groupDiffers = `(cur.hash, cur.name, cur.name_key, cur.description, cur.visibility, cur.state, cur.membership_managed,
 		      cur.is_system, cur.remote_created_at, cur.remote_modified_at)
 		     IS DISTINCT FROM
@@ -20,10 +18,6 @@ const (
 		      src.is_system, src.remote_created_at, src.remote_modified_at)`
 	accountDiffers = `(cur.hash, cur.email, cur.display_name, cur.state)
 		     IS DISTINCT FROM (src.hash, src.email, src.display_name, src.state)`
-	// lastSyncIn is the pull status an updated row gets. 'restaged' is a later occurrence
-	// of a record a first load copied in this transaction (the fast path had switched to
-	// staging): the row is new to the mirror, so it keeps 'succeeded'.
-	lastSyncIn = `CASE WHEN d.op = 'restaged' THEN 'succeeded' ELSE 'modified' END`
 )
 
 // GroupMerge streams one listing of a system's groups into the mirror. Begin it with
@@ -33,20 +27,17 @@ type GroupMerge struct{ m *merge }
 
 // BeginGroupMerge starts a group merge for a registered system (see UpsertSystem). ctx
 // must outlive the merge: cancelling it aborts the staging. Group merges of one system
-// take turns.
+// stage at the same time and apply in turns, each against the mirror as the previous one
+// left it.
 func (s *Store) BeginGroupMerge(ctx context.Context, system string) (*GroupMerge, error) {
-	m, err := s.beginMerge(ctx, "group", system, `CREATE TEMP TABLE stage_groups (
+	m, err := s.beginMerge(ctx, "group", system, `(
 		seq bigint, external_id text, name text, name_key text, description text, visibility text, state text,
 		membership_managed boolean, is_system boolean, remote_created_at timestamptz,
-		remote_modified_at timestamptz, raw text, hash text) ON COMMIT DROP;
-		CREATE TEMP TABLE delta_groups (op text, external_id text, name text, name_key text, description text, visibility text,
-		state text, membership_managed boolean, is_system boolean, remote_created_at timestamptz,
-		remote_modified_at timestamptz, raw text, hash text) ON COMMIT DROP`,
-		"stage_groups", []string{"seq", "external_id", "name", "name_key", "description", "visibility", "state",
-			"membership_managed", "is_system", "remote_created_at", "remote_modified_at", "raw", "hash"},
-		directSpec{table: "groups", columns: []string{"system", "external_id", "name", "name_key", "description", "visibility",
-			"state", "membership_managed", "is_system", "remote_created_at", "remote_modified_at", "raw", "hash",
-			"origin_system", "last_sync_in_status", "last_sync_in_date"}, probe: probeEmpty("groups")})
+		remote_modified_at timestamptz, raw text, hash text)`, `(op text, external_id text, name text, name_key text,
+		description text, visibility text, state text, membership_managed boolean, is_system boolean,
+		remote_created_at timestamptz, remote_modified_at timestamptz, raw text, hash text)`,
+		[]string{"seq", "external_id", "name", "name_key", "description", "visibility", "state",
+			"membership_managed", "is_system", "remote_created_at", "remote_modified_at", "raw", "hash"})
 	if err != nil {
 		return nil, err
 	}
@@ -77,15 +68,12 @@ func (w *GroupMerge) Write(ctx context.Context, page []connectors.Group) error {
 			created: timeOrNull(g.CreatedAt), modified: timeOrNull(g.ModifiedAt), raw: rawText(g.Raw),
 			hash: hashOr(g.Hash, g.ID, g.Name, g.Description, string(g.Visibility), g.State, string(g.Raw))}
 	}
-	split := len(rows)
 	for i := range rows {
-		if !w.m.noteKey(rows[i].id, "") && split == len(rows) {
-			split = i
-		}
+		w.m.noteKey(rows[i].id, "")
 		w.m.seq++
 		rows[i].seq = w.m.seq
 	}
-	return w.m.write(ctx, rows, split)
+	return w.m.write(ctx, rows)
 }
 
 type groupRow struct {
@@ -99,19 +87,13 @@ type groupRow struct {
 
 type groupRows []groupRow
 
-func (p groupRows) len() int                  { return len(p) }
-func (p groupRows) slice(i, j int) stagedPage { return p[i:j] }
+func (p groupRows) len() int { return len(p) }
 
-// appendCopy: the direct row is system, the record's fields, then the sync tail
-// (appendDirectTail); the staged row is seq, then the record's fields.
-func (p groupRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
+// appendCopy: seq, then the record's fields in the staging table's order.
+func (p groupRows) appendCopy(b []byte) []byte {
 	for i := range p {
 		r := &p[i]
-		if direct {
-			b = append(appendCopyRow(b, 1+12+3), c.system...)
-		} else {
-			b = appendCopyInt(appendCopyRow(b, 1+12), r.seq)
-		}
+		b = appendCopyInt(appendCopyRow(b, 1+12), r.seq)
 		b = appendCopyText(b, r.id)
 		b = appendCopyText(b, r.name)
 		b = appendCopyText(b, r.nameKey)
@@ -122,45 +104,56 @@ func (p groupRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
 		b = appendCopyBool(b, r.system)
 		b = appendCopyTime(b, r.created)
 		b = appendCopyTime(b, r.modified)
-		b = appendCopyJSON(b, r.raw, direct)
+		b = appendCopyJSON(b, r.raw)
 		b = appendCopyText(b, r.hash)
-		if direct {
-			b = appendDirectTail(b, c)
-		}
 	}
 	return b
 }
+
+// groupColumns are the mirror columns a merge writes for a new group, and groupValues the
+// staged expressions for them (with $1 the system).
+const (
+	groupColumns = `system, external_id, name, name_key, description, visibility, state, membership_managed,
+		is_system, remote_created_at, remote_modified_at, raw, hash, origin_system,
+		last_sync_in_status, last_sync_in_date`
+	groupValues = `$1, external_id, name, name_key, description, visibility, state, membership_managed,
+		is_system, remote_created_at, remote_modified_at, raw::jsonb, hash, $1, 'succeeded', now()`
+)
 
 // Commit merges the staged groups. With complete (every page of the listing was read),
 // live groups absent from the stream are tombstoned, and so are their memberships. An
 // incomplete listing tombstones nothing.
 func (w *GroupMerge) Commit(ctx context.Context, complete bool) (MergeCounts, error) {
-	return w.m.commit(ctx, func(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
+	return w.m.commit(ctx, firstLoadProbe("groups"), func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
 		var c MergeCounts
-		if w.m.allDirect() {
-			// First load, every row copied straight in: all inserted, and there was
-			// nothing to tombstone. The system had no groups: the live count is what was
-			// copied.
-			c.Inserted = w.m.directRows
-			return c, updateSystem(ctx, tx, w.m.system, fmt.Sprintf(`, group_count = %d`, w.m.directRows), &complete)
+		if first {
+			// Every staged group is new and there is nothing to tombstone: insert them
+			// without classifying. The system had no groups: the live count is what was
+			// inserted.
+			tag, err := tx.Exec(ctx, `INSERT INTO groups (`+groupColumns+`)
+				SELECT `+groupValues+` FROM (`+w.m.source("*", "external_id")+`) src`, w.m.system)
+			if err != nil {
+				return c, fmt.Errorf("insert groups: %w", err)
+			}
+			c.Inserted = tag.RowsAffected()
+			return c, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, group_count = %d`, c.Inserted), &complete)
 		}
 		// Two statements. The first makes one pass over the system's groups: it takes
 		// the stream (deduped when a key repeated: last occurrence wins), full-joins it
 		// to the mirror to classify every key, and keeps only the keys that need a
-		// write in delta_groups. Unchanged rows stop there: nothing is written for
-		// them. A FULL JOIN must be a hash or merge join, so stale statistics (right
-		// after a first load, say) cannot turn it into a nested loop over the staging
-		// table. Writing the delta to a table rather than a CTE read by several DML
-		// statements avoids materializing every classified row: the no-op merge of
-		// 200k memberships is three times faster this way.
+		// write in the delta table. Unchanged rows stop there: nothing is written for
+		// them. A FULL JOIN must be a hash or merge join, so stale statistics cannot
+		// turn it into a nested loop over the staging table. Writing the delta to a
+		// table rather than a CTE read by several DML statements avoids materializing
+		// every classified row: the no-op merge of 200k memberships is three times
+		// faster this way.
 		tag, err := tx.Exec(ctx, `
-INSERT INTO delta_groups
+INSERT INTO `+w.m.area.delta+`
 SELECT * FROM (
 	SELECT CASE
 		WHEN src.external_id IS NULL THEN
-			CASE WHEN $2 AND cur.deleted_at IS NULL AND NOT `+w.m.mine()+` THEN 'tombstoned' ELSE 'absent' END
+			CASE WHEN $2 AND cur.deleted_at IS NULL THEN 'tombstoned' ELSE 'absent' END
 		WHEN cur.external_id IS NULL THEN 'inserted'
-		WHEN `+w.m.mine()+` THEN CASE WHEN `+groupDiffers+` THEN 'restaged' ELSE 'seen' END
 		WHEN cur.deleted_at IS NOT NULL THEN 'revived'
 		WHEN `+groupDiffers+` THEN 'updated'
 		ELSE 'unchanged' END AS op,
@@ -168,29 +161,26 @@ SELECT * FROM (
 		src.membership_managed, src.is_system, src.remote_created_at, src.remote_modified_at, src.raw, src.hash
 	FROM (`+w.m.source("*", "external_id")+`) src
 	FULL JOIN (SELECT external_id, hash, name, name_key, description, visibility, state, membership_managed, is_system,
-			remote_created_at, remote_modified_at, deleted_at`+w.m.curXmin()+`
+			remote_created_at, remote_modified_at, deleted_at
 		FROM groups WHERE system = $1) cur ON cur.external_id = src.external_id
 ) classified WHERE op NOT IN ('unchanged', 'absent')`, w.m.system, complete)
 		if err != nil {
 			return c, fmt.Errorf("classify groups: %w", err)
 		}
-		if err := analyzeDelta(ctx, tx, "delta_groups", tag.RowsAffected()); err != nil {
+		if err := analyzeDelta(ctx, tx, w.m.area.delta, tag.RowsAffected()); err != nil {
 			return c, err
 		}
 		// New rows go in with a plain INSERT, not ON CONFLICT: speculative insertion
-		// costs about 15% of a first load, and merges of one system and kind hold an
-		// advisory lock, so only a writer outside the merge path could race us; that
-		// fails this merge with a unique violation (retried by the next pull) and
-		// damages nothing.
-		var membersGone, repeated int64
+		// costs about 15% of a first load, and merges of one system and kind apply
+		// under an advisory lock, so only a writer outside the merge path could race
+		// us; that fails this merge with a unique violation (retried by the next pull)
+		// and damages nothing.
+		var membersGone int64
 		err = tx.QueryRow(ctx, `
 WITH inserted AS (
-	INSERT INTO groups (system, external_id, name, name_key, description, visibility, state, membership_managed,
-		is_system, remote_created_at, remote_modified_at, raw, hash, origin_system,
-		last_sync_in_status, last_sync_in_date)
-	SELECT $1, external_id, name, name_key, description, visibility, state, membership_managed,
-		is_system, remote_created_at, remote_modified_at, raw::jsonb, hash, $1, 'succeeded', now()
-	FROM delta_groups WHERE op = 'inserted'
+	INSERT INTO groups (`+groupColumns+`)
+	SELECT `+groupValues+`
+	FROM `+w.m.area.delta+` WHERE op = 'inserted'
 	RETURNING 1
 ), updated AS (
 	UPDATE groups g SET
@@ -200,25 +190,25 @@ WITH inserted AS (
 		remote_modified_at = d.remote_modified_at, raw = d.raw::jsonb, hash = d.hash,
 		updated_at = now(), deleted_at = NULL,
 		origin_system = coalesce(g.origin_system, $1),
-		last_sync_in_status = `+lastSyncIn+`, last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM delta_groups d WHERE d.op IN ('updated', 'revived', 'restaged') AND g.system = $1 AND g.external_id = d.external_id
+		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
+	FROM `+w.m.area.delta+` d WHERE d.op IN ('updated', 'revived') AND g.system = $1 AND g.external_id = d.external_id
 	RETURNING 1
 ), gone AS (
 	UPDATE groups g SET deleted_at = now(), updated_at = now(),
 		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM delta_groups d WHERE d.op = 'tombstoned' AND g.system = $1 AND g.external_id = d.external_id
+	FROM `+w.m.area.delta+` d WHERE d.op = 'tombstoned' AND g.system = $1 AND g.external_id = d.external_id
 	RETURNING 1
 ), members_gone AS (
 	-- A tombstoned group's members are gone with it; nobody will list them again.
 	UPDATE memberships m SET deleted_at = now(), updated_at = now(),
 		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM delta_groups d WHERE d.op = 'tombstoned' AND m.system = $1 AND m.group_id = d.external_id AND m.deleted_at IS NULL
+	FROM `+w.m.area.delta+` d WHERE d.op = 'tombstoned' AND m.system = $1 AND m.group_id = d.external_id AND m.deleted_at IS NULL
 	RETURNING 1
 )
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
        count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'tombstoned'),
-       (SELECT count(*) FROM members_gone), count(*) FILTER (WHERE op IN ('restaged', 'seen'))
-FROM delta_groups`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned, &membersGone, &repeated)
+       (SELECT count(*) FROM members_gone)
+FROM `+w.m.area.delta, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned, &membersGone)
 		if err != nil {
 			return c, fmt.Errorf("write groups: %w", err)
 		}
@@ -226,13 +216,12 @@ FROM delta_groups`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tom
 		if err != nil {
 			return c, err
 		}
-		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - repeated
-		c.Inserted += w.m.directRows
+		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived
 		set := `, ` + countGroups
 		if membersGone > 0 {
 			set += `, ` + countMemberships
 		}
-		return c, updateSystem(ctx, tx, w.m.system, set, &complete)
+		return c, updateSystem(ctx, tx, w.m.system, w.m.begun, set, &complete)
 	})
 }
 
@@ -245,13 +234,10 @@ type AccountMerge struct{ m *merge }
 
 // BeginAccountMerge starts an account merge for a registered system.
 func (s *Store) BeginAccountMerge(ctx context.Context, system string) (*AccountMerge, error) {
-	m, err := s.beginMerge(ctx, "account", system, `CREATE TEMP TABLE stage_accounts (
-		seq bigint, external_id text, email text, display_name text, state text, raw text, hash text) ON COMMIT DROP;
-		CREATE TEMP TABLE delta_accounts (op text, external_id text, email text, display_name text, state text,
-		raw text, hash text) ON COMMIT DROP`,
-		"stage_accounts", []string{"seq", "external_id", "email", "display_name", "state", "raw", "hash"},
-		directSpec{table: "accounts", columns: []string{"system", "external_id", "email", "display_name", "state",
-			"raw", "hash", "origin_system", "last_sync_in_status", "last_sync_in_date"}, probe: probeEmpty("accounts")})
+	m, err := s.beginMerge(ctx, "account", system,
+		`(seq bigint, external_id text, email text, display_name text, state text, raw text, hash text)`,
+		`(op text, external_id text, email text, display_name text, state text, raw text, hash text)`,
+		[]string{"seq", "external_id", "email", "display_name", "state", "raw", "hash"})
 	if err != nil {
 		return nil, err
 	}
@@ -279,15 +265,12 @@ func (w *AccountMerge) Write(ctx context.Context, page []connectors.Account) err
 		rows[i] = accountRow{id: a.ID, email: email, displayName: a.DisplayName, state: a.State, raw: rawText(a.Raw),
 			hash: hashOr(a.Hash, a.ID, email, a.DisplayName, a.State, string(a.Raw))}
 	}
-	split := len(rows)
 	for i := range rows {
-		if !w.m.noteKey(rows[i].id, "") && split == len(rows) {
-			split = i
-		}
+		w.m.noteKey(rows[i].id, "")
 		w.m.seq++
 		rows[i].seq = w.m.seq
 	}
-	return w.m.write(ctx, rows, split)
+	return w.m.write(ctx, rows)
 }
 
 type accountRow struct {
@@ -299,87 +282,87 @@ type accountRow struct {
 
 type accountRows []accountRow
 
-func (p accountRows) len() int                  { return len(p) }
-func (p accountRows) slice(i, j int) stagedPage { return p[i:j] }
-func (p accountRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
+func (p accountRows) len() int { return len(p) }
+func (p accountRows) appendCopy(b []byte) []byte {
 	for i := range p {
 		r := &p[i]
-		if direct {
-			b = append(appendCopyRow(b, 1+6+3), c.system...)
-		} else {
-			b = appendCopyInt(appendCopyRow(b, 1+6), r.seq)
-		}
+		b = appendCopyInt(appendCopyRow(b, 1+6), r.seq)
 		b = appendCopyText(b, r.id)
 		b = appendCopyText(b, r.email)
 		b = appendCopyText(b, r.displayName)
 		b = appendCopyText(b, r.state)
-		b = appendCopyJSON(b, r.raw, direct)
+		b = appendCopyJSON(b, r.raw)
 		b = appendCopyText(b, r.hash)
-		if direct {
-			b = appendDirectTail(b, c)
-		}
 	}
 	return b
 }
 
+// accountColumns and accountValues: as groupColumns and groupValues.
+const (
+	accountColumns = `system, external_id, email, display_name, state, raw, hash, origin_system,
+		last_sync_in_status, last_sync_in_date`
+	accountValues = `$1, external_id, email, display_name, state, raw::jsonb, hash, $1, 'succeeded', now()`
+)
+
 // Commit merges the staged accounts; with complete, live accounts absent from the stream
 // are tombstoned.
 func (w *AccountMerge) Commit(ctx context.Context, complete bool) (MergeCounts, error) {
-	return w.m.commit(ctx, func(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
+	return w.m.commit(ctx, firstLoadProbe("accounts"), func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
 		var c MergeCounts
-		if w.m.allDirect() {
-			c.Inserted = w.m.directRows
-			return c, updateSystem(ctx, tx, w.m.system, fmt.Sprintf(`, account_count = %d`, w.m.directRows), nil)
+		if first {
+			tag, err := tx.Exec(ctx, `INSERT INTO accounts (`+accountColumns+`)
+				SELECT `+accountValues+` FROM (`+w.m.source("*", "external_id")+`) src`, w.m.system)
+			if err != nil {
+				return c, fmt.Errorf("insert accounts: %w", err)
+			}
+			c.Inserted = tag.RowsAffected()
+			return c, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, account_count = %d`, c.Inserted), nil)
 		}
 		// Same shape as the group merge.
 		tag, err := tx.Exec(ctx, `
-INSERT INTO delta_accounts
+INSERT INTO `+w.m.area.delta+`
 SELECT * FROM (
 	SELECT CASE
 		WHEN src.external_id IS NULL THEN
-			CASE WHEN $2 AND cur.deleted_at IS NULL AND NOT `+w.m.mine()+` THEN 'tombstoned' ELSE 'absent' END
+			CASE WHEN $2 AND cur.deleted_at IS NULL THEN 'tombstoned' ELSE 'absent' END
 		WHEN cur.external_id IS NULL THEN 'inserted'
-		WHEN `+w.m.mine()+` THEN CASE WHEN `+accountDiffers+` THEN 'restaged' ELSE 'seen' END
 		WHEN cur.deleted_at IS NOT NULL THEN 'revived'
 		WHEN `+accountDiffers+` THEN 'updated'
 		ELSE 'unchanged' END AS op,
 		coalesce(src.external_id, cur.external_id), src.email, src.display_name, src.state, src.raw, src.hash
 	FROM (`+w.m.source("*", "external_id")+`) src
-	FULL JOIN (SELECT external_id, hash, email, display_name, state, deleted_at`+w.m.curXmin()+` FROM accounts WHERE system = $1) cur
+	FULL JOIN (SELECT external_id, hash, email, display_name, state, deleted_at FROM accounts WHERE system = $1) cur
 		ON cur.external_id = src.external_id
 ) classified WHERE op NOT IN ('unchanged', 'absent')`, w.m.system, complete)
 		if err != nil {
 			return c, fmt.Errorf("classify accounts: %w", err)
 		}
-		if err := analyzeDelta(ctx, tx, "delta_accounts", tag.RowsAffected()); err != nil {
+		if err := analyzeDelta(ctx, tx, w.m.area.delta, tag.RowsAffected()); err != nil {
 			return c, err
 		}
-		var repeated int64
 		err = tx.QueryRow(ctx, `
 WITH inserted AS (
-	INSERT INTO accounts (system, external_id, email, display_name, state, raw, hash, origin_system,
-		last_sync_in_status, last_sync_in_date)
-	SELECT $1, external_id, email, display_name, state, raw::jsonb, hash, $1, 'succeeded', now()
-	FROM delta_accounts WHERE op = 'inserted'
+	INSERT INTO accounts (`+accountColumns+`)
+	SELECT `+accountValues+`
+	FROM `+w.m.area.delta+` WHERE op = 'inserted'
 	RETURNING 1
 ), updated AS (
 	UPDATE accounts a SET
 		email = d.email, display_name = d.display_name, state = d.state,
 		raw = d.raw::jsonb, hash = d.hash, updated_at = now(), deleted_at = NULL,
 		origin_system = coalesce(a.origin_system, $1),
-		last_sync_in_status = `+lastSyncIn+`, last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM delta_accounts d WHERE d.op IN ('updated', 'revived', 'restaged') AND a.system = $1 AND a.external_id = d.external_id
+		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
+	FROM `+w.m.area.delta+` d WHERE d.op IN ('updated', 'revived') AND a.system = $1 AND a.external_id = d.external_id
 	RETURNING 1
 ), gone AS (
 	UPDATE accounts a SET deleted_at = now(), updated_at = now(),
 		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM delta_accounts d WHERE d.op = 'tombstoned' AND a.system = $1 AND a.external_id = d.external_id
+	FROM `+w.m.area.delta+` d WHERE d.op = 'tombstoned' AND a.system = $1 AND a.external_id = d.external_id
 	RETURNING 1
 )
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
-       count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'tombstoned'),
-       count(*) FILTER (WHERE op IN ('restaged', 'seen'))
-FROM delta_accounts`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned, &repeated)
+       count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'tombstoned')
+FROM `+w.m.area.delta, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned)
 		if err != nil {
 			return c, fmt.Errorf("write accounts: %w", err)
 		}
@@ -387,12 +370,11 @@ FROM delta_accounts`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.T
 		if err != nil {
 			return c, err
 		}
-		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - repeated
-		c.Inserted += w.m.directRows
+		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived
 		// Account merges never touch last_pull_complete / last_complete_pull_at: those say
 		// how the system's group listing went, and a by-id or email lookup (complete=false)
 		// must not overwrite the last complete pull (completeness is per kind).
-		return c, updateSystem(ctx, tx, w.m.system, `, `+countAccounts, nil)
+		return c, updateSystem(ctx, tx, w.m.system, w.m.begun, `, `+countAccounts, nil)
 	})
 }
 
@@ -405,57 +387,18 @@ func (w *AccountMerge) Rollback(ctx context.Context) { w.m.rollback(ctx) }
 type MembershipMerge struct {
 	m        *merge
 	complete []string
-	// known holds the system's group ids at Begin during a first load: a member of any
-	// other group ends the fast path (Commit decides, against the groups then, whether it
-	// is an orphan).
-	known map[string]struct{}
 }
 
 // BeginMembershipMerge starts a membership merge for a registered system.
 func (s *Store) BeginMembershipMerge(ctx context.Context, system string) (*MembershipMerge, error) {
-	var known map[string]struct{}
-	empty := probeEmpty("memberships")
-	probe := func(ctx context.Context, tx pgx.Tx, system string) (bool, time.Time, error) {
-		first, now, err := empty(ctx, tx, system)
-		if err != nil || !first {
-			return first, now, err
-		}
-		var ids []string
-		if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(external_id), '{}') FROM groups WHERE system = $1`,
-			system).Scan(&ids); err != nil {
-			return false, now, fmt.Errorf("list group ids: %w", err)
-		}
-		known = make(map[string]struct{}, len(ids))
-		for _, id := range ids {
-			known[id] = struct{}{}
-		}
-		return true, now, nil
-	}
-	m, err := s.beginMerge(ctx, "membership", system, `CREATE TEMP TABLE stage_memberships (
-		seq bigint, group_id text, account_id text, member_type text, role text, email text) ON COMMIT DROP;
-		CREATE TEMP TABLE delta_memberships (op text, group_id text, account_id text, member_type text, role text,
-		email text) ON COMMIT DROP`,
-		"stage_memberships", []string{"seq", "group_id", "account_id", "member_type", "role", "email"},
-		directSpec{table: "memberships", columns: []string{"system", "group_id", "account_id", "member_type", "role",
-			"email", "origin_system", "last_sync_in_status", "last_sync_in_date"}, probe: probe})
+	m, err := s.beginMerge(ctx, "membership", system,
+		`(seq bigint, group_id text, account_id text, member_type text, role text, email text)`,
+		`(op text, group_id text, account_id text, member_type text, role text, email text)`,
+		[]string{"seq", "group_id", "account_id", "member_type", "role", "email"})
 	if err != nil {
 		return nil, err
 	}
-	return &MembershipMerge{m: m, known: known}, nil
-}
-
-// probeEmpty is the directSpec probe of a kind with no other condition: the first load is
-// when the system has no row (live or tombstoned) in table.
-func probeEmpty(table string) func(ctx context.Context, tx pgx.Tx, system string) (bool, time.Time, error) {
-	q := `SELECT now(), NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE system = $1)`
-	return func(ctx context.Context, tx pgx.Tx, system string) (bool, time.Time, error) {
-		var first bool
-		var now time.Time
-		if err := tx.QueryRow(ctx, q, system).Scan(&now, &first); err != nil {
-			return false, now, fmt.Errorf("look for %s of the system: %w", table, err)
-		}
-		return first, now, nil
-	}
+	return &MembershipMerge{m: m}, nil
 }
 
 // Write stages one page of members (of one group or several).
@@ -477,18 +420,12 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 		rows[i] = memberRow{group: mb.GroupID, account: mb.AccountID, typ: mb.Type, role: mb.Role,
 			email: connectors.NormalizeEmail(mb.Email)}
 	}
-	split := len(rows)
 	for i := range rows {
-		fresh := w.m.noteKey(rows[i].group, rows[i].account)
-		if w.m.direct && split == len(rows) {
-			if _, ok := w.known[rows[i].group]; !ok || !fresh {
-				split = i
-			}
-		}
+		w.m.noteKey(rows[i].group, rows[i].account)
 		w.m.seq++
 		rows[i].seq = w.m.seq
 	}
-	return w.m.write(ctx, rows, split)
+	return w.m.write(ctx, rows)
 }
 
 type memberRow struct {
@@ -498,32 +435,18 @@ type memberRow struct {
 
 type memberRows []memberRow
 
-func (p memberRows) len() int                  { return len(p) }
-func (p memberRows) slice(i, j int) stagedPage { return p[i:j] }
-func (p memberRows) appendCopy(b []byte, direct bool, c *directConsts) []byte {
+func (p memberRows) len() int { return len(p) }
+func (p memberRows) appendCopy(b []byte) []byte {
 	for i := range p {
 		r := &p[i]
-		if direct {
-			b = append(appendCopyRow(b, 1+5+3), c.system...)
-		} else {
-			b = appendCopyInt(appendCopyRow(b, 1+5), r.seq)
-		}
+		b = appendCopyInt(appendCopyRow(b, 1+5), r.seq)
 		b = appendCopyText(b, r.group)
 		b = appendCopyText(b, r.account)
 		b = appendCopyText(b, r.typ)
 		b = appendCopyText(b, r.role)
 		b = appendCopyText(b, r.email)
-		if direct {
-			b = appendDirectTail(b, c)
-		}
 	}
 	return b
-}
-
-// appendDirectTail appends the columns every kind's direct copy ends with: origin_system,
-// last_sync_in_status, last_sync_in_date (as the staged path's INSERT sets them).
-func appendDirectTail(b []byte, c *directConsts) []byte {
-	return append(append(append(b, c.system...), c.succeeded...), c.now...)
 }
 
 // CompleteGroup records that every member page of groupID was read (whether or not any
@@ -534,94 +457,117 @@ func (w *MembershipMerge) CompleteGroup(groupID string) {
 	w.m.forgetKeys(groupID)
 }
 
+// membershipColumns and membershipValues: as groupColumns and groupValues.
+const (
+	membershipColumns = `system, group_id, account_id, member_type, role, email, origin_system,
+		last_sync_in_status, last_sync_in_date`
+	membershipValues = `$1, group_id, account_id, member_type, role, email, $1, 'succeeded', now()`
+)
+
 // Commit merges the staged memberships. Memberships of groups the mirror does not hold
 // are counted as Orphaned and not stored.
 func (w *MembershipMerge) Commit(ctx context.Context) (MergeCounts, error) {
-	return w.m.commit(ctx, func(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
-		var c MergeCounts
-		if w.m.allDirect() {
-			// First load, every row copied straight in: all inserted, and there was
-			// nothing to tombstone. The system had no memberships, so the live count is
-			// what was copied (recounting 200k rows costs 40-150 ms).
-			c.Inserted = w.m.directRows
-			return c, updateSystem(ctx, tx, w.m.system, fmt.Sprintf(`, membership_count = %d`, w.m.directRows), nil)
+	return w.m.commit(ctx, firstLoadProbe("memberships"), func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
+		if first {
+			return w.firstLoad(ctx, tx)
 		}
-		// Same shape as the group merge; tombstones are limited to the completed groups,
-		// and members of groups the mirror lacks are left out (the mirror stores no
-		// membership without its group). Both lookups are hashed subplans over small sets.
-		complete := w.complete
-		if complete == nil {
-			complete = []string{}
-		}
-		tag, err := tx.Exec(ctx, `
-INSERT INTO delta_memberships
+		return w.classify(ctx, tx)
+	})
+}
+
+// firstLoad inserts the staged memberships of groups the mirror holds: the system has no
+// memberships, so every one is new and nothing is tombstoned.
+func (w *MembershipMerge) firstLoad(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
+	var c MergeCounts
+	tag, err := tx.Exec(ctx, `INSERT INTO memberships (`+membershipColumns+`)
+		SELECT `+membershipValues+` FROM (`+w.m.source("group_id, account_id, member_type, role, email", "group_id, account_id")+`) src
+		WHERE group_id IN (SELECT external_id FROM groups WHERE system = $1)`, w.m.system)
+	if err != nil {
+		return c, fmt.Errorf("insert memberships: %w", err)
+	}
+	c.Inserted = tag.RowsAffected()
+	distinct, err := w.m.distinct(ctx, tx, "group_id, account_id")
+	if err != nil {
+		return c, err
+	}
+	c.Orphaned = distinct - c.Inserted
+	// The system had no memberships, so the live count is what was inserted (recounting
+	// 200k rows costs 40-150 ms).
+	return c, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, membership_count = %d`, c.Inserted), nil)
+}
+
+// classify merges the staged memberships into a system that has some: same shape as the
+// group merge; tombstones are limited to the completed groups, and members of groups the
+// mirror lacks are left out (the mirror stores no membership without its group). Both
+// lookups are hashed subplans over small sets.
+func (w *MembershipMerge) classify(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
+	var c MergeCounts
+	complete := w.complete
+	if complete == nil {
+		complete = []string{}
+	}
+	tag, err := tx.Exec(ctx, `
+INSERT INTO `+w.m.area.delta+`
 SELECT * FROM (
 	SELECT CASE
 		WHEN src.group_id IS NULL THEN
-			CASE WHEN cur.deleted_at IS NULL AND NOT `+w.m.mine()+` AND cur.group_id IN (SELECT unnest($2::text[])) THEN 'tombstoned'
+			CASE WHEN cur.deleted_at IS NULL AND cur.group_id IN (SELECT unnest($2::text[])) THEN 'tombstoned'
 			ELSE 'absent' END
 		WHEN src.group_id NOT IN (SELECT external_id FROM groups WHERE system = $1) THEN 'orphaned'
 		WHEN cur.group_id IS NULL THEN 'inserted'
-		WHEN `+w.m.mine()+` THEN
-			CASE WHEN (cur.member_type, cur.role, cur.email) IS DISTINCT FROM (src.member_type, src.role, src.email)
-			THEN 'restaged' ELSE 'seen' END
 		WHEN cur.deleted_at IS NOT NULL THEN 'revived'
 		WHEN (cur.member_type, cur.role, cur.email) IS DISTINCT FROM (src.member_type, src.role, src.email) THEN 'updated'
 		ELSE 'unchanged' END AS op,
 		coalesce(src.group_id, cur.group_id), coalesce(src.account_id, cur.account_id),
 		src.member_type, src.role, src.email
 	FROM (`+w.m.source("group_id, account_id, member_type, role, email", "group_id, account_id")+`) src
-	FULL JOIN (SELECT group_id, account_id, member_type, role, email, deleted_at`+w.m.curXmin()+` FROM memberships WHERE system = $1) cur
+	FULL JOIN (SELECT group_id, account_id, member_type, role, email, deleted_at FROM memberships WHERE system = $1) cur
 		ON cur.group_id = src.group_id AND cur.account_id = src.account_id
 ) classified WHERE op NOT IN ('unchanged', 'absent')`, w.m.system, complete)
-		if err != nil {
-			return c, fmt.Errorf("classify memberships: %w", err)
-		}
-		if err := analyzeDelta(ctx, tx, "delta_memberships", tag.RowsAffected()); err != nil {
-			return c, err
-		}
-		var repeated int64
-		err = tx.QueryRow(ctx, `
+	if err != nil {
+		return c, fmt.Errorf("classify memberships: %w", err)
+	}
+	if err := analyzeDelta(ctx, tx, w.m.area.delta, tag.RowsAffected()); err != nil {
+		return c, err
+	}
+	err = tx.QueryRow(ctx, `
 WITH inserted AS (
-	INSERT INTO memberships (system, group_id, account_id, member_type, role, email, origin_system,
-		last_sync_in_status, last_sync_in_date)
-	SELECT $1, group_id, account_id, member_type, role, email, $1, 'succeeded', now()
-	FROM delta_memberships WHERE op = 'inserted'
+	INSERT INTO memberships (`+membershipColumns+`)
+	SELECT `+membershipValues+`
+	FROM `+w.m.area.delta+` WHERE op = 'inserted'
 	RETURNING 1
 ), updated AS (
 	UPDATE memberships m SET
 		member_type = d.member_type, role = d.role, email = d.email,
 		updated_at = now(), deleted_at = NULL,
 		origin_system = coalesce(m.origin_system, $1),
-		last_sync_in_status = `+lastSyncIn+`, last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM delta_memberships d WHERE d.op IN ('updated', 'revived', 'restaged')
+		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
+	FROM `+w.m.area.delta+` d WHERE d.op IN ('updated', 'revived')
 	  AND m.system = $1 AND m.group_id = d.group_id AND m.account_id = d.account_id
 	RETURNING 1
 ), gone AS (
 	UPDATE memberships m SET deleted_at = now(), updated_at = now(),
 		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
-	FROM delta_memberships d WHERE d.op = 'tombstoned'
+	FROM `+w.m.area.delta+` d WHERE d.op = 'tombstoned'
 	  AND m.system = $1 AND m.group_id = d.group_id AND m.account_id = d.account_id
 	RETURNING 1
 )
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
        count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'orphaned'),
-       count(*) FILTER (WHERE op = 'tombstoned'), count(*) FILTER (WHERE op IN ('restaged', 'seen'))
-FROM delta_memberships`, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Orphaned, &c.Tombstoned, &repeated)
-		if err != nil {
-			return c, fmt.Errorf("write memberships: %w", err)
-		}
-		distinct, err := w.m.distinct(ctx, tx, "group_id, account_id")
-		if err != nil {
-			return c, err
-		}
-		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - c.Orphaned - repeated
-		c.Inserted += w.m.directRows
-		// The count moves by what this merge changed: a no-op merge reads no extra rows.
-		// The engine's own membership writes keep it in step the same way.
-		return c, updateSystem(ctx, tx, w.m.system,
-			fmt.Sprintf(`, membership_count = membership_count + %d`, c.Inserted+c.Revived-c.Tombstoned), nil)
-	})
+       count(*) FILTER (WHERE op = 'tombstoned')
+FROM `+w.m.area.delta, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Orphaned, &c.Tombstoned)
+	if err != nil {
+		return c, fmt.Errorf("write memberships: %w", err)
+	}
+	distinct, err := w.m.distinct(ctx, tx, "group_id, account_id")
+	if err != nil {
+		return c, err
+	}
+	c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - c.Orphaned
+	// The count moves by what this merge changed: a no-op merge reads no extra rows.
+	// The engine's own membership writes keep it in step the same way.
+	return c, updateSystem(ctx, tx, w.m.system, w.m.begun,
+		fmt.Sprintf(`, membership_count = membership_count + %d`, c.Inserted+c.Revived-c.Tombstoned), nil)
 }
 
 // Rollback abandons the merge. It is a no-op after Commit, so it can be deferred.

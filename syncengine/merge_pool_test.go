@@ -1,0 +1,190 @@
+package syncengine_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/airtable/airtablesim"
+	"github.com/groupsync/groupsync/connectors/simorg"
+	"github.com/groupsync/groupsync/state"
+	"github.com/groupsync/groupsync/state/statetest"
+	"github.com/groupsync/groupsync/syncengine"
+)
+
+// envWithStore is newEnv over a store the test opened itself, with mod applied to every
+// connector's configuration.
+func envWithStore(t *testing.T, store *state.Store, systems map[string]connectors.Kind, flows map[string]config.Flow,
+	mod func(*connectors.SystemConfig)) *env {
+	t.Helper()
+	var specs []simorg.Spec
+	for name, kind := range systems {
+		specs = append(specs, simorg.Spec{Name: name, Kind: kind})
+	}
+	org, err := simorg.Start(specs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(org.Close)
+	cfg := &config.Config{Systems: map[string]config.System{}, Flows: flows}
+	for name, s := range org.Systems {
+		cfg.Systems[name] = config.System{Kind: s.Kind, BaseURL: s.Config.BaseURL}
+	}
+	e := &env{t: t, org: org, store: store, cfg: cfg}
+	e.conns, err = org.Open(nil, nil, func(c *connectors.SystemConfig) {
+		c.MaxAttempts = 2
+		if mod != nil {
+			mod(c)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.eng = e.newEngine("replica-a")
+	return e
+}
+
+// storeNamed opens a migrated store on a fresh schema whose connections carry
+// application_name app, so the test can find them in pg_stat_activity.
+func storeNamed(t *testing.T, app string, maxConns int32) *state.Store {
+	t.Helper()
+	u := statetest.URL()
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	s, err := state.Open(t.Context(), u+sep+"application_name="+app, state.Options{Schema: statetest.Schema(t), MaxConns: maxConns})
+	if err != nil {
+		t.Fatalf("open the mirror: %v (start Postgres on 127.0.0.1:5432 or set GROUPSYNC_TEST_DATABASE_URL)", err)
+	}
+	t.Cleanup(s.Close)
+	if _, err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// No merge holds a pooled connection while its listing runs, so every path works with a
+// pool of one connection: Airtable's inline listing (its group merge and membership merge
+// open at once) and two flows pulling the same source at the same time. Before, with one
+// connection the inline path waited forever for a second one (every time); with two, it
+// did so whenever the other puller's group merge took the second connection and waited on
+// the merge lock in between the first puller's two Begins (now and then).
+func TestPullsNeedNoSpareConnection(t *testing.T) {
+	t.Parallel()
+	for _, maxConns := range []int32{1, 2} {
+		t.Run(fmt.Sprintf("max_conns=%d", maxConns), func(t *testing.T) {
+			t.Parallel()
+			store := statetest.StoreWithOptions(t, state.Options{MaxConns: maxConns})
+			e := envWithStore(t, store, map[string]connectors.Kind{"airtable": connectors.KindAirtable,
+				"devrev": connectors.KindDevRev, "selfcommunity": connectors.KindSelfCommunity},
+				map[string]config.Flow{"f": defaultFlow("airtable", "devrev"), "g": defaultFlow("airtable", "selfcommunity")}, nil)
+			ps := people(20)
+			seedSource(e.sim("airtable"), ps, 6, 5)
+			seedAccounts(e.sim("devrev"), ps)
+			seedAccounts(e.sim("selfcommunity"), ps)
+
+			// A hang fails here, at the deadline, instead of at the test binary's timeout.
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			other := e.newEngine("replica-b")
+			var wg sync.WaitGroup
+			results := map[string]*syncengine.Result{}
+			errs := map[string]error{}
+			var mu sync.Mutex
+			for flow, eng := range map[string]*syncengine.Engine{"f": e.eng, "g": other} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					res, err := eng.RunFlow(ctx, flow, syncengine.RunOptions{Trigger: syncengine.TriggerOnce})
+					mu.Lock()
+					results[flow], errs[flow] = res, err
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			if ctx.Err() != nil {
+				t.Fatalf("the two runs did not finish within the deadline with %d pooled connections", maxConns)
+			}
+			for _, flow := range []string{"f", "g"} {
+				if errs[flow] != nil {
+					t.Fatalf("flow %s: %v", flow, errs[flow])
+				}
+				e.mustStatus(results[flow], state.RunSucceeded)
+			}
+			e.assertMirrored("airtable", "devrev")
+			e.assertMirrored("airtable", "selfcommunity")
+		})
+	}
+}
+
+// A listing whose pages take seconds holds no transaction, no snapshot and no lock between
+// pages: the mirror's connections sit idle while the source is slow, so a slow API cannot
+// hold back vacuum (the xmin horizon) or block other merges.
+func TestSlowListingHoldsNoTransactionBetweenPages(t *testing.T) {
+	t.Parallel()
+	app := "gs-slow-" + fmt.Sprint(time.Now().UnixNano())
+	store := storeNamed(t, app, 4)
+	// One group fetch at a time, so three slow pages are three intervals between pages.
+	e := envWithStore(t, store, map[string]connectors.Kind{"airtable": connectors.KindAirtable, "devrev": connectors.KindDevRev},
+		map[string]config.Flow{"f": defaultFlow("airtable", "devrev")},
+		func(c *connectors.SystemConfig) { c.Concurrency = 1 })
+	ps := people(12)
+	seedSource(e.sim("airtable"), ps, 3, 4)
+	seedAccounts(e.sim("devrev"), ps)
+	src := e.sim("airtable")
+	src.Faults().SlowNext(airtablesim.RouteGroup, 3, 1500*time.Millisecond)
+
+	done := make(chan *syncengine.Result, 1)
+	go func() { done <- e.run("f", syncengine.RunOptions{}) }()
+
+	// Watch from another pool while the first two slow pages are outstanding (the third is
+	// requested once the second is answered): the merge has begun and written pages.
+	watcher := statetest.Store(t)
+	ctx := t.Context()
+	deadline := time.Now().Add(30 * time.Second)
+	samples, maxXact, maxXmin, locks := 0, 0.0, 0, 0
+	for {
+		n := src.Counter().Count(airtablesim.RouteGroup)
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the listing never reached its third page")
+		}
+		if n >= 1 {
+			var xact float64
+			var xmin, held int
+			if err := watcher.Pool().QueryRow(ctx, `
+				SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0),
+				       coalesce(max(age(backend_xmin)), 0),
+				       (SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+				         WHERE a.application_name = $1 AND l.granted AND l.locktype IN ('advisory', 'relation')
+				           AND now() - a.xact_start > interval '1 second')
+				  FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&xact, &xmin, &held); err != nil {
+				t.Fatal(err)
+			}
+			samples++
+			maxXact, maxXmin, locks = max(maxXact, xact), max(maxXmin, xmin), locks+held
+		}
+		time.Sleep(50 * time.Millisecond) // sampling interval, not a wait for state
+	}
+	res := <-done
+	e.mustStatus(res, state.RunSucceeded)
+	t.Logf("%d samples between pages: longest transaction %.2fs, largest backend_xmin age %d xids, %d locks held",
+		samples, maxXact, maxXmin, locks)
+	if samples < 10 {
+		t.Fatalf("only %d samples between pages: the listing was not slow enough to tell", samples)
+	}
+	// The old merge held one transaction from Begin to Commit: ≥ 3 s here.
+	if maxXact > 1 || locks > 0 {
+		t.Fatalf("between pages a mirror connection held a transaction for %.2fs (%d lock samples), want none over 1s",
+			maxXact, locks)
+	}
+	e.assertMirrored("airtable", "devrev")
+}
