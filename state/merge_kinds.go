@@ -77,12 +77,12 @@ func (w *GroupMerge) Write(ctx context.Context, page []connectors.Group) error {
 }
 
 type groupRow struct {
-	seq                                      int64
+	seq                                               int64
 	id, name, nameKey, description, visibility, state string
-	managed, system                          bool
-	created, modified                        *time.Time
-	raw                                      *string
-	hash                                     string
+	managed, system                                   bool
+	created, modified                                 *time.Time
+	raw                                               *string
+	hash                                              string
 }
 
 type groupRows []groupRow
