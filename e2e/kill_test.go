@@ -19,11 +19,11 @@ func killPoints() []killPoint {
 	pts := []killPoint{
 		// Mid page: the source answers slowly, the kill lands while its listing is half read.
 		{"mid_source_listing", func(o *org) bool { return o.sim("airtable").Counter().Total() >= 4 }},
-		// Mid COPY: the merge streams pages into one COPY while the listing goes on; the kill
-		// lands while Postgres shows that COPY running for the binary.
-		{"mid_copy", func(o *org) bool {
-			return o.queryInt(`SELECT count(*) FROM pg_stat_activity WHERE application_name = $1
-				AND state = 'active' AND query ILIKE 'copy%'`, o.appName()) > 0
+		// Mid merge: pages are staged by short COPYs into a merge's unlogged staging table
+		// while the listing goes on; the kill lands while a merge is registered (staged,
+		// not yet applied), so its staging table is left for the sweep.
+		{"mid_merge", func(o *org) bool {
+			return o.queryInt(`SELECT count(*) FROM merge_stages`) > 0
 		}},
 		// Between send and record of a push: the target applied the create but the binary
 		// has not recorded it yet (or just has: both must converge without a duplicate).
