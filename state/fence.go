@@ -179,8 +179,12 @@ type dbtx interface {
 // transaction whose fence was checked. The caller ends it with end(err), which commits on a
 // nil err, rolls back otherwise, and returns the outcome.
 func (s *Store) beginFenced(ctx context.Context) (db dbtx, end func(error) error, err error) {
-	if FenceFrom(ctx) == nil {
+	f := FenceFrom(ctx)
+	if f == nil {
 		return s.pool, func(err error) error { return err }, nil
+	}
+	if err := f.Check(); err != nil {
+		return nil, nil, err // before the database is asked: it may be unreachable
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {

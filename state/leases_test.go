@@ -61,3 +61,31 @@ func TestLeaseRunsEachTickOnce(t *testing.T) {
 		t.Fatalf("the next tick: %v", err)
 	}
 }
+
+// TestRenewerRenewsOnItsOwnConnection: the Renewer extends a held lease over a connection
+// outside the pool (schema-qualified SQL, no search_path needed) and reports a takeover as
+// ErrFenced naming the new holder.
+func TestRenewerRenewsOnItsOwnConnection(t *testing.T) {
+	st := statetest.Store(t)
+	ctx := t.Context()
+	l, err := st.AcquireLease(ctx, "f", "a", time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := st.NewRenewer()
+	defer r.Close()
+	renewed, err := r.Renew(ctx, l, time.Hour)
+	if err != nil || !renewed.Expires.After(l.Expires.Add(30*time.Minute)) {
+		t.Fatalf("renewal = %+v, %v; want the expiry an hour out", renewed, err)
+	}
+	if _, err := st.Pool().Exec(ctx, `UPDATE leases SET expires_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AcquireLease(ctx, "f", "b", time.Minute, nil); err != nil {
+		t.Fatal(err)
+	}
+	var fe *state.FencedError
+	if _, err := r.Renew(ctx, renewed, time.Hour); !errors.As(err, &fe) || fe.By != "b" {
+		t.Fatalf("renewal after a takeover: %v; want fenced out, taken over by b", err)
+	}
+}
