@@ -64,14 +64,22 @@ func TestPausedReplicaIsFencedOut(t *testing.T) {
 	// lands mid-push with a change in flight.
 	var a *proc
 	var once sync.Once
+	var mu sync.Mutex // a is set after the override is installed; the handler reads it
 	stopped := make(chan struct{})
+	mu.Lock()
 	o.fronts["devrev"].Override(func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.Contains(r.URL.Path, "members.add") {
-			once.Do(func() { _ = a.cmd.Process.Signal(syscall.SIGSTOP); close(stopped) })
+			once.Do(func() {
+				mu.Lock()
+				defer mu.Unlock()
+				_ = a.cmd.Process.Signal(syscall.SIGSTOP)
+				close(stopped)
+			})
 		}
 		return false
 	})
 	a = startEnv(t, env, cfg, "sync", "--once")
+	mu.Unlock()
 	select {
 	case <-stopped:
 	case <-a.done:
