@@ -2,49 +2,12 @@ package e2e
 
 import (
 	"net/http"
-	"os"
-	"os/exec"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/groupsync/groupsync/logctx/logtest"
 )
-
-// startEnv is start with extra environment variables (start clears every GROUPSYNC_ one).
-func startEnv(t *testing.T, env []string, cfg string, args ...string) *proc {
-	t.Helper()
-	p := &proc{t: t, stdout: &logtest.Buffer{}, stderr: &logtest.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, append([]string{"--config", cfg}, args...)...)
-	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GROUPSYNC_") })
-	p.cmd.Env = append(p.cmd.Env, "GROUPSYNC_LOG_FORMAT=json")
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting groupsync: %v", err)
-	}
-	go func() {
-		err := p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-		if err != nil && p.code == 0 {
-			p.code = -1
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Signal(syscall.SIGCONT)
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
-}
 
 // TestPausedReplicaIsFencedOut: a replica stopped (SIGSTOP) mid-push past its lease TTL,
 // while another replica takes the flow over and finishes it, sends nothing more to any

@@ -260,10 +260,17 @@ type proc struct {
 // start runs `groupsync --config cfg args...` in the background; the test's end kills it.
 func start(t *testing.T, cfg string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, cfg, args...)
+}
+
+// startEnv is start with extra environment variables (start clears every GROUPSYNC_ one).
+func startEnv(t *testing.T, env []string, cfg string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, stdout: &logtest.Buffer{}, stderr: &logtest.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, append([]string{"--config", cfg}, args...)...)
-	p.cmd.Env = append(os.Environ(), "GROUPSYNC_DATABASE_URL=", "GROUPSYNC_LOG_FORMAT=json")
-	p.cmd.Env = slices.DeleteFunc(p.cmd.Env, func(kv string) bool { return strings.HasPrefix(kv, "GROUPSYNC_") })
+	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GROUPSYNC_") })
+	p.cmd.Env = append(p.cmd.Env, "GROUPSYNC_LOG_FORMAT=json")
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting groupsync: %v", err)
@@ -280,6 +287,7 @@ func start(t *testing.T, cfg string, args ...string) *proc {
 		select {
 		case <-p.done:
 		default:
+			_ = p.cmd.Process.Signal(syscall.SIGCONT)
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
