@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrFenced is returned by every status write of a run whose lease moved on (another
@@ -238,4 +239,15 @@ func (s *Store) RecordFenced(ctx context.Context, runID int64, f *Fence, cause e
 		return reported, fmt.Errorf("state: record run %d fenced out: %w", runID, err)
 	}
 	return reported, nil
+}
+
+// fencedExec runs one statement as a fenced write (beginFenced): with a fence in ctx it
+// changes nothing once the run's lease moved on.
+func (s *Store) fencedExec(ctx context.Context, sql string, args ...any) (tag pgconn.CommandTag, err error) {
+	db, end, err := s.beginFenced(ctx)
+	if err != nil {
+		return tag, err
+	}
+	defer func() { err = end(err) }()
+	return db.Exec(ctx, sql, args...)
 }

@@ -82,6 +82,19 @@ func TestInvariantEveryWriteOfARunIsFencedByItsLeaseTerm(t *testing.T) {
 		"FinishRun":            func() error { return st.FinishRun(ctx, runID, state.RunSucceeded, nil, "", "") },
 		"ApproveRun":           func() error { return st.ApproveRun(ctx, runID, "me") },
 		"RecordFlow":           func() error { return st.RecordFlow(ctx, "f", "airtable", []string{"devrev"}, "@hourly") },
+		"SetPlannedStatus": func() error {
+			_, err := st.SetPlannedStatus(ctx, runID, nil, state.ChangeBlocked, "guard")
+			return err
+		},
+		"ReleaseBlocked":  func() error { _, err := st.ReleaseBlocked(ctx, runID); return err },
+		"FailUnattempted": func() error { _, err := st.FailUnattempted(ctx, runID, "", "not_attempted"); return err },
+		"LinkFlow": func() error {
+			return st.LinkFlow(ctx, state.LinkInput{RunID: runID, Flow: "f", Source: "airtable", Targets: []string{"devrev"}})
+		},
+		"PlanFlow": func() error {
+			_, err := st.PlanFlow(ctx, state.PlanInput{RunID: runID, Flow: "f", Source: "airtable", MaxAttempts: 3})
+			return err
+		},
 	}
 	before := snapshot(t, st)
 	for name, write := range writes {

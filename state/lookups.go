@@ -80,7 +80,7 @@ func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeI
 // FailUnattempted fails a run's changes still planned when pushing stopped (an
 // unauthorized target, a shutdown), so none is left looking pending.
 func (s *Store) FailUnattempted(ctx context.Context, runID int64, target, reason string) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE changes SET status = 'failed', reason = $3, updated_at = now()
+	tag, err := s.fencedExec(ctx, `UPDATE changes SET status = 'failed', reason = $3, updated_at = now()
 		WHERE run_id = $1 AND status = 'planned' AND ($2 = '' OR target_system = $2)`, runID, target, reason)
 	if err != nil {
 		return 0, fmt.Errorf("state: fail unattempted changes of run %d: %w", runID, err)

@@ -46,6 +46,9 @@ func (s *Store) LinkFlow(ctx context.Context, in LinkInput) error {
 		return fmt.Errorf("state: links of flow %q: %w", in.Flow, err)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		// One link per in-scope source group.
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO links (link_id, system, external_id, flow, created_by_run)
@@ -297,6 +300,9 @@ type PlanStats struct {
 func (s *Store) PlanFlow(ctx context.Context, in PlanInput) (PlanStats, error) {
 	stats := PlanStats{TargetMembers: map[string]int64{}, IncompleteGroups: len(in.IncompleteSourceGroups)}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		if err := stageSource(ctx, tx, in); err != nil {
 			return err
 		}
@@ -604,6 +610,9 @@ func carryAttempts(ctx context.Context, tx pgx.Tx, runID int64, maxAttempts int)
 // stored plan that apply pushes; previews never call it.
 func (s *Store) RecordIntents(ctx context.Context, flow string, runID int64, targets []string) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO change_intents (flow, intent, target_system, since_run_id, seen_run_id)
 			SELECT DISTINCT ON (intent) flow, intent, target_system, run_id, run_id
@@ -659,7 +668,7 @@ func (s *Store) SetPlannedStatus(ctx context.Context, runID int64, ops []string,
 	if ops == nil {
 		ops = []string{}
 	}
-	tag, err := s.pool.Exec(ctx, `
+	tag, err := s.fencedExec(ctx, `
 		UPDATE changes SET status = $2, reason = $3, updated_at = now()
 		 WHERE run_id = $1 AND status = 'planned'
 		   AND (coalesce(cardinality($4::text[]), 0) = 0 OR operation = ANY($4::text[]))`,
@@ -672,7 +681,7 @@ func (s *Store) SetPlannedStatus(ctx context.Context, runID int64, ops []string,
 
 // ReleaseBlocked moves a blocked run's changes back to planned, for apply.
 func (s *Store) ReleaseBlocked(ctx context.Context, runID int64) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `
+	tag, err := s.fencedExec(ctx, `
 		UPDATE changes SET status = 'planned', reason = NULL, updated_at = now()
 		 WHERE run_id = $1 AND status = 'blocked'`, runID)
 	if err != nil {
