@@ -438,7 +438,8 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	stats, err := e.o.Store.PlanFlow(ctx, state.PlanInput{RunID: runID, Flow: name, Source: flow.Source,
 		ScopeIDs: p.scopeIDs, Targets: targets, Overrides: overrides,
 		Mirror: flow.Membership != config.MembershipAddOnly, CreateGroups: flow.CreateGroups,
-		DeletePolicy: string(flow.DeleteGroups), MaxAttempts: maxAttempts})
+		DeletePolicy: string(flow.DeleteGroups), MaxAttempts: maxAttempts,
+		IncompleteSourceGroups: p.sourceIncomplete})
 	if err != nil {
 		return state.RunFailed, "", err
 	}

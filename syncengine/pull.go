@@ -20,7 +20,10 @@ type pullState struct {
 	sourceErr error
 	// sourceMembersComplete is false when any in-scope group's member listing failed.
 	sourceMembersComplete bool
-	sourceListed          int
+	// sourceIncomplete are the in-scope source groups whose member listing failed or
+	// answered 404 this run: no member is removed from their targets.
+	sourceIncomplete []string
+	sourceListed     int
 	// liveTargets are the targets whose group listing succeeded.
 	liveTargets []string
 	// inline marks systems whose members came with their groups.
@@ -60,12 +63,13 @@ func (e *Engine) pullAll(ctx context.Context, log *slog.Logger, name string, flo
 			if isSource {
 				want = func(g connectors.Group) bool { return sc.contains(g.ID, g.Name) }
 			}
-			listed, membersComplete, err := e.pullSystem(ctx, log.With("system", sys), sys, want, sum)
+			listed, incomplete, err := e.pullSystem(ctx, log.With("system", sys), sys, want, sum)
 			mu.Lock()
 			defer mu.Unlock()
 			if isSource {
 				p.sourceListed = listed
-				p.sourceMembersComplete = membersComplete
+				p.sourceMembersComplete = err == nil && len(incomplete) == 0
+				p.sourceIncomplete = incomplete
 				if err != nil {
 					p.sourceErr = err
 				}
@@ -108,23 +112,23 @@ func (e *Engine) pullAll(ctx context.Context, log *slog.Logger, name string, flo
 }
 
 // pullSystem streams one system's groups into the mirror and, where want selects them,
-// their members. It returns how many groups were listed and whether every selected
-// group's member listing was complete.
-func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, want func(connectors.Group) bool, sum *PullSummary) (int, bool, error) {
+// their members. It returns how many groups were listed and the selected groups whose
+// member listing was incomplete (completeness is per group).
+func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, want func(connectors.Group) bool, sum *PullSummary) (int, []string, error) {
 	conn := e.o.Connectors[sys]
 	cfg := e.o.Config.Systems[sys]
 	if err := e.o.Store.UpsertSystem(ctx, sys, string(conn.Kind()), cfg.BaseURL); err != nil {
-		return 0, false, err
+		return 0, nil, err
 	}
 	gm, err := e.o.Store.BeginGroupMerge(ctx, sys)
 	if err != nil {
-		return 0, false, err
+		return 0, nil, err
 	}
 	defer gm.Rollback(context.WithoutCancel(ctx))
 
 	var wanted []string
 	listed := 0
-	membersComplete := true
+	var incomplete []string
 	var listing connectors.Listing
 	var listErr error
 	var mm *state.MembershipMerge
@@ -132,7 +136,7 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 		// Members arrive with their groups: stage both in one pass.
 		mm, err = e.o.Store.BeginMembershipMerge(ctx, sys)
 		if err != nil {
-			return 0, false, err
+			return 0, nil, err
 		}
 		defer mm.Rollback(context.WithoutCancel(ctx))
 		batch := make([]connectors.Group, 0, 100)
@@ -151,7 +155,7 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 			if complete {
 				mm.CompleteGroup(g.ID)
 			} else if want != nil && want(g) {
-				membersComplete = false
+				incomplete = append(incomplete, g.ID)
 			}
 			e.progress(sys, "groups", 1, 1)
 			return nil
@@ -183,42 +187,45 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 		log.Warn("group listing incomplete", "error", listErr, "groups_listed", listed)
 	}
 	if sum.Groups, err = gm.Commit(ctx, complete); err != nil {
-		return listed, false, err
+		return listed, nil, err
 	}
 	if mm != nil {
 		if sum.Members, err = mm.Commit(ctx); err != nil {
-			return listed, false, err
+			return listed, nil, err
 		}
 	}
 	if listErr != nil {
-		return listed, false, listErr
+		return listed, nil, listErr
 	}
 	if mm == nil && len(wanted) > 0 {
-		c, ok, err := e.pullMembers(ctx, log, sys, wanted)
+		c, failed, err := e.pullMembers(ctx, log, sys, wanted)
 		sum.Members = c
 		if err != nil {
-			return listed, false, err
+			return listed, nil, err
 		}
-		membersComplete = ok
+		incomplete = failed
+		ok := len(failed) == 0
 		sum.Complete = sum.Complete && ok
 	}
 	log.Info("pulled", "groups_listed", listed, "groups", sum.Groups, "members", sum.Members, "complete", sum.Complete)
-	return listed, membersComplete, nil
+	return listed, incomplete, nil
 }
 
 // pullMembers streams the members of the given groups into the mirror with a few listings
-// in flight. A group whose listing fails keeps its mirror rows (not marked complete); the
-// pull then reports incomplete.
-func (e *Engine) pullMembers(ctx context.Context, log *slog.Logger, sys string, groupIDs []string) (state.MergeCounts, bool, error) {
+// in flight. A group whose listing fails, or answers 404 (deleted meanwhile, or a route
+// or permission problem the listing cannot tell apart), keeps its mirror rows (not marked
+// complete) and is returned among the incomplete groups: completeness is per group, and
+// no member is removed on the strength of a listing that was not read whole.
+func (e *Engine) pullMembers(ctx context.Context, log *slog.Logger, sys string, groupIDs []string) (state.MergeCounts, []string, error) {
 	conn := e.o.Connectors[sys]
 	mm, err := e.o.Store.BeginMembershipMerge(ctx, sys)
 	if err != nil {
-		return state.MergeCounts{}, false, err
+		return state.MergeCounts{}, nil, err
 	}
 	defer mm.Rollback(context.WithoutCancel(ctx))
 	var (
 		mu       sync.Mutex
-		failed   int
+		failed   []string
 		firstErr error
 		fatal    error
 	)
@@ -242,33 +249,35 @@ func (e *Engine) pullMembers(ctx context.Context, log *slog.Logger, sys string, 
 		case err == nil && l.Complete:
 			mm.CompleteGroup(id)
 		case errors.Is(err, connectors.ErrNotFound):
-			// Deleted between the group listing and now: the next listing tombstones it.
+			// Deleted between the group listing and now (the next listing tombstones it) or
+			// not readable: either way this run does not know its members.
+			failed = append(failed, id)
 		case errors.Is(err, connectors.ErrUnauthorized) || errors.Is(err, state.ErrInvalidRecord):
 			if fatal == nil {
 				fatal = err
 			}
 		default:
-			failed++
+			failed = append(failed, id)
 			if firstErr == nil {
 				firstErr = err
 			}
 		}
 	})
 	if fatal != nil {
-		return state.MergeCounts{}, false, fatal
+		return state.MergeCounts{}, nil, fatal
 	}
 	if err := ctx.Err(); err != nil {
-		return state.MergeCounts{}, false, err
+		return state.MergeCounts{}, nil, err
 	}
 	counts, err := mm.Commit(ctx)
 	if err != nil {
-		return counts, false, err
+		return counts, nil, err
 	}
-	if failed > 0 {
-		log.Warn("member listings incomplete; their groups keep their mirror rows and no removal is planned",
-			"groups_failed", failed, "error", firstErr)
+	if len(failed) > 0 {
+		log.Warn("member listings incomplete; their groups keep their mirror rows and no removal is planned there",
+			"groups_incomplete", len(failed), "error", firstErr)
 	}
-	return counts, failed == 0, nil
+	return counts, failed, nil
 }
 
 // pullTargetsAndAccounts pulls the members of every target's linked groups, then resolves
@@ -288,10 +297,10 @@ func (e *Engine) pullTargetsAndAccounts(ctx context.Context, log *slog.Logger, f
 				ids, err := e.o.Store.LinkedGroupIDs(ctx, flow.Source, t, p.scopeIDs)
 				if err == nil && len(ids) > 0 {
 					var c state.MergeCounts
-					var ok bool
-					c, ok, err = e.pullMembers(ctx, tlog, t, ids)
+					var failed []string
+					c, failed, err = e.pullMembers(ctx, tlog, t, ids)
 					res.Pulls[t].Members = c
-					res.Pulls[t].Complete = res.Pulls[t].Complete && ok
+					res.Pulls[t].Complete = res.Pulls[t].Complete && len(failed) == 0
 				}
 				if err != nil {
 					p.fail(fmt.Errorf("target %s not synced: members: %w", t, err))
