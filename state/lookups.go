@@ -60,7 +60,8 @@ func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeI
 		SELECT DISTINCT coalesce(ov.target_email, e.email)
 		  FROM memberships m
 		  LEFT JOIN accounts a ON a.system = m.system AND a.external_id = m.account_id
-		  CROSS JOIN LATERAL (SELECT lower(btrim(coalesce(nullif(m.email, ''), a.email, ''))) AS email) e
+		  -- Stored emails are normalized at ingest (connectors.NormalizeEmail): compare, never normalize.
+		  CROSS JOIN LATERAL (SELECT coalesce(nullif(m.email, ''), a.email, '') AS email) e
 		  LEFT JOIN unnest($4::text[], $5::text[]) AS ov(source_email, target_email) ON ov.source_email = e.email
 		 WHERE m.system = $1 AND m.group_id = ANY($2::text[]) AND m.deleted_at IS NULL
 		   AND m.member_type NOT LIKE 'group%' AND coalesce(ov.target_email, e.email) <> ''
