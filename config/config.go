@@ -28,6 +28,8 @@ const (
 	DefaultMaxAttempts  = 5
 	DefaultMaxRetryWait = 2 * time.Minute
 	DefaultMaxBodyBytes = 8 << 20
+	// DefaultAccountsMaxAge is accounts.max_age.
+	DefaultAccountsMaxAge = 24 * time.Hour
 
 	DefaultMaxMemberRemovals        = 50
 	DefaultMaxMemberRemovalsPercent = 10
@@ -51,6 +53,7 @@ type Config struct {
 	Database Database `yaml:"database"`
 	Log      Log      `yaml:"log"`
 	HTTP     HTTP     `yaml:"http"`
+	Accounts Accounts `yaml:"accounts"`
 	// Systems are the configured connector instances by name ([a-z0-9][a-z0-9-]*).
 	// At least one is required.
 	Systems map[string]System `yaml:"systems"`
@@ -89,6 +92,18 @@ type HTTP struct {
 	// Listen is the address of /healthz, /readyz and /metrics. Default ":8080"; an explicit
 	// "" disables the listener. Env GROUPSYNC_HTTP_LISTEN.
 	Listen string `yaml:"listen"`
+}
+
+// Accounts says how fresh the mirror's accounts must be to act on.
+type Accounts struct {
+	// MaxAge is how old an account's row (accounts.checked_at) may be before a run that
+	// relies on it (a member of an in-scope source group, or of a linked target group)
+	// reads it again from its system. Without a re-read, an email changed in a system
+	// whose member listings carry no email (Socialcast, SelfCommunity) would never be seen.
+	// Shorter means fresher matches and more account requests. Accounts whose listing
+	// contradicts the row (a membership's inline email differs) are re-read at once
+	// whatever their age. Default 24h; env GROUPSYNC_ACCOUNTS_MAX_AGE.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // System is one configured system (`systems.<name>`). Every credential can also be given as

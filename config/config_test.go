@@ -434,3 +434,22 @@ func assertProblem(t *testing.T, err error, key, message string) {
 	}
 	t.Errorf("no problem %s: ...%s... in:\n%v", key, message, err)
 }
+
+func TestAccountsMaxAge(t *testing.T) {
+	path := writeConfig(t, baseConfig)
+	cfg, err := config.Load(path, envconfig.MapLookuper(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Accounts.MaxAge != config.DefaultAccountsMaxAge || config.DefaultAccountsMaxAge != 24*time.Hour {
+		t.Errorf("accounts.max_age default = %s, want 24h", cfg.Accounts.MaxAge)
+	}
+	cfg, err = config.Load(path, envconfig.MapLookuper(map[string]string{"GROUPSYNC_ACCOUNTS_MAX_AGE": "90m"}))
+	if err != nil || cfg.Accounts.MaxAge != 90*time.Minute {
+		t.Fatalf("GROUPSYNC_ACCOUNTS_MAX_AGE=90m: max_age %v, err %v", cfg.Accounts.MaxAge, err)
+	}
+	_, err = config.Load(writeConfig(t, baseConfig+"accounts:\n  max_age: 0s\n"), envconfig.MapLookuper(nil))
+	assertProblem(t, err, "accounts.max_age", "0s is not a positive duration (e.g. 24h; the default)")
+	_, err = config.Load(path, envconfig.MapLookuper(map[string]string{"GROUPSYNC_ACCOUNTS_MAX_AGE": "daily"}))
+	assertProblem(t, err, "accounts.max_age", `GROUPSYNC_ACCOUNTS_MAX_AGE="daily" is not a duration (e.g. 24h)`)
+}

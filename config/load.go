@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 	"gopkg.in/yaml.v3"
@@ -189,6 +190,7 @@ type fixedEnv struct {
 	LogLevel         envValue `env:"LOG_LEVEL"`
 	LogFormat        envValue `env:"LOG_FORMAT"`
 	HTTPListen       envValue `env:"HTTP_LISTEN"`
+	AccountsMaxAge   envValue `env:"ACCOUNTS_MAX_AGE"`
 }
 
 func applyEnv(cfg *Config, present *presence, lookup envconfig.Lookuper, p *problems) error {
@@ -222,6 +224,15 @@ func applyEnv(cfg *Config, present *presence, lookup envconfig.Lookuper, p *prob
 	if env.HTTPListen.set {
 		cfg.HTTP.Listen = env.HTTPListen.value
 		present.set["http.listen"] = true
+	}
+	if e := env.AccountsMaxAge; e.set && e.value != "" {
+		d, err := time.ParseDuration(e.value)
+		if err != nil {
+			p.add("accounts.max_age", "GROUPSYNC_ACCOUNTS_MAX_AGE=%q is not a duration (e.g. 24h)", e.value)
+		} else {
+			cfg.Accounts.MaxAge = d
+			present.set["accounts.max_age"] = true
+		}
 	}
 
 	// Per-system variables are named after the systems in the file, so they are looked up
@@ -359,6 +370,9 @@ func applyDefaults(cfg *Config, present *presence) {
 	}
 	if !present.has("http", "listen") {
 		cfg.HTTP.Listen = DefaultHTTPListen
+	}
+	if !present.has("accounts", "max_age") {
+		cfg.Accounts.MaxAge = DefaultAccountsMaxAge
 	}
 	for name, s := range cfg.Systems {
 		if s.BaseURL == "" {

@@ -104,6 +104,9 @@ func validate(cfg *Config, p *problems) {
 	if cfg.HTTP.Listen != "" && !strings.Contains(cfg.HTTP.Listen, ":") {
 		p.add("http.listen", "%q is not a host:port address (e.g. \":8080\"; \"\" disables the listener)", cfg.HTTP.Listen)
 	}
+	if cfg.Accounts.MaxAge <= 0 {
+		p.add("accounts.max_age", "%s is not a positive duration (e.g. 24h; the default)", cfg.Accounts.MaxAge)
+	}
 	if len(cfg.Systems) == 0 && cfg.Path != envOnlyPath {
 		p.add("systems", "no systems configured")
 	}
