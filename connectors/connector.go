@@ -168,8 +168,10 @@ type Connector interface {
 	ListAccounts(ctx context.Context, ids []string, fn func([]Account) error) (Listing, error)
 	// FindAccountByEmail looks an account up by normalized email; ErrNotFound if none.
 	FindAccountByEmail(ctx context.Context, email string) (Account, error)
-	// FindGroupByName looks a group up by exact name; ErrNotFound if none. The engine uses
-	// it to adopt instead of duplicating after a create whose outcome is unknown.
+	// FindGroupByName looks a group up by name: the exact name first, else a group whose
+	// NormalizeName key equals the name's (the key the planner adopts by); ErrNotFound if
+	// none. The engine uses it to adopt instead of duplicating after a create whose outcome
+	// is unknown.
 	FindGroupByName(ctx context.Context, name string) (Group, error)
 	// GetGroup reads one group; ErrNotFound if it does not exist.
 	GetGroup(ctx context.Context, id string) (Group, error)

@@ -342,10 +342,20 @@ func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Gro
 	if err != nil {
 		return connectors.Group{}, c.badBody(epSCIMList, err)
 	}
+	// The exact name wins; else a name with the same key (connectors.NormalizeName), the
+	// key the planner adopts by, whatever the SCIM filter's own matching rule is.
+	key, loose := connectors.NormalizeName(name), ""
 	for _, g := range gs {
-		if g.DisplayName != nil && *g.DisplayName == name {
+		switch {
+		case g.DisplayName == nil:
+		case *g.DisplayName == name:
 			return c.GetGroup(ctx, string(g.ID))
+		case loose == "" && connectors.NormalizeName(*g.DisplayName) == key:
+			loose = string(g.ID)
 		}
+	}
+	if loose != "" {
+		return c.GetGroup(ctx, loose)
 	}
 	return connectors.Group{}, &connectors.Error{System: c.name, Op: epSCIMList, Class: connectors.ErrNotFound, Message: "no group with that name"}
 }

@@ -335,7 +335,10 @@ func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Gro
 	if name == "" {
 		return connectors.Group{}, fmt.Errorf("%s: find group: empty name", c.name)
 	}
-	var found *groupRecord
+	// The exact name wins; else a name with the same key (connectors.NormalizeName), the
+	// key the planner adopts by, whatever the API's name filter matches.
+	var found, loose *groupRecord
+	key := connectors.NormalizeName(name)
 	_, err := c.paginate(ctx, epGroupsList, func(cursor string) any {
 		return groupsListRequest{listParams: c.params(cursor), Name: []string{name}}
 	}, func(data []byte) (pageInfo, error) {
@@ -344,13 +347,19 @@ func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Gro
 			return pageInfo{}, c.malformed(epGroupsList, err)
 		}
 		for i := range recs {
-			if recs[i].Name == name {
+			switch {
+			case recs[i].Name == name:
 				found = &recs[i]
 				return pageInfo{n: len(recs)}, errStop
+			case loose == nil && connectors.NormalizeName(recs[i].Name) == key:
+				loose = &recs[i]
 			}
 		}
 		return pageInfo{next: next, n: len(recs), span: spanOf(recs, groupRecID)}, nil
 	})
+	if found == nil && (err == nil || errors.Is(err, errStop)) {
+		found = loose
+	}
 	if found == nil {
 		if err != nil {
 			return connectors.Group{}, fmt.Errorf("find group by name: %w", err)
