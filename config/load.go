@@ -354,6 +354,9 @@ func applyDefaults(cfg *Config, present *presence) {
 	if cfg.Database.AcquireTimeout == 0 {
 		cfg.Database.AcquireTimeout = DefaultAcquireTimeout
 	}
+	if cfg.Accounts.MaxAge == 0 {
+		cfg.Accounts.MaxAge = DefaultAccountMaxAge
+	}
 	if cfg.Log.Level == "" {
 		cfg.Log.Level = DefaultLogLevel
 	}

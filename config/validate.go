@@ -91,6 +91,7 @@ func ParseSchedule(expr string) (s cron.Schedule, err error) {
 
 func validate(cfg *Config, p *problems) {
 	validateDatabase(cfg.Database, p)
+	validateAccounts(cfg.Accounts, p)
 	switch cfg.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -146,6 +147,12 @@ func validateDatabase(db Database, p *problems) {
 	}
 	if db.AcquireTimeout < 0 {
 		p.add("database.acquire_timeout", "must be > 0, got %s", db.AcquireTimeout)
+	}
+}
+
+func validateAccounts(a Accounts, p *problems) {
+	if a.MaxAge < 0 {
+		p.add("accounts.max_age", "must be > 0 (a few seconds re-reads accounts every run), got %s", a.MaxAge)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -74,6 +75,18 @@ type Account struct {
 	Raw   json.RawMessage
 	Hash  string
 }
+
+// inactiveStates are the account states, as connectors report them, of a person who can
+// no longer use the system: DevRev's deactivated and deleted, Airtable's deactivated,
+// SelfCommunity's blocked and deleted, Socialcast's inactive and terminated.
+var inactiveStates = map[string]bool{"deactivated": true, "deleted": true, "blocked": true,
+	"inactive": true, "terminated": true}
+
+// AccountInactive reports whether an account in this state is gone for groupsync's purposes:
+// the mirror tombstones it, nobody is added to a group through it, and a source member with
+// it is known not to belong anywhere. Other states (active, provisioned, locked, shadow,
+// unregistered, ...) are live.
+func AccountInactive(state string) bool { return inactiveStates[strings.ToLower(state)] }
 
 // Member types.
 const (

@@ -29,26 +29,6 @@ func (s *Store) EachGroup(ctx context.Context, system string, fn func(GroupRef) 
 	return nil
 }
 
-// AccountIDsWithoutEmail returns the ids of accounts that are live members in the system
-// but whose email the mirror does not know: the accounts to resolve after a member pull.
-func (s *Store) AccountIDsWithoutEmail(ctx context.Context, system string) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT DISTINCT m.account_id
-		  FROM memberships m
-		 WHERE m.system = $1 AND m.deleted_at IS NULL AND m.email = '' AND m.member_type NOT LIKE 'group%'
-		   AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.system = m.system AND a.external_id = m.account_id
-		                      AND a.email <> '' AND a.deleted_at IS NULL)
-		 ORDER BY 1`, system)
-	if err != nil {
-		return nil, fmt.Errorf("state: accounts without email in %s: %w", system, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("state: accounts without email in %s: %w", system, err)
-	}
-	return ids, nil
-}
-
 // EmailsMissingInTarget returns the target-side emails of in-scope source members that have
 // no account in the target's mirror: the ones to look up in the target by email.
 func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeIDs []string, target string, overrides map[string]string) ([]string, error) {

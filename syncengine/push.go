@@ -152,6 +152,9 @@ func (e *Engine) fail(ctx context.Context, cs []state.Change, reason string, cau
 	if err := e.o.Store.MarkFailed(context.WithoutCancel(ctx), ids, reason, cause.Error()); err != nil {
 		return err
 	}
+	if err := e.recheckAccounts(ctx, cs, reason, cause); err != nil {
+		return err
+	}
 	if e.o.Observer != nil && len(cs) > 0 {
 		e.o.Observer.ChangeDone(cs[0].TargetSystem, cs[0].Operation, state.ChangeFailed, len(cs))
 	}
@@ -159,6 +162,24 @@ func (e *Engine) fail(ctx context.Context, cs []state.Change, reason string, cau
 		return cause
 	}
 	return nil
+}
+
+// recheckAccounts has the next run re-read the target accounts of adds the target itself
+// refused (reason "": not a group that was not created, not an interruption)
+// (InvariantAccountsAreFresh): a deleted or deactivated account is the likeliest reason,
+// and the re-read tombstones it instead of the add failing every run until given up.
+func (e *Engine) recheckAccounts(ctx context.Context, cs []state.Change, reason string, cause error) error {
+	if len(cs) == 0 || cs[0].Operation != "add_member" || reason != "" || ctx.Err() != nil ||
+		connectors.IsTransient(cause) || errors.Is(cause, connectors.ErrUnauthorized) {
+		return nil
+	}
+	ids := make([]string, 0, len(cs))
+	for _, c := range cs {
+		if c.TargetAccountID != "" {
+			ids = append(ids, c.TargetAccountID)
+		}
+	}
+	return e.o.Store.RecheckAccounts(context.WithoutCancel(ctx), cs[0].TargetSystem, ids)
 }
 
 func (e *Engine) applied(cs []state.Change) {

@@ -28,12 +28,9 @@ var (
 )
 
 // fixedSeeds run in make test (about 11 s each under -race on the 2-core CI machine).
-//
-// Seed 4 is known to fail and is not among them: a DevRev account deleted in the target is
-// re-added every run, because the mirror's stale target account row is not re-read before
-// the add (account freshness, Trust I item 3, is not finished). Reproduce with
-// `go test ./e2e/model -run TestModel -args -seed=4`; add it here when it passes.
-var fixedSeeds = []uint64{1, 2, 3}
+// Seed 4 deletes a DevRev account in the targets: it failed until account freshness
+// re-read an account whose membership the target ended (InvariantAccountsAreFresh).
+var fixedSeeds = []uint64{1, 2, 3, 4}
 
 func TestModel(t *testing.T) {
 	switch {
