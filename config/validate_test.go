@@ -23,6 +23,7 @@ func TestValidationRules(t *testing.T) {
 		{"database url required", "  url: postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable\n", "", "database.url", "required"},
 		{"database schema identifier", "database:\n", "database:\n  schema: Bad-Schema\n", "database.schema", "not a plain identifier"},
 		{"database max_conns", "database:\n", "database:\n  max_conns: 0\n", "database.max_conns", "at least 1"},
+		{"accounts max_age", "database:\n", "accounts: {max_age: -1h}\ndatabase:\n", "accounts.max_age", "must be > 0"},
 		{"log level", "database:\n", "log: {level: loud}\ndatabase:\n", "log.level", `"loud" is not a level`},
 		{"log format", "database:\n", "log: {format: xml}\ndatabase:\n", "log.format", `"xml" is not a format`},
 		{"http listen", "database:\n", "http: {listen: localhost}\ndatabase:\n", "http.listen", "not a host:port"},
