@@ -19,6 +19,9 @@ const (
 	RunBlocked   = "blocked"
 	RunDryRun    = "dry_run"
 	RunPlanned   = "planned"
+	// RunInterrupted: a shutdown stopped the run before it finished (not a failure: the
+	// change in flight was let finish, and the next run carries on).
+	RunInterrupted = "interrupted"
 )
 
 // Run is one execution of a flow.

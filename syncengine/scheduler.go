@@ -28,9 +28,15 @@ func (e *Engine) NewScheduler(schedules map[string]Schedule) *Scheduler {
 // Running reports whether the scheduler loop is active (for /readyz).
 func (s *Scheduler) Running() bool { return s.running.Load() }
 
-// Run blocks until ctx ends. A run in flight when ctx ends is cancelled: it stops between
-// changes, records the interruption, and releases its lease.
-func (s *Scheduler) Run(ctx context.Context) error {
+// Run blocks until ctx ends. A run in flight when ctx ends is asked to stop: it lets its
+// change in flight finish (within the engine's shutdown grace), records itself
+// interrupted, and releases its lease.
+func (s *Scheduler) Run(ctx context.Context) error { return s.RunUntil(ctx, nil) }
+
+// RunUntil is Run that also stops, without interrupting anything, when drain closes: no
+// new run starts, and the runs in flight finish normally before it returns (a
+// configuration reload).
+func (s *Scheduler) RunUntil(ctx context.Context, drain <-chan struct{}) error {
 	s.running.Store(true)
 	defer s.running.Store(false)
 	var wg sync.WaitGroup
@@ -38,14 +44,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.loop(ctx, flow, sched)
+			s.loop(ctx, drain, flow, sched)
 		}()
 	}
 	wg.Wait()
 	return nil
 }
 
-func (s *Scheduler) loop(ctx context.Context, flow string, sched Schedule) {
+func (s *Scheduler) loop(ctx context.Context, drain <-chan struct{}, flow string, sched Schedule) {
 	clock := s.e.o.Clock
 	log := s.e.logger.With("flow", flow)
 	next := sched.Next(clock.Now())
@@ -53,6 +59,8 @@ func (s *Scheduler) loop(ctx context.Context, flow string, sched Schedule) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-drain:
 			return
 		case <-clock.After(next.Sub(clock.Now())):
 		}
