@@ -266,3 +266,38 @@ func TestSIGHUPReloadsTheConfiguration(t *testing.T) {
 		t.Fatalf("%d runs failed or left running across the reloads", n)
 	}
 }
+
+// TestTriggerRunsAFlowNowOnTheDaemon: `groupsync trigger FLOW --wait` against a daemon
+// whose schedule would not run the flow for an hour: the daemon claims the request from
+// the mirror, runs the flow (trigger manual), and the command exits with its outcome.
+// Without a daemon, trigger --wait says so and exits 1.
+func TestTriggerRunsAFlowNowOnTheDaemon(t *testing.T) {
+	t.Parallel()
+	o, cfg := daemonOrg(t, "@every 1h", "")
+	if code, p := runTrigger(t, cfg, "--timeout", "4s"); code != 1 || !strings.Contains(p.stderr.String(), "no daemon claimed it") {
+		t.Fatalf("trigger without a daemon exited %d; stderr:\n%s", code, tail(p.stderr.String(), 2000))
+	}
+	d := start(t, cfg, "sync")
+	code, p := runTrigger(t, cfg, "--timeout", "60s")
+	if code != 0 || !strings.Contains(p.stdout.String(), ": succeeded") {
+		t.Fatalf("trigger --wait exited %d; stdout:\n%s\nstderr:\n%s", code, p.stdout.String(), tail(p.stderr.String(), 2000))
+	}
+	if n := o.queryInt(`SELECT count(*) FROM runs WHERE trigger = 'manual' AND status = 'succeeded'`); n != 1 {
+		t.Fatalf("%d succeeded manual runs, want the requested one", n)
+	}
+	// The earlier request, left pending while no daemon ran, was served by the same run.
+	if n := o.queryInt(`SELECT count(*) FROM run_requests WHERE run_id IS NULL`); n != 0 {
+		t.Fatalf("%d requests left pending", n)
+	}
+	o.assertMirrored("airtable", "devrev")
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	if code := d.wait(30 * time.Second); code != 0 {
+		t.Fatalf("daemon exited %d on SIGTERM", code)
+	}
+}
+
+func runTrigger(t *testing.T, cfg string, args ...string) (int, *proc) {
+	t.Helper()
+	p := start(t, cfg, append([]string{"trigger", "f", "--wait"}, args...)...)
+	return p.wait(90 * time.Second), p
+}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,6 +128,10 @@ type RunOptions struct {
 	PlanOnly bool
 	// Tick is the scheduled time for schedule-triggered runs: replicas run a tick once.
 	Tick *time.Time
+	// Groups, when set, narrows the run to these in-scope source groups (by name or id):
+	// the same pull, plan, guard and push for just them. Such a run is never the baseline
+	// of min_source_ratio, and is not checked against it.
+	Groups []string
 }
 
 // TargetSummary counts one target's changes in a run.
@@ -406,6 +411,10 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	if err != nil {
 		return state.RunFailed, "", err
 	}
+	sc.narrow(ro.Groups)
+	if len(ro.Groups) > 0 {
+		counts[state.CountNarrowedGroups] = int64(len(ro.Groups))
+	}
 	overrides := map[string]string{}
 	for _, o := range flow.Matching.Overrides {
 		overrides[connectors.NormalizeEmail(o.Source)] = connectors.NormalizeEmail(o.Target)
@@ -420,6 +429,11 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 		return state.RunFailed, "", err
 	}
 	counts["source_groups_listed"] = int64(p.sourceListed)
+	p.narrowed = len(ro.Groups) > 0
+	if p.narrowed && len(p.scopeIDs) == 0 {
+		return state.RunFailed, "", fmt.Errorf("no source group of %s in the flow's scope is named %s or has that id",
+			flow.Source, strings.Join(ro.Groups, ", "))
+	}
 	if p.sourceErr != nil {
 		// A source that could not be read whole is not a basis for any write.
 		if errors.Is(p.sourceErr, connectors.ErrUnauthorized) {

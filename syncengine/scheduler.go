@@ -47,8 +47,72 @@ func (s *Scheduler) RunUntil(ctx context.Context, drain <-chan struct{}) error {
 			s.loop(ctx, drain, flow, sched)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.serveRequests(ctx, drain, &wg)
+	}()
 	wg.Wait()
 	return nil
+}
+
+// RequestPoll is how often a scheduler looks for `groupsync trigger` requests.
+const RequestPoll = 2 * time.Second
+
+// serveRequests polls the mirror for run requests of this scheduler's flows and runs each
+// flow requested (one run serves every pending request of the flow). A flow busy here or
+// on another replica gives its requests back, to be served after the run in progress.
+func (s *Scheduler) serveRequests(ctx context.Context, drain <-chan struct{}, wg *sync.WaitGroup) {
+	flows := make([]string, 0, len(s.schedules))
+	for f := range s.schedules {
+		flows = append(flows, f)
+	}
+	clock, st := s.e.o.Clock, s.e.o.Store
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-drain:
+			return
+		case <-clock.After(RequestPoll):
+		}
+		flow, ids, ok, err := st.ClaimRunRequest(ctx, flows, s.e.o.Holder)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.e.logger.Warn("looking for run requests", "error", err)
+			}
+			continue
+		}
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serve(ctx, flow, ids)
+		}()
+	}
+}
+
+func (s *Scheduler) serve(ctx context.Context, flow string, ids []int64) {
+	log, st, bg := s.e.logger.With("flow", flow), s.e.o.Store, context.WithoutCancel(ctx)
+	log.Info("run requested (groupsync trigger): starting it", "requests", len(ids))
+	res, err := s.e.RunFlow(ctx, flow, RunOptions{Trigger: TriggerManual})
+	switch {
+	case errors.Is(err, ErrFlowBusy):
+		err = st.ReleaseRunRequests(bg, ids)
+	case err != nil:
+		log.Error("requested run could not start", "error", err)
+		err = st.RefuseRunRequests(bg, ids, "could not start: "+err.Error())
+	default:
+		err = st.ServeRunRequests(bg, ids, res.RunID)
+	}
+	if err != nil {
+		log.Warn("recording the run requests", "error", err)
+	}
+	if s.OnResult != nil && res != nil {
+		s.OnResult(flow, res, nil)
+	}
 }
 
 func (s *Scheduler) loop(ctx context.Context, drain <-chan struct{}, flow string, sched Schedule) {

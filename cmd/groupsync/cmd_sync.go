@@ -23,6 +23,7 @@ import (
 type syncOptions struct {
 	once   bool
 	flows  []string
+	groups []string
 	dryRun bool
 }
 
@@ -39,7 +40,8 @@ configuration (kept as it is when the new file does not validate).
 
 With --once it runs every flow (or those named with --flow) one time and exits: 0 when all
 succeeded, 1 when one failed, 3 when one was blocked by a safety limit. --dry-run pulls and
-plans but writes nothing to the targets.`,
+plans but writes nothing to the targets. --group NAME (with one --flow) runs just that
+source group through the same plan, guard and push.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSync(cmd.Context(), a, opts)
@@ -49,15 +51,19 @@ plans but writes nothing to the targets.`,
 	f.BoolVar(&opts.once, "once", false, "run each flow once and exit instead of running as a daemon")
 	f.StringArrayVar(&opts.flows, "flow", nil, "run only this flow (repeatable; default all flows)")
 	f.BoolVar(&opts.dryRun, "dry-run", false, "pull and plan, but write nothing to the targets")
+	f.StringArrayVar(&opts.groups, "group", nil, "with --once and one --flow: run only this source group, by name or id (repeatable)")
 	return cmd
 }
 
 func runSync(ctx context.Context, a *app, opts syncOptions) error {
 	if !opts.once {
-		if opts.dryRun || len(opts.flows) > 0 {
-			return usageError("--dry-run and --flow need --once (the daemon runs every flow on its schedule)")
+		if opts.dryRun || len(opts.flows) > 0 || len(opts.groups) > 0 {
+			return usageError("--dry-run, --flow and --group need --once (the daemon runs every flow on its schedule)")
 		}
 		return runDaemon(ctx, a)
+	}
+	if len(opts.groups) > 0 && len(opts.flows) != 1 {
+		return usageError("--group needs exactly one --flow: group names belong to one flow's source")
 	}
 	// Progress: a redrawn frame on a terminal (the logger writes through it so log lines
 	// and frame do not overwrite each other), periodic log lines otherwise.
@@ -89,7 +95,8 @@ func runSync(ctx context.Context, a *app, opts syncOptions) error {
 	}
 	var results []*syncengine.Result
 	for _, name := range flows {
-		res, err := rt.engine.RunFlow(ctx, name, syncengine.RunOptions{Trigger: syncengine.TriggerOnce, DryRun: opts.dryRun})
+		res, err := rt.engine.RunFlow(ctx, name, syncengine.RunOptions{Trigger: syncengine.TriggerOnce, DryRun: opts.dryRun,
+			Groups: opts.groups})
 		if err != nil {
 			return err
 		}

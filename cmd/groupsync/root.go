@@ -131,6 +131,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.`,
 		newPlanCommand(a),
 		newApplyCommand(a),
 		newStatusCommand(a),
+		newTriggerCommand(a),
 		newDemoCommand(a),
 	)
 	return root
