@@ -37,4 +37,3 @@ func TestRunOfOneGroup(t *testing.T) {
 	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
 	e.assertMirrored("airtable", "devrev")
 }
-
