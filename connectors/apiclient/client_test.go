@@ -353,7 +353,10 @@ func TestCredentialsStayOnTheConfiguredHost(t *testing.T) {
 	defer srv.Close()
 	// The other server is also loopback: "another host" here is another port.
 	c, err := apiclient.New(apiclient.Config{System: "sys", BaseURL: srv.URL, MaxAttempts: 3, Sleep: func(context.Context, time.Duration) error { return nil },
-		Auth: func(_ context.Context, r *http.Request) error { r.Header.Set("Authorization", "Bearer s3cret"); return nil }})
+		Auth: func(_ context.Context, r *http.Request) error {
+			r.Header.Set("Authorization", "Bearer s3cret")
+			return nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
