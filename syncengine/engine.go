@@ -403,12 +403,9 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	}
 	counts["source_groups_listed"] = int64(p.sourceListed)
 	if p.sourceErr != nil {
-		// A source that could not be read whole is not a basis for any write.
-		if errors.Is(p.sourceErr, connectors.ErrUnauthorized) {
-			return state.RunFailed, "", fmt.Errorf("source %s: %w", flow.Source, p.sourceErr)
-		}
-		return state.RunBlocked, fmt.Sprintf("source %s listing incomplete (%v); nothing was planned or pushed, the next run retries",
-			flow.Source, p.sourceErr), nil
+		// A source that could not be read whole is not a basis for any write, and with
+		// nothing planned there is nothing to approve: the run fails (see failure.go).
+		return state.RunFailed, "", sourceFailure(flow.Source, p.sourceErr)
 	}
 
 	// 2. Link.
@@ -454,13 +451,18 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 		if _, err := e.o.Store.SetPlannedStatus(ctx, runID, nil, state.ChangeBlocked, "guard"); err != nil {
 			return state.RunFailed, "", err
 		}
-		return state.RunBlocked, blocked, nil
+		// A target that could not be read is said too: the run exits 1, not 3.
+		return state.RunBlocked, blocked, p.err()
 	}
+	// A preview or plan that could not read every system is not one to act on or approve:
+	// it fails, naming the system, and its changes stay visible.
 	switch {
+	case ro.DryRun && p.err() != nil, ro.PlanOnly && p.err() != nil:
+		return state.RunFailed, "", p.err()
 	case ro.DryRun:
-		return state.RunDryRun, "", p.err()
+		return state.RunDryRun, "", nil
 	case ro.PlanOnly:
-		return state.RunPlanned, "", p.err()
+		return state.RunPlanned, "", nil
 	}
 
 	// 5. Push, 6. record. The plan being pushed holds the flow's current intents.
