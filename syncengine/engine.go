@@ -121,6 +121,10 @@ type RunOptions struct {
 	PlanOnly bool
 	// Tick is the scheduled time for schedule-triggered runs: replicas run a tick once.
 	Tick *time.Time
+	// approving is the blocked or planned run whose approval this dry run re-plans to
+	// check (Apply): the guard's verdict is logged, not recorded as a block of its own,
+	// since the approval being checked is the operator's answer to it.
+	approving int64
 }
 
 // TargetSummary counts one target's changes in a run.
@@ -375,7 +379,8 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 	switch {
 	case status == state.RunBlocked:
 		log.Warn("run blocked: nothing was pushed", append(attrs, "reason", blocked,
-			"approve", fmt.Sprintf("groupsync apply %d --allow-deletes", runID))...)
+			"approve", fmt.Sprintf("groupsync apply %d --allow-deletes", runID),
+			"reject", fmt.Sprintf("groupsync reject %d --reason TEXT", runID))...)
 	case runErr != nil:
 		log.Error("run finished with errors", append(attrs, "error", runErr)...)
 	default:
@@ -402,6 +407,7 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 		return state.RunFailed, "", err
 	}
 	counts["source_groups_listed"] = int64(p.sourceListed)
+	counts[state.CountSourceComplete] = 0 // until the pull proves complete and healthy
 	if p.sourceErr != nil {
 		// A source that could not be read whole is not a basis for any write, and with
 		// nothing planned there is nothing to approve: the run fails (see failure.go).
@@ -421,6 +427,10 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	// Targets' members of linked groups, and the accounts needed to match by email.
 	if err := e.pullTargetsAndAccounts(ctx, log, flow, p, overrides, res); err != nil {
 		return state.RunFailed, "", err
+	}
+	if p.sourceMembersComplete && len(p.sourceIncomplete) == 0 {
+		// Every in-scope group's members and accounts were read: a shrink baseline.
+		counts[state.CountSourceComplete] = 1
 	}
 
 	// 3. Plan.
@@ -443,11 +453,32 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	counts["source_groups"], counts["source_members"] = stats.SourceGroups, stats.SourceMembers
 
 	// 4. Guard.
+	status, blocked, err = e.guardStep(ctx, log, runID, name, flow, ro, p, stats)
+	if status != "" {
+		return status, blocked, err
+	}
+
+	// 5. Push, 6. record. The plan being pushed holds the flow's current intents.
+	if err := e.o.Store.RecordIntents(ctx, name, runID, p.liveTargets); err != nil {
+		return state.RunFailed, "", err
+	}
+	return e.pushAll(ctx, log, runID, p, res)
+}
+
+// guardStep runs the guard on the stored plan and ends the run there when it blocks, or
+// when the run is a dry run or a stored plan. An empty status means: go on and push.
+func (e *Engine) guardStep(ctx context.Context, log *slog.Logger, runID int64, name string, flow config.Flow,
+	ro RunOptions, p *pullState, stats state.PlanStats) (status, blocked string, err error) {
 	blocked, err = e.guard(ctx, log, runID, name, flow, p, stats)
 	if err != nil {
 		return state.RunFailed, "", err
 	}
+	if blocked != "" && ro.approving != 0 {
+		log.Info("re-plan of an approval: the guard's limits are waived by it", "approving_run", ro.approving, "guard", blocked)
+		blocked = ""
+	}
 	if blocked != "" {
+		blocked += fmt.Sprintf("; review with `groupsync status`, then approve with `groupsync apply %d --allow-deletes` or reject with `groupsync reject %d --reason TEXT`", runID, runID)
 		if _, err := e.o.Store.SetPlannedStatus(ctx, runID, nil, state.ChangeBlocked, "guard"); err != nil {
 			return state.RunFailed, "", err
 		}
@@ -464,12 +495,7 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	case ro.PlanOnly:
 		return state.RunPlanned, "", nil
 	}
-
-	// 5. Push, 6. record. The plan being pushed holds the flow's current intents.
-	if err := e.o.Store.RecordIntents(ctx, name, runID, p.liveTargets); err != nil {
-		return state.RunFailed, "", err
-	}
-	return e.pushAll(ctx, log, runID, p, res)
+	return "", "", nil
 }
 
 // summarize fills the result's per-target counts from the run's change rows and copies

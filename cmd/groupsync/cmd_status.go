@@ -269,12 +269,8 @@ func printStatus(w io.Writer, rep *statusReport, now time.Time) {
 	} else {
 		fmt.Fprintf(w, "Runs awaiting approval (%d): nothing of these was pushed.\n", len(rep.PendingApprovals))
 		for _, p := range rep.PendingApprovals {
-			note := ""
-			if p.Superseded {
-				note = " (a later run of the flow succeeded; this block is likely stale)"
-			}
-			fmt.Fprintf(w, "  run %d, flow %s, %s, %d changes held%s\n    reason:  %s\n    approve: %s\n",
-				p.RunID, p.Flow, stamp(p.StartedAt, now), p.BlockedChanges, note, p.BlockedReason, p.ApproveCommand)
+			fmt.Fprintf(w, "  run %d, flow %s, %s, %d changes held\n    reason:  %s\n    approve: %s\n    reject:  %s\n",
+				p.RunID, p.Flow, stamp(p.StartedAt, now), p.BlockedChanges, p.BlockedReason, p.ApproveCommand, p.RejectCommand)
 		}
 	}
 

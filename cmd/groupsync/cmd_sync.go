@@ -32,8 +32,8 @@ func newSyncCommand(a *app) *cobra.Command {
 scheduled run executes once across them.
 
 With --once it runs every flow (or those named with --flow) one time and exits: 0 when all
-succeeded, 1 when one failed, 3 when one was blocked by a safety limit. --dry-run pulls and
-plans but writes nothing to the targets.`,
+succeeded, 1 when one failed or could not read a system (a dry run included), 3 when the
+guard blocked one for approval. --dry-run pulls and plans but writes nothing to the targets.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSync(cmd.Context(), a, opts)

@@ -64,7 +64,7 @@ func exitFor(results []*syncengine.Result) error {
 	case failed > 0:
 		return &exitError{code: exitFailure, err: fmt.Errorf("%d of %d runs failed", failed, len(results))}
 	case blocked > 0:
-		return &exitError{code: exitBlocked, err: fmt.Errorf("%d of %d runs blocked by a safety limit; approve with groupsync apply RUN --allow-deletes", blocked, len(results))}
+		return &exitError{code: exitBlocked, err: fmt.Errorf("%d of %d runs blocked by a safety limit; approve with groupsync apply RUN --allow-deletes or reject with groupsync reject RUN", blocked, len(results))}
 	}
 	return nil
 }
