@@ -114,6 +114,7 @@ func TestApprovalsClear(t *testing.T) {
 	id := rep.PendingApprovals[0].RunID
 	e.exec("reject", fmt.Sprint(id), "--reason", "HR export was truncated", "--by", "bob").
 		want(t, 0, fmt.Sprintf("run %d of flow people rejected by bob", id), "")
+	e.exec("status").want(t, 0, fmt.Sprintf("people run %d rejected by bob: HR export was truncated", id), "")
 	e.exec("status").want(t, 0, "No runs awaiting approval.", "")
 	if g := e.awaitingGauge(); g != 0 {
 		t.Errorf("after the rejection, %s = %g, want 0", observe.MetricAwaitingApproval, g)
