@@ -51,9 +51,11 @@ func printSummary(w io.Writer, results []*syncengine.Result) {
 // failed or could not read a system (a blocked run whose target failed included), else 3
 // when any was blocked by the guard, else 0.
 func exitFor(results []*syncengine.Result) error {
-	blocked, failed := 0, 0
+	blocked, failed, interrupted := 0, 0, 0
 	for _, r := range results {
 		switch {
+		case r.Status == state.RunInterrupted:
+			interrupted++
 		case r.Status == state.RunFailed, r.Status == state.RunPartial, r.Err != nil:
 			failed++
 		case r.Status == state.RunBlocked:
@@ -61,6 +63,9 @@ func exitFor(results []*syncengine.Result) error {
 		}
 	}
 	switch {
+	case interrupted > 0:
+		// SIGTERM or Ctrl-C asked for it: not a failure, but the runs did not finish.
+		return &exitError{code: exitFailure, err: fmt.Errorf("%d of %d runs interrupted by a signal before they finished; the next run carries on", interrupted, len(results))}
 	case failed > 0:
 		return &exitError{code: exitFailure, err: fmt.Errorf("%d of %d runs failed", failed, len(results))}
 	case blocked > 0:
