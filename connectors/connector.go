@@ -116,6 +116,11 @@ type Listing struct {
 	Complete bool
 	Pages    int
 	Items    int
+	// Unreadable are groups the listing named but could not read (Airtable: a group id of
+	// the enterprise answering 404 or 403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND). Such a
+	// listing is not complete: those groups are neither gone nor known, so the mirror keeps
+	// them and nobody is removed from their targets this run.
+	Unreadable []string
 }
 
 // GroupSpec is what the engine asks a target to create or update a group to.

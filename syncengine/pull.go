@@ -167,6 +167,9 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 		if len(batch) > 0 && listErr == nil {
 			listErr = gm.Write(ctx, batch)
 		}
+		// Listed but unreadable groups are incomplete, whatever the scope says of them:
+		// their names are not known this run (InvariantCompletenessIsPerGroupAndKind).
+		incomplete = append(incomplete, listing.Unreadable...)
 	} else {
 		listing, listErr = conn.ListGroups(ctx, func(page []connectors.Group) error {
 			listed += len(page)
