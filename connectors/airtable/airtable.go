@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"sync"
 	"time"
 
@@ -111,6 +112,9 @@ type conn struct {
 	concurrency int
 	pageSize    int
 	log         *slog.Logger
+	// memberForm is the members value form of a SCIM add that the server took last
+	// (formObject, formArray), 0 until one did (push.go).
+	memberForm atomic.Int32
 }
 
 // Open validates cfg and returns the connector. Options: enterprise_account_id (required),
