@@ -22,8 +22,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
