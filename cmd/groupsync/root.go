@@ -129,6 +129,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.`,
 		newApplyCommand(a),
 		newStatusCommand(a),
 		newDemoCommand(a),
+		newCheckCommand(a),
 	)
 	return root
 }

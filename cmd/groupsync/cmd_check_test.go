@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/groupsync/groupsync/connectors/airtable/airtablesim"
+)
+
+// checkResult finds one row of `check --output json`.
+func checkResult(t *testing.T, rows []checkRow, system, check string) checkRow {
+	t.Helper()
+	for _, r := range rows {
+		if r.System == system && r.Check == check {
+			return r
+		}
+	}
+	t.Fatalf("no %s %q row in %+v", system, check, rows)
+	return checkRow{}
+}
+
+func decodeChecks(t *testing.T, r result) []checkRow {
+	t.Helper()
+	var rows []checkRow
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
+		t.Fatalf("check --output json: %v\n%s", err, r.stdout)
+	}
+	return rows
+}
+
+// TestCheckGoodCredentials checks every system of the ops flow (devrev source; airtable and
+// SelfCommunity targets) against the simulators: every capability the flow needs answers,
+// and nothing is written to the mirror.
+func TestCheckGoodCredentials(t *testing.T) {
+	e := newOpsEnv(t, "@every 1h", "")
+	r := e.exec("check")
+	r.want(t, 0, "SYSTEM", "")
+	t.Logf("check:\n%s", r.stdout)
+	for _, want := range []string{"devrev    list groups", "airtable  write access", "community  list members"} {
+		if !strings.Contains(strings.Join(strings.Fields(r.stdout), " "), strings.Join(strings.Fields(want), " ")) {
+			t.Errorf("check table lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	rows := decodeChecks(t, e.exec("check", "--output", "json"))
+	for _, want := range [][2]string{{"devrev", "list groups"}, {"devrev", "list members"}, {"devrev", "read account"},
+		{"airtable", "list groups"}, {"airtable", "find account by email"}, {"airtable", "write access"},
+		{"community", "list groups"}, {"community", "find account by email"}} {
+		if got := checkResult(t, rows, want[0], want[1]); got.Result != checkOK {
+			t.Errorf("%s %s = %+v, want ok", want[0], want[1], got)
+		}
+	}
+	// SelfCommunity offers no read that proves write access: said so, not passed or failed.
+	if got := checkResult(t, rows, "community", "write access"); got.Result != checkSkipped || got.Detail == "" {
+		t.Errorf("community write access = %+v, want skipped with the reason", got)
+	}
+	// A source is never asked about writes.
+	for _, r := range rows {
+		if r.System == "devrev" && r.Check == "write access" {
+			t.Errorf("devrev is only a source, yet has a write check: %+v", r)
+		}
+	}
+	// check reads the systems only: it neither creates nor migrates the mirror.
+	e.exec("status").want(t, 1, "", "run groupsync migrate")
+}
+
+// TestCheckBadCredentials: a refused token fails its system's row with the variable to fix,
+// a token the writes' API refuses fails the write probe, the command exits 1, and no secret
+// or email reaches the output.
+func TestCheckBadCredentials(t *testing.T) {
+	e := newOpsEnv(t, "@every 1h", "")
+	e.env["GROUPSYNC_SYSTEMS_DEVREV_TOKEN"] = e.canary + "-wrong"
+	// Airtable's meta API answers but SCIM, which every write goes through, refuses the token.
+	e.airtable.Faults().StatusNext(airtablesim.RouteSCIMList, -1, 403)
+
+	r := e.exec("check")
+	r.want(t, 1, "failed", "checks failed")
+	t.Logf("check:\n%s\n%s", r.stdout, r.stderr)
+	for _, p := range e.people {
+		if strings.Contains(r.stdout+r.stderr, p.Email) {
+			t.Fatalf("check printed an email (%s):\n%s", p.Email, r.stdout)
+		}
+	}
+	rows := decodeChecks(t, e.exec("check", "--output", "json"))
+	dev := checkResult(t, rows, "devrev", "list groups")
+	if dev.Result != checkFailed || !strings.Contains(dev.Detail, "devrev") || !strings.Contains(dev.Fix, "GROUPSYNC_SYSTEMS_DEVREV_TOKEN") {
+		t.Errorf("devrev list groups = %+v, want failed naming the system and GROUPSYNC_SYSTEMS_DEVREV_TOKEN", dev)
+	}
+	at := checkResult(t, rows, "airtable", "write access")
+	if at.Result != checkFailed || !strings.Contains(at.Fix, "enterprise.scim.usersAndGroups:manage") {
+		t.Errorf("airtable write access = %+v, want failed naming the SCIM scope", at)
+	}
+	if got := checkResult(t, rows, "airtable", "list groups"); got.Result != checkOK {
+		t.Errorf("airtable list groups = %+v, want ok (only SCIM refuses)", got)
+	}
+	if got := checkResult(t, rows, "community", "list groups"); got.Result != checkOK {
+		t.Errorf("community list groups = %+v, want ok", got)
+	}
+}
