@@ -130,6 +130,8 @@ Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.`,
 		newStatusCommand(a),
 		newDemoCommand(a),
 		newCheckCommand(a),
+		newRunsCommand(a),
+		newChangesCommand(a),
 	)
 	return root
 }
