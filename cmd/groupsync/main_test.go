@@ -157,6 +157,10 @@ func TestHelp(t *testing.T) {
 func TestVersion(t *testing.T) {
 	r := execute(t, nil, "version")
 	r.want(t, 0, "groupsync ", "")
+	// The root flag prints the same line.
+	if flag := execute(t, nil, "--version"); flag.code != 0 || flag.stdout != r.stdout {
+		t.Errorf("--version: exit %d, stdout %q; want 0 and %q", flag.code, flag.stdout, r.stdout)
+	}
 
 	noInfo := func() (*debug.BuildInfo, bool) { return nil, false }
 	if v, c := buildVersion("v1.2.3", "abc", noInfo); v != "v1.2.3" || c != "abc" {

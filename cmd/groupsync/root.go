@@ -106,7 +106,10 @@ Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.`,
 		RunE:          groupCommand,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what the version subcommand does, as operators try both.
+		Version: versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}
 	})
