@@ -92,7 +92,7 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 	if e.o.Observer != nil {
 		e.o.Observer.RunFinished(run.Flow, status, time.Since(start))
 	}
-	log.Info("stored plan applied", "status", status)
+	log.Info("stored plan applied", "status", status, "duration_s", time.Since(start).Seconds())
 	return res, nil
 }
 

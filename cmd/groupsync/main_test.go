@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 )
@@ -190,6 +191,16 @@ func TestNewLogger(t *testing.T) {
 	}
 	if rec["msg"] != "shown" || rec["flow_name"] != "hr-sync" {
 		t.Errorf("record = %v", rec)
+	}
+
+	// Durations are seconds under a key ending in _s, never bare nanoseconds.
+	buf.Reset()
+	newLogger(&buf, "info", "json", false).Info("waited", "retry_after", 1500*time.Millisecond, "duration_s", 2*time.Second)
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["retry_after_s"] != 1.5 || rec["duration_s"] != 2.0 || rec["retry_after"] != nil {
+		t.Errorf("durations logged as %v, want retry_after_s 1.5 and duration_s 2", rec)
 	}
 
 	buf.Reset()
