@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/registry"
+	"github.com/groupsync/groupsync/state"
 )
 
 // Check results.
@@ -55,7 +57,8 @@ func newCheckCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Check every system's credentials and access with read-only calls",
-		Long: `check opens every configured system and makes one read-only call for each thing its flows
+		Long: `check connects to the mirror's database and reads its schema version, then opens every
+configured system and makes one read-only call for each thing its flows
 need: list groups (which also proves the credentials), list one group's members, read an
 account by id (sources) or look one up by email (targets), and, for targets whose API offers
 one, a read that needs the same access as the writes. It writes nothing, neither to the
@@ -80,11 +83,12 @@ func runCheck(ctx context.Context, a *app, output string) error {
 		return err
 	}
 	names := slices.Sorted(maps.Keys(cfg.Systems))
-	results := make([][]checkRow, len(names))
+	results := make([][]checkRow, len(names)+1)
 	var wg sync.WaitGroup
 	// Systems are independent: checking them at once bounds the command by the slowest.
+	wg.Go(func() { results[0] = []checkRow{checkDatabase(ctx, cfg, logger)} })
 	for i, name := range names {
-		wg.Go(func() { results[i] = checkSystem(ctx, cfg, name, logger) })
+		wg.Go(func() { results[i+1] = checkSystem(ctx, cfg, name, logger) })
 	}
 	wg.Wait()
 	rows := slices.Concat(results...)
@@ -107,6 +111,49 @@ func runCheck(ctx context.Context, a *app, output string) error {
 		return &exitError{code: exitFailure, err: fmt.Errorf("%d of %d checks failed", failed, len(rows))}
 	}
 	return nil
+}
+
+// checkDatabase connects to the mirror and reads its schema version: the one call every
+// command makes first. It migrates nothing.
+func checkDatabase(ctx context.Context, cfg *config.Config, logger *slog.Logger) checkRow {
+	row := checkRow{System: "database", Check: "connect"}
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	cur, latest, err := func() (int, int, error) {
+		store, err := state.Open(ctx, cfg.Database.URL.Reveal(), state.Options{Schema: cfg.Database.Schema, MaxConns: 1, Logger: logger})
+		if err != nil {
+			return 0, 0, err
+		}
+		defer store.Close()
+		return store.MigrationStatus(ctx)
+	}()
+	switch {
+	case err != nil:
+		row.Result, row.Detail = checkFailed, redactEmails(redactURL(err.Error(), cfg.Database.URL.Reveal()))
+		row.Fix = "check database.url (env " + config.EnvPrefix + "DATABASE_URL or " + config.EnvPrefix +
+			"DATABASE_URL_FILE): host, port, user, password and database, and that Postgres is up"
+	case cur < latest:
+		row.Result, row.Detail = checkOK, fmt.Sprintf("schema %s at version %d of %d: groupsync migrate (or any engine command) brings it up",
+			cfg.Database.Schema, cur, latest)
+	default:
+		row.Result, row.Detail = checkOK, fmt.Sprintf("schema %s at version %d", cfg.Database.Schema, cur)
+	}
+	return row
+}
+
+// redactURL takes the database URL, and its password alone, out of an error message: a
+// driver may quote the connection string it was given.
+func redactURL(msg, dbURL string) string {
+	if dbURL == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, dbURL, "[REDACTED]")
+	if u, err := url.Parse(dbURL); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "[REDACTED]")
+		}
+	}
+	return msg
 }
 
 // systemRoles says what the flows do with a system: read it as a source, write it as a target.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -50,6 +51,9 @@ func TestCheckGoodCredentials(t *testing.T) {
 			t.Errorf("%s %s = %+v, want ok", want[0], want[1], got)
 		}
 	}
+	if got := checkResult(t, rows, "database", "connect"); got.Result != checkOK || !strings.Contains(got.Detail, "groupsync migrate") {
+		t.Errorf("database connect = %+v, want ok, saying the schema is not migrated yet", got)
+	}
 	// SelfCommunity offers no read that proves write access: said so, not passed or failed.
 	if got := checkResult(t, rows, "community", "write access"); got.Result != checkSkipped || got.Detail == "" {
 		t.Errorf("community write access = %+v, want skipped with the reason", got)
@@ -73,6 +77,19 @@ func TestCheckBadCredentials(t *testing.T) {
 	// Airtable's meta API answers but SCIM, which every write goes through, refuses the token.
 	e.airtable.Faults().StatusNext(airtablesim.RouteSCIMList, -1, 403)
 
+	// A system nobody answers for, and a database nobody listens on (with the canary as its
+	// password: it must not be printed).
+	cfg, err := os.ReadFile(e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "systems:\n  dead: {kind: socialcast, base_url: \"http://127.0.0.1:1\", username: ops@example.com, max_attempts: 1}\n"
+	if err := os.WriteFile(e.path, []byte(strings.Replace(string(cfg), "systems:\n", dead, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.env["GROUPSYNC_SYSTEMS_DEAD_PASSWORD"] = e.canary + "-socialcast"
+	e.env["GROUPSYNC_DATABASE_URL"] = "postgres://groupsync:" + e.canary + "-db@127.0.0.1:1/groupsync?connect_timeout=5"
+
 	r := e.exec("check")
 	r.want(t, 1, "failed", "checks failed")
 	t.Logf("check:\n%s\n%s", r.stdout, r.stderr)
@@ -85,6 +102,12 @@ func TestCheckBadCredentials(t *testing.T) {
 	dev := checkResult(t, rows, "devrev", "list groups")
 	if dev.Result != checkFailed || !strings.Contains(dev.Detail, "devrev") || !strings.Contains(dev.Fix, "GROUPSYNC_SYSTEMS_DEVREV_TOKEN") {
 		t.Errorf("devrev list groups = %+v, want failed naming the system and GROUPSYNC_SYSTEMS_DEVREV_TOKEN", dev)
+	}
+	if got := checkResult(t, rows, "dead", "list groups"); got.Result != checkFailed || !strings.Contains(got.Fix, "cannot reach http://127.0.0.1:1") {
+		t.Errorf("dead list groups = %+v, want failed saying the address cannot be reached", got)
+	}
+	if got := checkResult(t, rows, "database", "connect"); got.Result != checkFailed || !strings.Contains(got.Fix, "GROUPSYNC_DATABASE_URL") {
+		t.Errorf("database connect = %+v, want failed naming GROUPSYNC_DATABASE_URL", got)
 	}
 	at := checkResult(t, rows, "airtable", "write access")
 	if at.Result != checkFailed || !strings.Contains(at.Fix, "enterprise.scim.usersAndGroups:manage") {
