@@ -19,7 +19,14 @@ const (
 	RunBlocked   = "blocked"
 	RunDryRun    = "dry_run"
 	RunPlanned   = "planned"
+	// RunInterrupted: a shutdown stopped the run before it finished (not a failure: the
+	// change in flight was let finish, and the next run carries on).
+	RunInterrupted = "interrupted"
 )
+
+// CountNarrowedGroups is the run count of a run narrowed to chosen source groups
+// (sync --once --group): such a run is never a baseline for min_source_ratio.
+const CountNarrowedGroups = "narrowed_groups"
 
 // Run is one execution of a flow.
 type Run struct {
@@ -147,7 +154,8 @@ func (s *Store) RunsByStatus(ctx context.Context, status string, limit int) ([]R
 // counts it recorded are what the guard compares a new pull against. ErrNotFound if none.
 func (s *Store) LastBaselineRun(ctx context.Context, flow string) (Run, error) {
 	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs
-		WHERE flow = $1 AND status IN ('succeeded', 'partial') ORDER BY id DESC LIMIT 1`, flow))
+		WHERE flow = $1 AND status IN ('succeeded', 'partial') AND NOT coalesce(counts ? '`+CountNarrowedGroups+`', false)
+		ORDER BY id DESC LIMIT 1`, flow))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, ErrNotFound
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,9 @@ type Options struct {
 	Progress Progress
 	// Workers bounds concurrent member listings and account lookups per system; default 4.
 	Workers int
+	// ShutdownGrace is how long a run's request in flight may take once the run's context
+	// ends (a shutdown); default DefaultShutdownGrace.
+	ShutdownGrace time.Duration
 }
 
 // Engine runs flows.
@@ -105,6 +109,9 @@ func New(o Options) (*Engine, error) {
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = DefaultShutdownGrace
+	}
 	return &Engine{o: o, logger: o.Logger, running: map[string]bool{}}, nil
 }
 
@@ -122,6 +129,10 @@ type RunOptions struct {
 	PlanOnly bool
 	// Tick is the scheduled time for schedule-triggered runs: replicas run a tick once.
 	Tick *time.Time
+	// Groups, when set, narrows the run to these in-scope source groups (by name or id):
+	// the same pull, plan, guard and push for just them. Such a run is never the baseline
+	// of min_source_ratio, and is not checked against it.
+	Groups []string
 }
 
 // TargetSummary counts one target's changes in a run.
@@ -170,6 +181,12 @@ func (e *Engine) RunFlow(ctx context.Context, name string, ro RunOptions) (*Resu
 		return nil, fmt.Errorf("syncengine: flow %q: %w (in this process)", name, ErrFlowBusy)
 	}
 	defer e.unclaim(name)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("syncengine: flow %q: not started: %w", name, err)
+	}
+	// ctx ending asks the run to stop; it ends its work in flight first (shutdown.go).
+	ctx, stop := graceful(ctx, e.o.ShutdownGrace)
+	defer stop()
 
 	runCtx, lease, release, err := e.hold(ctx, name, ro.Tick)
 	if errors.Is(err, state.ErrLeaseHeld) {
@@ -354,6 +371,7 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 
 	counts := map[string]int64{}
 	status, blocked, runErr := e.execute(ctx, log, runID, name, flow, ro, res, counts)
+	status, runErr = interruptedOutcome(ctx, status, runErr)
 	res.Status, res.BlockedReason, res.Err = status, blocked, runErr
 	res.Duration = time.Since(start)
 	if err := e.summarize(context.WithoutCancel(ctx), res, counts); err != nil {
@@ -377,6 +395,8 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 	case status == state.RunBlocked:
 		log.Warn("run blocked: nothing was pushed", append(attrs, "reason", blocked,
 			"approve", fmt.Sprintf("groupsync apply %d --allow-deletes", runID))...)
+	case status == state.RunInterrupted:
+		log.Warn("run interrupted by shutdown", append(attrs, "error", runErr)...)
 	case runErr != nil:
 		log.Error("run finished with errors", append(attrs, "error", runErr)...)
 	default:
@@ -392,17 +412,29 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	if err != nil {
 		return state.RunFailed, "", err
 	}
+	sc.narrow(ro.Groups)
+	if len(ro.Groups) > 0 {
+		counts[state.CountNarrowedGroups] = int64(len(ro.Groups))
+	}
 	overrides := map[string]string{}
 	for _, o := range flow.Matching.Overrides {
 		overrides[connectors.NormalizeEmail(o.Source)] = connectors.NormalizeEmail(o.Target)
 	}
 
-	// 1. Pull groups (and the source's in-scope members) from every system at once.
-	p, err := e.pullAll(ctx, log, name, flow, sc, res)
+	// 1. Pull groups (and the source's in-scope members) from every system at once. A
+	// shutdown stops the pulls at once: they write nothing outside the mirror.
+	pctx, endPull := untilStop(ctx)
+	defer endPull()
+	p, err := e.pullAll(pctx, log, name, flow, sc, res)
 	if err != nil {
 		return state.RunFailed, "", err
 	}
 	counts["source_groups_listed"] = int64(p.sourceListed)
+	p.narrowed = len(ro.Groups) > 0
+	if p.narrowed && len(p.scopeIDs) == 0 {
+		return state.RunFailed, "", fmt.Errorf("no source group of %s in the flow's scope is named %s or has that id",
+			flow.Source, strings.Join(ro.Groups, ", "))
+	}
 	if p.sourceErr != nil {
 		// A source that could not be read whole is not a basis for any write.
 		if errors.Is(p.sourceErr, connectors.ErrUnauthorized) {
@@ -423,7 +455,7 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	}
 
 	// Targets' members of linked groups, and the accounts needed to match by email.
-	if err := e.pullTargetsAndAccounts(ctx, log, flow, p, overrides, res); err != nil {
+	if err := e.pullTargetsAndAccounts(pctx, log, flow, p, overrides, res); err != nil {
 		return state.RunFailed, "", err
 	}
 
@@ -465,6 +497,10 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	}
 
 	// 5. Push, 6. record. The plan being pushed holds the flow's current intents.
+	if stopRequested(ctx) {
+		_, err := e.o.Store.SettleUnattempted(context.WithoutCancel(ctx), runID, "", state.ChangeSkipped, "interrupted")
+		return state.RunInterrupted, "", errors.Join(errInterrupted, err)
+	}
 	if err := e.o.Store.RecordIntents(ctx, name, runID, p.liveTargets); err != nil {
 		return state.RunFailed, "", err
 	}

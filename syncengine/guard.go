@@ -42,7 +42,8 @@ func (e *Engine) guard(ctx context.Context, log *slog.Logger, runID int64, name 
 	}
 	var reasons []string
 	lim := flow.Limits
-	if lim.MinSourceRatio > 0 {
+	// A run narrowed to chosen groups is not comparable with a whole source.
+	if lim.MinSourceRatio > 0 && !p.narrowed {
 		base, err := st.LastBaselineRun(ctx, name)
 		if err == nil {
 			check := func(what string, now, before int64) {

@@ -30,6 +30,8 @@ type pullState struct {
 	liveTargets []string
 	// inline marks systems whose members came with their groups.
 	inline map[string]bool
+	// narrowed is set for a run of chosen groups (RunOptions.Groups).
+	narrowed bool
 
 	mu   sync.Mutex
 	errs []error

@@ -38,12 +38,18 @@ func (e *Engine) pushAll(ctx context.Context, log *slog.Logger, runID int64, p *
 	}
 	wg.Wait()
 	bg := context.WithoutCancel(ctx)
-	reason := "not_attempted"
-	if ctx.Err() != nil {
+	// What a stopped push did not attempt is failed when the run lost its lease or a target
+	// stopped it, and skipped when a shutdown stopped it (the next run plans it again).
+	status, reason := state.ChangeFailed, "not_attempted"
+	switch {
+	case ctx.Err() != nil:
 		reason = "interrupted"
 		errs = append(errs, fmt.Errorf("push interrupted: %w", context.Cause(ctx)))
+	case stopRequested(ctx):
+		status, reason = state.ChangeSkipped, "interrupted"
+		errs = append(errs, errInterrupted)
 	}
-	if _, err := e.o.Store.FailUnattempted(bg, runID, "", reason); err != nil {
+	if _, err := e.o.Store.SettleUnattempted(bg, runID, "", status, reason); err != nil {
 		errs = append(errs, err)
 	}
 	if err := e.o.Store.RecordSourceSyncOut(bg, runID); err != nil {
@@ -97,7 +103,7 @@ func (e *Engine) pushTarget(ctx context.Context, log *slog.Logger, runID int64, 
 		}
 		var after int64
 		for {
-			if err := ctx.Err(); err != nil {
+			if halted(ctx) {
 				return nil // the caller records the interruption
 			}
 			page, err := e.o.Store.Changes(ctx, state.ChangeFilter{RunID: runID, TargetSystem: target, Operation: op,
@@ -333,7 +339,7 @@ func (e *Engine) pushUpdates(ctx context.Context, log *slog.Logger, runID int64,
 		return err
 	}
 	for len(q.pending) > 0 {
-		if ctx.Err() != nil {
+		if halted(ctx) {
 			return nil // the caller fails what was not attempted
 		}
 		r := q.next()
@@ -474,7 +480,7 @@ func (e *Engine) pushMembers(ctx context.Context, log *slog.Logger, w connectors
 		}
 		batch := page[i:j]
 		i = j
-		if ctx.Err() != nil {
+		if halted(ctx) {
 			return nil
 		}
 		gid := batch[0].TargetGroupID

@@ -35,10 +35,15 @@ type result struct {
 func execute(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
+	environ := make([]string, 0, len(env))
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
 	code := run(t.Context(), args, environment{
-		stdout: &stdout,
-		stderr: &stderr,
-		lookup: envconfig.MapLookuper(env),
+		stdout:  &stdout,
+		stderr:  &stderr,
+		lookup:  envconfig.MapLookuper(env),
+		environ: environ,
 	})
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
 }
@@ -56,6 +61,12 @@ func TestConfigValidateExample(t *testing.T) {
 	if r.stdout != "ok\n" {
 		t.Errorf("stdout = %q, want exactly ok", r.stdout)
 	}
+
+	// A variable nothing reads is warned on stderr, with the one meant; the file stays ok.
+	typo := exampleEnv()
+	typo["GROUPSYNC_DATABSE_SCHEMA"] = "mirror"
+	execute(t, typo, "config", "validate", "--config", examplePath).want(t, 0, "ok\n",
+		"warning: environment variable GROUPSYNC_DATABSE_SCHEMA is not read by groupsync: did you mean GROUPSYNC_DATABASE_SCHEMA?")
 
 	// GROUPSYNC_CONFIG names the file when --config is not given.
 	env := exampleEnv()
@@ -93,11 +104,12 @@ flows:
 	missing := filepath.Join(t.TempDir(), "groupsync.yaml")
 	execute(t, nil, "config", "validate", "--config", missing).want(t, 1, "", "cp config.example.yaml "+missing)
 
-	// An unknown key is refused with its line.
+	// An unknown key is refused with its key path, line and the key meant, among the other
+	// problems.
 	if err := os.WriteFile(path, []byte("database:\n  urls: x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	execute(t, nil, "config", "validate", "--config", path).want(t, 1, "", "line 2: field urls not found")
+	execute(t, nil, "config", "validate", "--config", path).want(t, 1, `database.urls (line 2): unknown key: did you mean "url"?`, "")
 }
 
 func TestConfigShowRedacts(t *testing.T) {

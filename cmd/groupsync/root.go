@@ -49,7 +49,10 @@ func usageError(format string, args ...any) error {
 type environment struct {
 	stdout, stderr io.Writer
 	lookup         envconfig.Lookuper
-	stderrIsTTY    bool
+	// environ is the process environment as KEY=value entries, for warning about
+	// GROUPSYNC_* variables nothing reads (config.UnknownEnv); nil in most tests.
+	environ     []string
+	stderrIsTTY bool
 }
 
 // app is the state shared by the commands: the environment and the persistent flags.
@@ -131,6 +134,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.`,
 		newPlanCommand(a),
 		newApplyCommand(a),
 		newStatusCommand(a),
+		newTriggerCommand(a),
 		newDemoCommand(a),
 		newCheckCommand(a),
 		newRunsCommand(a),
@@ -204,7 +208,11 @@ func (a *app) setup() (*config.Config, *slog.Logger, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return cfg, newLogger(a.env.stderr, cfg.Log.Level, cfg.Log.Format, a.env.stderrIsTTY), nil
+	logger := newLogger(a.env.stderr, cfg.Log.Level, cfg.Log.Format, a.env.stderrIsTTY)
+	for _, w := range config.UnknownEnv(a.env.environ, cfg) {
+		logger.Warn(w)
+	}
+	return cfg, logger, nil
 }
 
 // setupFromEnv is setup for a process without a configuration file: the environment alone.
