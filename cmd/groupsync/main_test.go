@@ -157,7 +157,10 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 func TestHelp(t *testing.T) {
 	r := execute(t, nil)
 	r.want(t, 0, "Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked", "")
-	for _, cmd := range []string{"migrate", "config", "version", "sync", "plan", "apply", "status", "demo"} {
+	if !strings.Contains(r.stdout, "groupsync check ") {
+		t.Errorf("root help does not tell a newcomer to run check first:\n%s", r.stdout)
+	}
+	for _, cmd := range []string{"migrate", "config", "version", "sync", "plan", "apply", "status", "demo", "check", "runs", "changes"} {
 		if !strings.Contains(r.stdout, "\n  "+cmd+" ") {
 			t.Errorf("root help does not list %s", cmd)
 		}

@@ -101,6 +101,7 @@ each system's rate limit.
 Start with:
   cp config.example.yaml groupsync.yaml   # then edit it
   groupsync config validate
+  groupsync check                         # credentials and access, read-only
   groupsync migrate
   groupsync sync --once --dry-run
 
