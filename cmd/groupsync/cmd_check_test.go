@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/groupsync/groupsync/connectors/airtable/airtablesim"
+	"github.com/groupsync/groupsync/connectors/simkit"
 )
 
 // checkResult finds one row of `check --output json`.
@@ -54,9 +55,9 @@ func TestCheckGoodCredentials(t *testing.T) {
 	if got := checkResult(t, rows, "database", "connect"); got.Result != checkOK || !strings.Contains(got.Detail, "groupsync migrate") {
 		t.Errorf("database connect = %+v, want ok, saying the schema is not migrated yet", got)
 	}
-	// SelfCommunity offers no read that proves write access: said so, not passed or failed.
-	if got := checkResult(t, rows, "community", "write access"); got.Result != checkSkipped || got.Detail == "" {
-		t.Errorf("community write access = %+v, want skipped with the reason", got)
+	// SelfCommunity has no group yet: nothing to probe, and creating one needs no more access.
+	if got := checkResult(t, rows, "community", "write access"); got.Result != checkOK || !strings.Contains(got.Detail, "no group yet") {
+		t.Errorf("community write access = %+v, want ok with nothing to probe", got)
 	}
 	// A source is never asked about writes.
 	for _, r := range rows {
@@ -83,8 +84,11 @@ func TestCheckBadCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// SelfCommunity's JWTs are minted for a user who is no admin and manages no group.
+	e.community.Seed(simkit.Tenant{People: e.people, Groups: []simkit.TenantGroup{{Name: "Existing", Members: []int32{0}}}})
+	cfgText := strings.Replace(string(cfg), `jwt_user_id: "1"`, `jwt_user_id: "1001"`, 1)
 	dead := "systems:\n  dead: {kind: socialcast, base_url: \"http://127.0.0.1:1\", username: ops@example.com, max_attempts: 1}\n"
-	if err := os.WriteFile(e.path, []byte(strings.Replace(string(cfg), "systems:\n", dead, 1)), 0o600); err != nil {
+	if err := os.WriteFile(e.path, []byte(strings.Replace(cfgText, "systems:\n", dead, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	e.env["GROUPSYNC_SYSTEMS_DEAD_PASSWORD"] = e.canary + "-socialcast"
@@ -118,5 +122,10 @@ func TestCheckBadCredentials(t *testing.T) {
 	}
 	if got := checkResult(t, rows, "community", "list groups"); got.Result != checkOK {
 		t.Errorf("community list groups = %+v, want ok", got)
+	}
+	for _, check := range []string{"write access", "find account by email"} {
+		if got := checkResult(t, rows, "community", check); got.Result != checkFailed || !strings.Contains(got.Fix, "admin") {
+			t.Errorf("community %s = %+v, want failed saying the user must be an admin", check, got)
+		}
 	}
 }
