@@ -218,6 +218,9 @@ func checkSystem(ctx context.Context, cfg *config.Config, name string, logger *s
 // errSkipped marks a check that could not run for a reason that is not a failure.
 var errSkipped = errors.New("skipped")
 
+// errAccountNotReturned is a member's account that reading it by id did not return.
+var errAccountNotReturned = errors.New("a member's account was not returned by id")
+
 // errEnough stops a listing after its first page: one call is all a check needs.
 var errEnough = errors.New("enough")
 
@@ -282,7 +285,7 @@ func checkReadAccount(ctx context.Context, conn connectors.Connector, account st
 		return "", err
 	}
 	if n == 0 {
-		return "", errors.New("a member's account was not returned by id")
+		return "", errAccountNotReturned
 	}
 	return "a member's account read by id", nil
 }
@@ -343,8 +346,10 @@ func checkFix(sc connectors.SystemConfig, err error) string {
 		return "the system is throttling: run check again later"
 	case ce != nil && ce.Status >= 500:
 		return "the system answered with a server error: run check again later, or ask its operator"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, connectors.ErrRetryable), ce == nil:
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, connectors.ErrRetryable), errors.As(err, new(*url.Error)):
 		return "cannot reach " + sc.BaseURL + ": check systems." + sc.Name + ".base_url and the network"
+	case errors.Is(err, errAccountNotReturned):
+		return "the system hides accounts from these credentials: " + permissionHints[sc.Kind]
 	case errors.Is(err, connectors.ErrNotFound):
 		return "the address answered but not as " + string(sc.Kind) + ": check systems." + sc.Name + ".base_url and options"
 	}
