@@ -139,6 +139,10 @@ type System struct {
 	// JWTSecretFile is a file holding JWTSecret. No default.
 	JWTSecretFile string `yaml:"jwt_secret_file,omitempty"`
 
+	// AllowInsecureHTTP permits an http:// base_url on a host that is not loopback:
+	// credentials then cross the network in clear text. Default false.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http,omitempty"`
+
 	// Options are kind-specific strings (airtable enterprise_account_id and scim_url,
 	// selfcommunity jwt_user_id); the connector refuses options it does not know. No default.
 	Options map[string]string `yaml:"options,omitempty"`
@@ -285,21 +289,23 @@ func (c *Config) SystemConfig(name string) connectors.SystemConfig {
 		return connectors.SystemConfig{Name: name}
 	}
 	return connectors.SystemConfig{
-		Name:         name,
-		Kind:         s.Kind,
-		BaseURL:      s.BaseURL,
-		Token:        s.Token,
-		Username:     s.Username,
-		Password:     s.Password,
-		JWTSecret:    s.JWTSecret,
-		Options:      maps.Clone(s.Options),
-		RateLimit:    s.RateLimit,
-		Burst:        s.Burst,
-		Timeout:      s.Timeout,
-		MaxAttempts:  s.MaxAttempts,
-		MaxRetryWait: s.MaxRetryWait,
-		MaxBodyBytes: s.MaxBodyBytes,
-		PageSize:     s.PageSize,
-		Concurrency:  s.Concurrency,
+		Name:    name,
+		Kind:    s.Kind,
+		BaseURL: s.BaseURL,
+		Token:   s.Token,
+
+		AllowInsecureHTTP: s.AllowInsecureHTTP,
+		Username:          s.Username,
+		Password:          s.Password,
+		JWTSecret:         s.JWTSecret,
+		Options:           maps.Clone(s.Options),
+		RateLimit:         s.RateLimit,
+		Burst:             s.Burst,
+		Timeout:           s.Timeout,
+		MaxAttempts:       s.MaxAttempts,
+		MaxRetryWait:      s.MaxRetryWait,
+		MaxBodyBytes:      s.MaxBodyBytes,
+		PageSize:          s.PageSize,
+		Concurrency:       s.Concurrency,
 	}
 }

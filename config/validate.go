@@ -13,6 +13,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/apiclient"
 	"github.com/groupsync/groupsync/secret"
 )
 
@@ -234,7 +235,9 @@ func validateSystem(name string, s System, p *problems) {
 			p.add(key+".base_url", "required for kind %s (the customer's own host)", s.Kind)
 		}
 	} else if u, err := url.Parse(s.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.add(key+".base_url", "%q is not an http(s) URL", s.BaseURL)
+		p.add(key+".base_url", "%q is not an http(s) URL", apiclient.RedactURL(s.BaseURL))
+	} else if err := apiclient.CheckScheme(u, s.AllowInsecureHTTP); err != nil {
+		p.add(key+".base_url", "%v", err)
 	}
 
 	missing := func(what string, envs ...string) {

@@ -133,6 +133,10 @@ type RunOptions struct {
 	// the same pull, plan, guard and push for just them. Such a run is never the baseline
 	// of min_source_ratio, and is not checked against it.
 	Groups []string
+	// approving is the blocked or planned run whose approval this dry run re-plans to
+	// check (Apply): the guard's verdict is logged, not recorded as a block of its own,
+	// since the approval being checked is the operator's answer to it.
+	approving int64
 }
 
 // TargetSummary counts one target's changes in a run.
@@ -394,7 +398,8 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 	switch {
 	case status == state.RunBlocked:
 		log.Warn("run blocked: nothing was pushed", append(attrs, "reason", blocked,
-			"approve", fmt.Sprintf("groupsync apply %d --allow-deletes", runID))...)
+			"approve", fmt.Sprintf("groupsync apply %d --allow-deletes", runID),
+			"reject", fmt.Sprintf("groupsync reject %d --reason TEXT", runID))...)
 	case status == state.RunInterrupted:
 		log.Warn("run interrupted by shutdown", append(attrs, "error", runErr)...)
 	case runErr != nil:
@@ -430,18 +435,16 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 		return state.RunFailed, "", err
 	}
 	counts["source_groups_listed"] = int64(p.sourceListed)
+	counts[state.CountSourceComplete] = 0 // until the pull proves complete and healthy
 	p.narrowed = len(ro.Groups) > 0
 	if p.narrowed && len(p.scopeIDs) == 0 {
 		return state.RunFailed, "", fmt.Errorf("no source group of %s in the flow's scope is named %s or has that id",
 			flow.Source, strings.Join(ro.Groups, ", "))
 	}
 	if p.sourceErr != nil {
-		// A source that could not be read whole is not a basis for any write.
-		if errors.Is(p.sourceErr, connectors.ErrUnauthorized) {
-			return state.RunFailed, "", fmt.Errorf("source %s: %w", flow.Source, p.sourceErr)
-		}
-		return state.RunBlocked, fmt.Sprintf("source %s listing incomplete (%v); nothing was planned or pushed, the next run retries",
-			flow.Source, p.sourceErr), nil
+		// A source that could not be read whole is not a basis for any write, and with
+		// nothing planned there is nothing to approve: the run fails (see failure.go).
+		return state.RunFailed, "", sourceFailure(flow.Source, p.sourceErr)
 	}
 
 	// 2. Link.
@@ -457,6 +460,10 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	// Targets' members of linked groups, and the accounts needed to match by email.
 	if err := e.pullTargetsAndAccounts(pctx, log, flow, p, overrides, res); err != nil {
 		return state.RunFailed, "", err
+	}
+	if p.sourceMembersComplete && len(p.sourceIncomplete) == 0 {
+		// Every in-scope group's members and accounts were read: a shrink baseline.
+		counts[state.CountSourceComplete] = 1
 	}
 
 	// 3. Plan.
@@ -479,21 +486,9 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	counts["source_groups"], counts["source_members"] = stats.SourceGroups, stats.SourceMembers
 
 	// 4. Guard.
-	blocked, err = e.guard(ctx, log, runID, name, flow, p, stats)
-	if err != nil {
-		return state.RunFailed, "", err
-	}
-	if blocked != "" {
-		if _, err := e.o.Store.SetPlannedStatus(ctx, runID, nil, state.ChangeBlocked, "guard"); err != nil {
-			return state.RunFailed, "", err
-		}
-		return state.RunBlocked, blocked, nil
-	}
-	switch {
-	case ro.DryRun:
-		return state.RunDryRun, "", p.err()
-	case ro.PlanOnly:
-		return state.RunPlanned, "", p.err()
+	status, blocked, err = e.guardStep(ctx, log, runID, name, flow, ro, p, stats)
+	if status != "" {
+		return status, blocked, err
 	}
 
 	// 5. Push, 6. record. The plan being pushed holds the flow's current intents.
@@ -505,6 +500,39 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 		return state.RunFailed, "", err
 	}
 	return e.pushAll(ctx, log, runID, p, res)
+}
+
+// guardStep runs the guard on the stored plan and ends the run there when it blocks, or
+// when the run is a dry run or a stored plan. An empty status means: go on and push.
+func (e *Engine) guardStep(ctx context.Context, log *slog.Logger, runID int64, name string, flow config.Flow,
+	ro RunOptions, p *pullState, stats state.PlanStats) (status, blocked string, err error) {
+	blocked, err = e.guard(ctx, log, runID, name, flow, p, stats)
+	if err != nil {
+		return state.RunFailed, "", err
+	}
+	if blocked != "" && ro.approving != 0 {
+		log.Info("re-plan of an approval: the guard's limits are waived by it", "approving_run", ro.approving, "guard", blocked)
+		blocked = ""
+	}
+	if blocked != "" {
+		blocked += fmt.Sprintf("; review with `groupsync status`, then approve with `groupsync apply %d --allow-deletes` or reject with `groupsync reject %d --reason TEXT`", runID, runID)
+		if _, err := e.o.Store.SetPlannedStatus(ctx, runID, nil, state.ChangeBlocked, "guard"); err != nil {
+			return state.RunFailed, "", err
+		}
+		// A target that could not be read is said too: the run exits 1, not 3.
+		return state.RunBlocked, blocked, p.err()
+	}
+	// A preview or plan that could not read every system is not one to act on or approve:
+	// it fails, naming the system, and its changes stay visible.
+	switch {
+	case ro.DryRun && p.err() != nil, ro.PlanOnly && p.err() != nil:
+		return state.RunFailed, "", p.err()
+	case ro.DryRun:
+		return state.RunDryRun, "", nil
+	case ro.PlanOnly:
+		return state.RunPlanned, "", nil
+	}
+	return "", "", nil
 }
 
 // summarize fills the result's per-target counts from the run's change rows and copies

@@ -86,10 +86,32 @@ type runRecord struct {
 	DurationS  *float64   `json:"duration_s,omitempty"`
 	ApprovedAt *time.Time `json:"approved_at,omitempty"`
 	ApprovedBy string     `json:"approved_by,omitempty"`
+	RejectedAt *time.Time `json:"rejected_at,omitempty"`
+	// SupersededBy is the newer run of the flow that made this blocked run stale.
+	SupersededBy int64 `json:"superseded_by,omitempty"`
+}
+
+// note is the table's one-line account of how a run ended beyond its status: its error,
+// who rejected or approved its block, what superseded it, or why it was blocked.
+func (r runRecord) note() string {
+	switch {
+	case r.Error != "":
+		return r.Error
+	case r.RejectedBy != "":
+		return "rejected by " + r.RejectedBy + ": " + dash(r.RejectReason)
+	case r.ApprovedBy != "":
+		return "approved by " + r.ApprovedBy
+	case r.SupersededBy != 0:
+		return fmt.Sprintf("superseded by run %d", r.SupersededBy)
+	case r.BlockedReason != "":
+		return r.BlockedReason
+	}
+	return "-"
 }
 
 func newRunRecord(r state.Run) runRecord {
-	rec := runRecord{Flow: r.Flow, runSummary: *summarizeRun(r), DryRun: r.DryRun, ApprovedAt: r.ApprovedAt, ApprovedBy: r.ApprovedBy}
+	rec := runRecord{Flow: r.Flow, runSummary: *summarizeRun(r), DryRun: r.DryRun, ApprovedAt: r.ApprovedAt,
+		ApprovedBy: r.ApprovedBy, RejectedAt: r.RejectedAt, SupersededBy: r.SupersededBy}
 	if r.FinishedAt != nil {
 		d := r.FinishedAt.Sub(r.StartedAt).Seconds()
 		rec.DurationS = &d
@@ -122,15 +144,8 @@ func runRuns(ctx context.Context, a *app, opts runsOptions) error {
 		if rec.DurationS != nil {
 			took = (time.Duration(*rec.DurationS * float64(time.Second))).Round(100 * time.Millisecond).String()
 		}
-		note := rec.Error
-		if note == "" {
-			note = rec.BlockedReason
-		}
-		if note == "" {
-			note = "-"
-		}
 		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", rec.ID, rec.Flow, rec.Trigger, rec.Status,
-			stamp(rec.StartedAt, now), took, rec.Applied, rec.Failed, rec.Skipped, rec.Blocked, rec.Planned, clip(note, 80))
+			stamp(rec.StartedAt, now), took, rec.Applied, rec.Failed, rec.Skipped, rec.Blocked, rec.Planned, clip(rec.note(), 80))
 		return err
 	})
 	if err != nil {

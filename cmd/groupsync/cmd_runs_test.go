@@ -100,6 +100,16 @@ func TestRunsAndChanges(t *testing.T) {
 		t.Errorf("changes --limit 2 shows %d changes:\n%s", n, r.stdout)
 	}
 
+	// A rejected block says who rejected it and why.
+	e.devrev.Seed(simkit.Generate(simkit.GenOptions{Groups: 1, People: 12, MembersPerGroup: 4, Seed: 11}))
+	e.exec("sync", "--once").want(t, 3, "BLOCKED", "")
+	r = e.exec("runs", "--limit", "1", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &runs); err != nil || len(runs) != 1 || runs[0].Status != "blocked" {
+		t.Fatalf("runs --limit 1 after the block = %s (%v)", r.stdout, err)
+	}
+	e.exec("reject", itoa(runs[0].ID), "--reason", "shrink expected", "--by", "ops").want(t, 0, "", "")
+	e.exec("runs", "--limit", "1").want(t, 0, "rejected by ops: shrink expected", "")
+
 	e.exec("changes", "999999").want(t, 1, "", "no run 999999")
 	e.exec("changes", "x").want(t, 2, "", "not a positive integer")
 	e.exec("changes", itoa(run), "--status", "done").want(t, 2, "", `--status "done": use one of planned`)

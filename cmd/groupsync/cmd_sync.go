@@ -39,9 +39,10 @@ finish (20s grace) and is recorded interrupted; the process exits 0. SIGHUP relo
 configuration (kept as it is when the new file does not validate).
 
 With --once it runs every flow (or those named with --flow) one time and exits: 0 when all
-succeeded, 1 when one failed, 3 when one was blocked by a safety limit. --dry-run pulls and
-plans but writes nothing to the targets. --group NAME (with one --flow) runs just that
-source group through the same plan, guard and push.`,
+succeeded, 1 when one failed or could not read a system (a dry run included), 3 when the
+guard blocked one for approval. --dry-run pulls and plans but writes nothing to the
+targets. --group NAME (with one --flow) runs just that source group through the same
+plan, guard and push.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSync(cmd.Context(), a, opts)

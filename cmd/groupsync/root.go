@@ -21,7 +21,8 @@ const (
 	exitFailure = 1
 	// exitUsage is a bad command line: unknown command or flag, wrong arguments.
 	exitUsage = 2
-	// exitBlocked is for runs stopped by a safety limit (returned by the sync commands).
+	// exitBlocked is for runs the guard stopped for approval (returned by the sync
+	// commands), and only those: a system that could not be read is exitFailure.
 	exitBlocked = 3
 )
 
@@ -105,7 +106,10 @@ Start with:
   groupsync migrate
   groupsync sync --once --dry-run
 
-Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.`,
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.
+A system that cannot be read (refused, DNS, TLS, timeout, credentials) is a failure (1);
+3 is only the guard holding a plan for approval (groupsync apply RUN --allow-deletes) or
+rejection (groupsync reject RUN).`,
 		Args:          cobra.ArbitraryArgs,
 		RunE:          groupCommand,
 		SilenceUsage:  true,
@@ -134,6 +138,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.`,
 		newSyncCommand(a),
 		newPlanCommand(a),
 		newApplyCommand(a),
+		newRejectCommand(a),
 		newStatusCommand(a),
 		newTriggerCommand(a),
 		newDemoCommand(a),
