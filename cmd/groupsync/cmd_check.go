@@ -116,7 +116,9 @@ func runCheck(ctx context.Context, a *app, output string) error {
 // checkDatabase connects to the mirror and reads its schema version: the one call every
 // command makes first. It migrates nothing.
 func checkDatabase(ctx context.Context, cfg *config.Config, logger *slog.Logger) checkRow {
-	row := checkRow{System: "database", Check: "connect"}
+	// In parentheses: no system can be named so (config refuses it), so the row never
+	// reads as a system's.
+	row := checkRow{System: "(database)", Check: "connect"}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	cur, latest, err := func() (int, int, error) {
@@ -170,8 +172,8 @@ func systemRoles(cfg *config.Config, name string) (source, target bool) {
 func checkSystem(ctx context.Context, cfg *config.Config, name string, logger *slog.Logger) []checkRow {
 	sc := cfg.SystemConfig(name)
 	row := func(check string) checkRow { return checkRow{System: name, Check: check} }
-	// A plain client: check runs outside any run's lease, and the fenced transport would
-	// refuse requests without one.
+	// A plain client: check runs outside any run, so there is no lease to fence its
+	// requests by.
 	conn, err := registry.Open(sc, connectors.Deps{HTTPClient: &http.Client{}, Logger: logger.With("system", name)})
 	if err != nil {
 		r := row("open")

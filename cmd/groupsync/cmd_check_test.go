@@ -52,7 +52,7 @@ func TestCheckGoodCredentials(t *testing.T) {
 			t.Errorf("%s %s = %+v, want ok", want[0], want[1], got)
 		}
 	}
-	if got := checkResult(t, rows, "database", "connect"); got.Result != checkOK || !strings.Contains(got.Detail, "groupsync migrate") {
+	if got := checkResult(t, rows, "(database)", "connect"); got.Result != checkOK || !strings.Contains(got.Detail, "groupsync migrate") {
 		t.Errorf("database connect = %+v, want ok, saying the schema is not migrated yet", got)
 	}
 	// SelfCommunity has no group yet: nothing to probe, and creating one needs no more access.
@@ -110,7 +110,7 @@ func TestCheckBadCredentials(t *testing.T) {
 	if got := checkResult(t, rows, "dead", "list groups"); got.Result != checkFailed || !strings.Contains(got.Fix, "cannot reach http://127.0.0.1:1") {
 		t.Errorf("dead list groups = %+v, want failed saying the address cannot be reached", got)
 	}
-	if got := checkResult(t, rows, "database", "connect"); got.Result != checkFailed || !strings.Contains(got.Fix, "GROUPSYNC_DATABASE_URL") {
+	if got := checkResult(t, rows, "(database)", "connect"); got.Result != checkFailed || !strings.Contains(got.Fix, "GROUPSYNC_DATABASE_URL") {
 		t.Errorf("database connect = %+v, want failed naming GROUPSYNC_DATABASE_URL", got)
 	}
 	at := checkResult(t, rows, "airtable", "write access")
