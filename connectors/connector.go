@@ -227,3 +227,12 @@ type Restorer interface {
 type InlineMemberLister interface {
 	ListGroupsWithMembers(ctx context.Context, fn func(g Group, members []Member, complete bool) error) (Listing, error)
 }
+
+// WriteProber is implemented by connectors whose API offers a read-only call that needs the
+// same access as the connector's writes (Airtable's SCIM API, which wants the
+// enterprise.scim.usersAndGroups:manage scope). `groupsync check` calls it for systems a
+// flow writes to, so a token that can read but not write is caught before a run plans
+// changes it cannot push. detail says what the probe established, for the operator.
+type WriteProber interface {
+	ProbeWrite(ctx context.Context) (detail string, err error)
+}

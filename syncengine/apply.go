@@ -133,7 +133,7 @@ func (e *Engine) pushStored(ctx, runCtx context.Context, log *slog.Logger, run s
 	if e.o.Observer != nil {
 		e.o.Observer.RunFinished(run.Flow, status, time.Since(start))
 	}
-	log.Info("stored plan applied", "status", status)
+	log.Info("stored plan applied", "status", status, "duration_s", time.Since(start).Seconds())
 	return res, nil
 }
 

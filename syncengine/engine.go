@@ -37,11 +37,12 @@ type Observer interface {
 	ChangeDone(system, operation, status string, n int)
 }
 
-// Progress is told how a run advances, for a terminal display. Implementations must be
-// safe for concurrent use.
+// Progress is told how a run advances, for a terminal display or progress log lines. ctx
+// is the run's: it carries the run's log attributes (logctx), so a progress line names its
+// run and flow. Implementations must be safe for concurrent use.
 type Progress interface {
-	Pulled(system, kind string, pages, items int)
-	Pushed(system string, n int)
+	Pulled(ctx context.Context, system, kind string, pages, items int)
+	Pushed(ctx context.Context, system string, n int)
 }
 
 // Options configure an Engine.
@@ -393,7 +394,7 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 	if e.o.Observer != nil {
 		e.o.Observer.RunFinished(name, status, res.Duration)
 	}
-	attrs := []any{"status", status, "duration", res.Duration.Round(time.Millisecond)}
+	attrs := []any{"status", status, "duration_s", res.Duration.Seconds()}
 	switch {
 	case status == state.RunBlocked:
 		log.Warn("run blocked: nothing was pushed", append(attrs, "reason", blocked,

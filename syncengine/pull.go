@@ -161,7 +161,7 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 			} else if want != nil && want(g) {
 				incomplete = append(incomplete, g.ID)
 			}
-			e.progress(sys, "groups", 1, 1)
+			e.progress(ctx, sys, "groups", 1, 1)
 			return nil
 		})
 		if len(batch) > 0 && listErr == nil {
@@ -183,7 +183,7 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 					}
 				}
 			}
-			e.progress(sys, "groups", 1, len(page))
+			e.progress(ctx, sys, "groups", 1, len(page))
 			return nil
 		})
 	}
@@ -247,7 +247,7 @@ func (e *Engine) pullMembers(ctx context.Context, log *slog.Logger, sys string, 
 			if fatal != nil {
 				return fatal
 			}
-			e.progress(sys, "members", 1, len(page))
+			e.progress(ctx, sys, "members", 1, len(page))
 			return mm.Write(ctx, page)
 		})
 		mu.Lock()
@@ -400,7 +400,7 @@ func (e *Engine) refreshAccounts(ctx context.Context, log *slog.Logger, q state.
 		after, asked = ids[len(ids)-1], asked+len(ids)
 		var found []connectors.Account
 		l, err := conn.ListAccounts(ctx, ids, func(page []connectors.Account) error {
-			e.progress(q.System, "accounts", 1, len(page))
+			e.progress(ctx, q.System, "accounts", 1, len(page))
 			found = append(found, page...)
 			return nil
 		})
@@ -498,9 +498,9 @@ func addCounts(a, b state.MergeCounts) state.MergeCounts {
 	return a
 }
 
-func (e *Engine) progress(sys, kind string, pages, items int) {
+func (e *Engine) progress(ctx context.Context, sys, kind string, pages, items int) {
 	if e.o.Progress != nil {
-		e.o.Progress.Pulled(sys, kind, pages, items)
+		e.o.Progress.Pulled(ctx, sys, kind, pages, items)
 	}
 }
 

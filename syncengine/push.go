@@ -188,12 +188,12 @@ func (e *Engine) recheckAccounts(ctx context.Context, cs []state.Change, reason 
 	return e.o.Store.RecheckAccounts(context.WithoutCancel(ctx), cs[0].TargetSystem, ids)
 }
 
-func (e *Engine) applied(cs []state.Change) {
+func (e *Engine) applied(ctx context.Context, cs []state.Change) {
 	if e.o.Observer != nil && len(cs) > 0 {
 		e.o.Observer.ChangeDone(cs[0].TargetSystem, cs[0].Operation, state.ChangeApplied, len(cs))
 	}
 	if e.o.Progress != nil && len(cs) > 0 {
-		e.o.Progress.Pushed(cs[0].TargetSystem, len(cs))
+		e.o.Progress.Pushed(ctx, cs[0].TargetSystem, len(cs))
 	}
 }
 
@@ -216,7 +216,7 @@ func (e *Engine) settle(ctx context.Context, log *slog.Logger, c state.Change, o
 		log.Warn("change failed", "reason", o.reason, "error", o.cause)
 		return e.fail(ctx, []state.Change{c}, o.reason, o.cause)
 	}
-	e.applied([]state.Change{c})
+	e.applied(ctx, []state.Change{c})
 	return nil
 }
 
@@ -550,7 +550,7 @@ func (e *Engine) recordMembers(ctx context.Context, op string, batch []state.Cha
 	if err != nil {
 		return err
 	}
-	e.applied(batch)
+	e.applied(ctx, batch)
 	return nil
 }
 

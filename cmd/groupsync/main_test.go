@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 )
@@ -156,7 +157,10 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 func TestHelp(t *testing.T) {
 	r := execute(t, nil)
 	r.want(t, 0, "Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked", "")
-	for _, cmd := range []string{"migrate", "config", "version", "sync", "plan", "apply", "status", "demo"} {
+	if !strings.Contains(r.stdout, "groupsync check ") {
+		t.Errorf("root help does not tell a newcomer to run check first:\n%s", r.stdout)
+	}
+	for _, cmd := range []string{"migrate", "config", "version", "sync", "plan", "apply", "status", "demo", "check", "runs", "changes"} {
 		if !strings.Contains(r.stdout, "\n  "+cmd+" ") {
 			t.Errorf("root help does not list %s", cmd)
 		}
@@ -169,6 +173,10 @@ func TestHelp(t *testing.T) {
 func TestVersion(t *testing.T) {
 	r := execute(t, nil, "version")
 	r.want(t, 0, "groupsync ", "")
+	// The root flag prints the same line.
+	if flag := execute(t, nil, "--version"); flag.code != 0 || flag.stdout != r.stdout {
+		t.Errorf("--version: exit %d, stdout %q; want 0 and %q", flag.code, flag.stdout, r.stdout)
+	}
 
 	noInfo := func() (*debug.BuildInfo, bool) { return nil, false }
 	if v, c := buildVersion("v1.2.3", "abc", noInfo); v != "v1.2.3" || c != "abc" {
@@ -198,6 +206,16 @@ func TestNewLogger(t *testing.T) {
 	}
 	if rec["msg"] != "shown" || rec["flow_name"] != "hr-sync" {
 		t.Errorf("record = %v", rec)
+	}
+
+	// Durations are seconds under a key ending in _s, never bare nanoseconds.
+	buf.Reset()
+	newLogger(&buf, "info", "json", false).Info("waited", "retry_after", 1500*time.Millisecond, "duration_s", 2*time.Second)
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["retry_after_s"] != 1.5 || rec["duration_s"] != 2.0 || rec["retry_after"] != nil {
+		t.Errorf("durations logged as %v, want retry_after_s 1.5 and duration_s 2", rec)
 	}
 
 	buf.Reset()

@@ -102,6 +102,7 @@ each system's rate limit.
 Start with:
   cp config.example.yaml groupsync.yaml   # then edit it
   groupsync config validate
+  groupsync check                         # credentials and access, read-only
   groupsync migrate
   groupsync sync --once --dry-run
 
@@ -113,7 +114,10 @@ rejection (groupsync reject RUN).`,
 		RunE:          groupCommand,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what the version subcommand does, as operators try both.
+		Version: versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}
 	})
@@ -138,6 +142,9 @@ rejection (groupsync reject RUN).`,
 		newStatusCommand(a),
 		newTriggerCommand(a),
 		newDemoCommand(a),
+		newCheckCommand(a),
+		newRunsCommand(a),
+		newChangesCommand(a),
 	)
 	return root
 }

@@ -300,3 +300,20 @@ func (c *conn) scimMembers(ctx context.Context, groupID string) (map[string]bool
 	}
 	return present, nil
 }
+
+var _ connectors.WriteProber = (*conn)(nil)
+
+// ProbeWrite lists one SCIM group: SCIM answers only an enterprise admin's token with the
+// enterprise.scim.usersAndGroups:manage scope, which every write here goes through, while
+// the meta API that pulls use needs other scopes. A token missing it is refused (403) by
+// this read as it would be by the first write.
+func (c *conn) ProbeWrite(ctx context.Context) (string, error) {
+	_, _, err := c.scim.DoRaw(ctx, apiclient.Request{
+		Method: "GET", Path: c.scimPath("/Groups"), Endpoint: epSCIMList,
+		Query: url.Values{"count": {"1"}},
+	})
+	if err != nil {
+		return "", err
+	}
+	return "SCIM API answered (the writes' scope)", nil
+}
