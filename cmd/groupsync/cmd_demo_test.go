@@ -183,7 +183,9 @@ func TestDemoKeepRunningServesHealth(t *testing.T) {
 	}()
 	addrRE := regexp.MustCompile(`Health and metrics: http://(\S+)/healthz`)
 	var addr string
-	poll(t, func() bool {
+	// The demo runs every flow twice first: under -race, beside the parallel tests, that
+	// takes longer than poll's 20 s.
+	pollWithin(t, 3*time.Minute, func() bool {
 		if m := addrRE.FindStringSubmatch(stdout.String()); m != nil {
 			addr = m[1]
 			return true
@@ -229,5 +231,17 @@ func TestDemoKeepRunningServesHealth(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
 		t.Error("the health listener still answers after the demo stopped")
+	}
+}
+
+// pollWithin calls cond until it holds or d passes.
+func pollWithin(t *testing.T, d time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a process from outside: no event to wait on
 	}
 }
