@@ -27,7 +27,8 @@ func Queries(schema string, runIDs []int64) []Query {
 	return []Query{
 		{
 			Title: "Each mirror group: the systems it is linked in, and whether it is in step everywhere",
-			SQL:   "SELECT flow, name, systems, in_sync FROM " + s + "group_overview ORDER BY flow, name",
+			SQL: "SELECT name, flows, systems, in_sync, members_missing, changes_held FROM " + s + "group_overview " +
+				"ORDER BY in_sync, name",
 		},
 		{
 			// From changes, not sync_metadata: a push also stamps last_sync_out on the source
