@@ -341,6 +341,9 @@ func (s *Store) PlanFlow(ctx context.Context, in PlanInput) (PlanStats, error) {
 			return err
 		}
 		tx := planTx{Tx: ptx, log: s.logger}
+		if err := tx.steps(ctx, planSetup); err != nil {
+			return err
+		}
 		if err := stageSource(ctx, tx, in); err != nil {
 			return err
 		}
@@ -356,7 +359,7 @@ func (s *Store) PlanFlow(ctx context.Context, in PlanInput) (PlanStats, error) {
 			}
 			stats.TargetMembers[t.System] = n
 		}
-		return carryAttempts(ctx, tx, in.RunID, in.MaxAttempts)
+		return storeChanges(ctx, tx, in.MaxAttempts)
 	})
 	if err != nil {
 		return stats, fmt.Errorf("state: plan flow %q run %d: %w", in.Flow, in.RunID, err)
@@ -468,10 +471,31 @@ func stagePairs(ctx context.Context, tx planTx, in PlanInput, t PlanTarget) erro
 	return nil
 }
 
-// planInsert is the column list every plan step inserts.
-const planInsert = `INSERT INTO changes (run_id, flow, target_system, operation, link_id, source_system,
+// planColumns are the change columns every plan step sets; the rest take their defaults.
+const planColumns = `run_id, flow, target_system, operation, link_id, source_system,
 	source_group_id, target_group_id, account_email, source_account_id, target_account_id, payload, status, reason,
-	last_error) `
+	last_error`
+
+// planInsert stages one plan step's changes in plan_changes; storeChanges writes them to
+// changes once, attempts carried.
+const planInsert = `INSERT INTO plan_changes (` + planColumns + `) `
+
+// planSetup prepares a plan transaction. The plan sorts and hashes whole plans: with the
+// default 4MB work_mem they spill to disk from about 50k changes. JIT compilation pays
+// only for long analytical queries; here it costs a fixed few hundred ms as soon as a
+// plan's estimated cost crosses jit_above_cost, which makes big plans dearer per change.
+// Both are SET LOCAL: they end with the transaction (nothing relies on session state).
+//
+// plan_changes stages the run's changes. Its ids and intents come from the same default
+// and generated expression as changes' (LIKE … INCLUDING DEFAULTS, GENERATED), so each
+// change has the id and intent it would have had written straight to changes: the steps
+// write a temporary table (no WAL, no indexes, no foreign key check), and changes gets
+// each row once, its carried attempts already in place, instead of an INSERT and then an
+// UPDATE that rewrote every carried row.
+var planSetup = []planStep{
+	{"plan_settings", `SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true)`, nil},
+	{"plan_changes", `CREATE TEMP TABLE plan_changes (LIKE changes INCLUDING DEFAULTS INCLUDING GENERATED) ON COMMIT DROP`, nil},
+}
 
 // planTarget stores one target's changes and returns the number of members its linked
 // groups hold (the denominator of the removal percentage).
@@ -554,6 +578,10 @@ func memberSteps(in PlanInput, c connectors.Capabilities) []planStep {
 	const missing = `NOT EXISTS (SELECT 1 FROM plan_tgt t WHERE t.link_id = s.link_id AND t.email = s.email AND s.email <> '')`
 	const extra = `t.email <> '' AND NOT EXISTS (SELECT 1 FROM plan_src s WHERE s.link_id = t.link_id AND s.email = t.email)`
 	return []planStep{
+		// A member's target account is the first live account with its email. Resolved
+		// for the plan's emails as one set, the planner picks a hash join over the
+		// target's accounts for a big plan and an index probe per email for a small one,
+		// instead of a probe (and a sort) per member whatever the size.
 		{"add", planInsert + `
 			SELECT $1, $2, $3, 'add_member', s.link_id, $4, s.sgid, p.tgid, s.email, s.source_account_id, ta.external_id,
 			       NULL,
@@ -561,9 +589,11 @@ func memberSteps(in PlanInput, c connectors.Capabilities) []planStep {
 			       CASE WHEN s.email = '' THEN 'no_email' WHEN ta.external_id IS NULL THEN 'no_account' END, NULL
 			  FROM plan_src s
 			  JOIN plan_pairs p ON p.link_id = s.link_id
-			  LEFT JOIN LATERAL (SELECT a.external_id FROM accounts a
-			                      WHERE a.system = $3 AND a.email = s.email AND s.email <> '' AND a.deleted_at IS NULL
-			                      ORDER BY a.external_id LIMIT 1) ta ON true
+			  LEFT JOIN (SELECT a.email, min(a.external_id) AS external_id
+			               FROM accounts a
+			              WHERE a.system = $3 AND a.deleted_at IS NULL
+			                AND a.email IN (SELECT email FROM plan_src WHERE email <> '')
+			              GROUP BY a.email) ta ON ta.email = s.email AND s.email <> ''
 			 WHERE $5 AND NOT p.managed AND ` + wanted + ` AND ` + missing, []any{c.AddMember, canCreate}},
 		// A group-level reason (the target cannot write members at all, or computes this
 		// group's membership itself) is one row per group with the member count, not one
@@ -595,29 +625,46 @@ func memberSteps(in PlanInput, c connectors.Capabilities) []planStep {
 	}
 }
 
-// carryAttempts gives each planned change the attempts of its intent
-// (InvariantAttemptsBelongToAnIntent): those of the intent's latest attempted row (failed
-// or applied), when that row failed and belongs to the intent's current presence in the
-// flow's pushed plans (change_intents.since_run_id). An intent that left a pushed plan, or
-// was applied, starts again at 0; previews' rows were never attempted, so they neither
-// reset nor inflate the count. A change that used up its attempts is failed for good with
-// reason max_attempts and its last error: reported every run, not retried. One index probe
-// per planned change, whatever the flow's history.
-func carryAttempts(ctx context.Context, tx planTx, runID int64, maxAttempts int) error {
-	return tx.step(ctx, "carry_attempts", `
-		UPDATE changes c
-		   SET attempts = p.attempts, last_error = p.last_error,
-		       status = CASE WHEN p.attempts >= $2 THEN 'failed' ELSE c.status END,
-		       reason = CASE WHEN p.attempts >= $2 THEN 'max_attempts' ELSE c.reason END
-		  FROM changes n
-		  JOIN change_intents ci ON ci.flow = n.flow AND ci.intent = n.intent
-		  CROSS JOIN LATERAL (SELECT p.attempts, p.last_error, p.status, p.run_id
-		                        FROM changes p
-		                       WHERE p.flow = n.flow AND p.intent = n.intent AND p.status IN ('failed', 'applied')
-		                         AND p.id < n.id
-		                       ORDER BY p.id DESC LIMIT 1) p
-		 WHERE n.run_id = $1 AND n.status = 'planned' AND c.id = n.id
-		   AND p.status = 'failed' AND p.attempts > 0 AND p.run_id >= ci.since_run_id`, runID, maxAttempts)
+// storeChanges writes the staged changes to changes, each planned change with the attempts
+// of its intent (InvariantAttemptsBelongToAnIntent): those of the intent's latest attempted
+// row (failed or applied), when that row failed and belongs to the intent's current
+// presence in the flow's pushed plans (change_intents.since_run_id). An intent that left a
+// pushed plan, or was applied, starts again at 0; previews' rows were never attempted, so
+// they neither reset nor inflate the count. A change that used up its attempts is failed
+// for good with reason max_attempts and its last error: reported every run, not retried.
+// One index probe per planned change, whatever the flow's history.
+//
+// The latest attempted row may be one of this run's (a name_conflict create is failed with
+// no attempts, and shadows older rows of its intent just as it did when the steps wrote
+// to changes directly): plan_attempted, the first such row of each intent, is one hash
+// join rather than a probe of plan_changes per change. plan_changes is read once, in
+// one pass whose only per-row work is the probe: no ANALYZE of it is needed. Rows go in in
+// id order, so the primary key grows at its right edge rather than splitting pages all
+// over (the joins may have sorted them by intent).
+func storeChanges(ctx context.Context, tx planTx, maxAttempts int) error {
+	return tx.step(ctx, "store_changes", `
+		WITH plan_attempted AS MATERIALIZED (
+			SELECT flow, intent, min(id) AS first_id FROM plan_changes
+			 WHERE status IN ('failed', 'applied') GROUP BY flow, intent)
+		INSERT INTO changes (id, attempts, `+planColumns+`)
+		SELECT n.id, CASE WHEN k.carried THEN p.attempts ELSE n.attempts END,
+		       n.run_id, n.flow, n.target_system, n.operation, n.link_id, n.source_system, n.source_group_id,
+		       n.target_group_id, n.account_email, n.source_account_id, n.target_account_id, n.payload,
+		       CASE WHEN k.carried AND p.attempts >= $1 THEN 'failed' ELSE n.status END,
+		       CASE WHEN k.carried AND p.attempts >= $1 THEN 'max_attempts' ELSE n.reason END,
+		       CASE WHEN k.carried THEN p.last_error ELSE n.last_error END
+		  FROM plan_changes n
+		  LEFT JOIN change_intents ci ON n.status = 'planned' AND ci.flow = n.flow AND ci.intent = n.intent
+		  LEFT JOIN plan_attempted e ON e.flow = n.flow AND e.intent = n.intent
+		  LEFT JOIN LATERAL (SELECT p.attempts, p.last_error, p.status, p.run_id
+		                       FROM changes p
+		                      WHERE ci.intent IS NOT NULL AND p.flow = n.flow AND p.intent = n.intent
+		                        AND p.status IN ('failed', 'applied') AND p.id < n.id
+		                      ORDER BY p.id DESC LIMIT 1) p ON true
+		  CROSS JOIN LATERAL (SELECT coalesce(p.status = 'failed' AND p.attempts > 0 AND p.run_id >= ci.since_run_id
+		                                      AND NOT coalesce(e.first_id < n.id, false), false) AS carried) k
+		 ORDER BY n.id`,
+		maxAttempts)
 }
 
 // RecordIntents records that run's plan is being pushed for targets: each of its intents
