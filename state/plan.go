@@ -634,37 +634,37 @@ func memberSteps(in PlanInput, c connectors.Capabilities) []planStep {
 // for good with reason max_attempts and its last error: reported every run, not retried.
 // One index probe per planned change, whatever the flow's history.
 //
-// The latest attempted row may be one of this run's (a name_conflict create is failed with
-// no attempts, and shadows older rows of its intent just as it did when the steps wrote
-// to changes directly): plan_attempted, the first such row of each intent, is one hash
-// join rather than a probe of plan_changes per change. plan_changes is read once, in
-// one pass whose only per-row work is the probe: no ANALYZE of it is needed. Rows go in in
-// id order, so the primary key grows at its right edge rather than splitting pages all
-// over (the joins may have sorted them by intent).
+// The latest attempted row may be one of this run's own (a name_conflict create is failed
+// with no attempts, and shadows older rows of its intent): so the changes that are not
+// planned go in first, and the planned ones, which look up what precedes them, see them
+// exactly as they did when every step wrote straight to changes. Each statement reads
+// plan_changes once; the planned rows go in in id order, so the primary key grows at its
+// right edge rather than splitting pages all over.
 func storeChanges(ctx context.Context, tx planTx, maxAttempts int) error {
-	return tx.step(ctx, "store_changes", `
-		WITH plan_attempted AS MATERIALIZED (
-			SELECT flow, intent, min(id) AS first_id FROM plan_changes
-			 WHERE status IN ('failed', 'applied') GROUP BY flow, intent)
-		INSERT INTO changes (id, attempts, `+planColumns+`)
-		SELECT n.id, CASE WHEN k.carried THEN p.attempts ELSE n.attempts END,
+	return tx.steps(ctx, []planStep{
+		{"store_unplanned", `
+		INSERT INTO changes (id, attempts, ` + planColumns + `)
+		SELECT id, attempts, ` + planColumns + ` FROM plan_changes WHERE status <> 'planned'`, nil},
+		{"store_planned", `
+		INSERT INTO changes (id, attempts, ` + planColumns + `)
+		SELECT n.id, coalesce(c.attempts, n.attempts),
 		       n.run_id, n.flow, n.target_system, n.operation, n.link_id, n.source_system, n.source_group_id,
 		       n.target_group_id, n.account_email, n.source_account_id, n.target_account_id, n.payload,
-		       CASE WHEN k.carried AND p.attempts >= $1 THEN 'failed' ELSE n.status END,
-		       CASE WHEN k.carried AND p.attempts >= $1 THEN 'max_attempts' ELSE n.reason END,
-		       CASE WHEN k.carried THEN p.last_error ELSE n.last_error END
+		       CASE WHEN c.attempts >= $1 THEN 'failed' ELSE n.status END,
+		       CASE WHEN c.attempts >= $1 THEN 'max_attempts' ELSE n.reason END,
+		       CASE WHEN c.attempts IS NULL THEN n.last_error ELSE c.last_error END
 		  FROM plan_changes n
-		  LEFT JOIN change_intents ci ON n.status = 'planned' AND ci.flow = n.flow AND ci.intent = n.intent
-		  LEFT JOIN plan_attempted e ON e.flow = n.flow AND e.intent = n.intent
-		  LEFT JOIN LATERAL (SELECT p.attempts, p.last_error, p.status, p.run_id
-		                       FROM changes p
-		                      WHERE ci.intent IS NOT NULL AND p.flow = n.flow AND p.intent = n.intent
-		                        AND p.status IN ('failed', 'applied') AND p.id < n.id
-		                      ORDER BY p.id DESC LIMIT 1) p ON true
-		  CROSS JOIN LATERAL (SELECT coalesce(p.status = 'failed' AND p.attempts > 0 AND p.run_id >= ci.since_run_id
-		                                      AND NOT coalesce(e.first_id < n.id, false), false) AS carried) k
-		 ORDER BY n.id`,
-		maxAttempts)
+		  LEFT JOIN change_intents ci ON ci.flow = n.flow AND ci.intent = n.intent
+		  LEFT JOIN LATERAL (SELECT p.attempts, p.last_error
+		                       FROM (SELECT p.attempts, p.last_error, p.status, p.run_id
+		                               FROM changes p
+		                              WHERE ci.intent IS NOT NULL AND p.flow = n.flow AND p.intent = n.intent
+		                                AND p.status IN ('failed', 'applied') AND p.id < n.id
+		                              ORDER BY p.id DESC LIMIT 1) p
+		                      WHERE p.status = 'failed' AND p.attempts > 0 AND p.run_id >= ci.since_run_id) c ON true
+		 WHERE n.status = 'planned'
+		 ORDER BY n.id`, []any{maxAttempts}},
+	})
 }
 
 // RecordIntents records that run's plan is being pushed for targets: each of its intents
