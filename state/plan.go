@@ -399,7 +399,8 @@ func stageSource(ctx context.Context, tx planTx, in PlanInput) error {
 			 WHERE sg.system = $1 AND sg.external_id = ANY($2::text[]) AND sg.deleted_at IS NULL
 			 ORDER BY sl.link_id, k.key, m.account_id`, []any{in.Source, in.ScopeIDs, ovSource, ovTarget}},
 		{"index_plan_src", `CREATE INDEX ON plan_src (link_id, email)`, nil},
-		{"analyze_plan_src", `ANALYZE plan_src`, nil},
+		// Only the columns later steps join on.
+		{"analyze_plan_src", `ANALYZE plan_src (link_id, email)`, nil},
 		{"plan_unsure", `CREATE TEMP TABLE plan_unsure ON COMMIT DROP AS
 			SELECT link_id FROM plan_src WHERE email = ''
 			UNION
@@ -642,6 +643,10 @@ func memberSteps(in PlanInput, c connectors.Capabilities) []planStep {
 // right edge rather than splitting pages all over.
 func storeChanges(ctx context.Context, tx planTx, maxAttempts int) error {
 	return tx.steps(ctx, []planStep{
+		// Row count and status only: enough for the planner to hash change_intents for a
+		// big plan (and probe it per change for a small one); the whole table's statistics
+		// would cost several times as much.
+		{"analyze_plan_changes", `ANALYZE plan_changes (status)`, nil},
 		{"store_unplanned", `
 		INSERT INTO changes (id, attempts, ` + planColumns + `)
 		SELECT id, attempts, ` + planColumns + ` FROM plan_changes WHERE status <> 'planned'`, nil},

@@ -93,6 +93,7 @@ func benchPlan(b *testing.B, n, perGroup int) {
 		b.StopTimer()
 		run := f.run("f", "schedule", "running")
 		b.StartTimer()
+		times.mark(pid)
 		start, cpu0 := time.Now(), backendCPU(pid)
 		if err := f.s.LinkFlow(f.ctx, state.LinkInput{RunID: run, Flow: "f", Source: "src", Targets: []string{"tgt"},
 			ScopeIDs: scope}); err != nil {
@@ -157,6 +158,11 @@ type stepTimes struct {
 	order []string
 	total map[string]time.Duration
 	rows  map[string]int64
+	// With a backend pid, the backend's CPU time since the previous statement is
+	// charged to each statement (the pool has one connection, statements run in turn).
+	pid     int
+	lastCPU time.Duration
+	cpu     map[string]time.Duration
 }
 
 func (h *stepTimes) Enabled(context.Context, slog.Level) bool { return true }
@@ -188,13 +194,25 @@ func (h *stepTimes) Handle(_ context.Context, r slog.Record) error {
 	}
 	h.total[step] += d
 	h.rows[step] += rows
+	if h.pid != 0 {
+		now := backendCPU(h.pid)
+		h.cpu[step] += now - h.lastCPU
+		h.lastCPU = now
+	}
 	return nil
+}
+
+// mark starts charging backend pid's CPU time from now.
+func (h *stepTimes) mark(pid int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pid, h.lastCPU = pid, backendCPU(pid)
 }
 
 func (h *stepTimes) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.order, h.total, h.rows = nil, map[string]time.Duration{}, map[string]int64{}
+	h.order, h.total, h.rows, h.cpu = nil, map[string]time.Duration{}, map[string]int64{}, map[string]time.Duration{}
 }
 
 // log prints the steps in the order they first ran, with the slowest marked, when -v.
@@ -217,7 +235,8 @@ func (h *stepTimes) log(b *testing.B) {
 		if len(slowest) > 0 && step == slowest[0] {
 			mark = "  ← slowest"
 		}
-		fmt.Fprintf(&out, "  %-24s %8d rows %10s%s\n", step, h.rows[step], h.total[step].Round(100*time.Microsecond), mark)
+		fmt.Fprintf(&out, "  %-24s %8d rows %10s  cpu %6s%s\n", step, h.rows[step], h.total[step].Round(100*time.Microsecond),
+			h.cpu[step], mark)
 	}
 	b.Log(out.String())
 }
