@@ -45,42 +45,7 @@ func benchPlan(b *testing.B, n, perGroup int) {
 	// One connection, so every statement runs in one backend whose CPU time can be read.
 	s := statetest.StoreWithOptions(b, state.Options{Logger: slog.New(times), MaxConns: 1})
 	f := &factory{tb: b, ctx: context.WithoutCancel(b.Context()), s: s, db: s.Pool()}
-	f.systems("src", "tgt")
-	groups := n / perGroup
-	// Source groups g1..gN with members, their target twins t1..tN (empty), linked.
-	f.exec(`INSERT INTO groups (system, external_id, name, hash)
-		SELECT s.sys, s.pfx || i, 'group ' || i, 'h' FROM generate_series(1, $1) i,
-		       (VALUES ('src', 'g'), ('tgt', 't')) s(sys, pfx)`, groups)
-	f.exec(`INSERT INTO links (link_id, system, external_id, flow)
-		SELECT i, s.sys, s.pfx || i, 'f' FROM generate_series(1, $1) i, (VALUES ('src', 'g'), ('tgt', 't')) s(sys, pfx)`, groups)
-	f.exec(`SELECT setval('link_id_seq', $1)`, groups)
-	f.exec(`INSERT INTO accounts (system, external_id, email, hash)
-		SELECT s.sys, s.sys || i, 'user' || i || '@example.com', 'h'
-		  FROM generate_series(1, $1) i, (VALUES ('src'), ('tgt')) s(sys)`, n)
-	f.exec(`INSERT INTO memberships (system, group_id, account_id)
-		SELECT 'src', 'g' || ((i - 1) / $2 + 1), 'src' || i FROM generate_series(1, $1) i`, n, perGroup)
-	// History: three earlier runs that planned the same adds (failed twice, then skipped).
-	for k, status := range []string{"failed", "failed", "skipped"} {
-		run := f.run("f", "schedule", "partial")
-		f.exec(`INSERT INTO changes (run_id, flow, target_system, operation, link_id, source_system, source_group_id,
-		        target_group_id, account_email, source_account_id, target_account_id, status, attempts, last_error)
-			SELECT $1, 'f', 'tgt', 'add_member', (i - 1) / $3 + 1, 'src', 'g' || ((i - 1) / $3 + 1),
-			       't' || ((i - 1) / $3 + 1), 'user' || i || '@example.com', 'src' || i, 'tgt' || i, $4, $5, 'boom'
-			  FROM generate_series(1, $2) i`, run, n, perGroup, status, k+1)
-		// The failed runs were pushed: the engine recorded their intents.
-		if status == "failed" {
-			if err := f.s.RecordIntents(f.ctx, "f", run, []string{"tgt"}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	// Only this schema's tables: a bare ANALYZE walks every table in the database, other
-	// tests' schemas included, and can deadlock with their DROP TABLE.
-	f.exec(`ANALYZE groups, links, accounts, memberships, runs, changes`)
-	scope := make([]string, groups)
-	for i := range scope {
-		scope[i] = fmt.Sprintf("g%d", i+1)
-	}
+	scope := seedPlanBench(b, f, n, perGroup)
 	caps := connectors.Capabilities{CreateGroup: true, UpdateGroup: true, AddMember: true, RemoveMember: true}
 	var total, cpu time.Duration
 	var pid int
@@ -123,6 +88,47 @@ func benchPlan(b *testing.B, n, perGroup int) {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/float64(n), "pg-cpu-ns/change")
 	}
 	times.log(b)
+}
+
+// seedPlanBench writes BenchmarkPlan's mirror and history and returns the flow's scope.
+func seedPlanBench(b *testing.B, f *factory, n, perGroup int) []string {
+	f.systems("src", "tgt")
+	groups := n / perGroup
+	// Source groups g1..gN with members, their target twins t1..tN (empty), linked.
+	f.exec(`INSERT INTO groups (system, external_id, name, hash)
+		SELECT s.sys, s.pfx || i, 'group ' || i, 'h' FROM generate_series(1, $1) i,
+		       (VALUES ('src', 'g'), ('tgt', 't')) s(sys, pfx)`, groups)
+	f.exec(`INSERT INTO links (link_id, system, external_id, flow)
+		SELECT i, s.sys, s.pfx || i, 'f' FROM generate_series(1, $1) i, (VALUES ('src', 'g'), ('tgt', 't')) s(sys, pfx)`, groups)
+	f.exec(`SELECT setval('link_id_seq', $1)`, groups)
+	f.exec(`INSERT INTO accounts (system, external_id, email, hash)
+		SELECT s.sys, s.sys || i, 'user' || i || '@example.com', 'h'
+		  FROM generate_series(1, $1) i, (VALUES ('src'), ('tgt')) s(sys)`, n)
+	f.exec(`INSERT INTO memberships (system, group_id, account_id)
+		SELECT 'src', 'g' || ((i - 1) / $2 + 1), 'src' || i FROM generate_series(1, $1) i`, n, perGroup)
+	// History: three earlier runs that planned the same adds (failed twice, then skipped).
+	for k, status := range []string{"failed", "failed", "skipped"} {
+		run := f.run("f", "schedule", "partial")
+		f.exec(`INSERT INTO changes (run_id, flow, target_system, operation, link_id, source_system, source_group_id,
+		        target_group_id, account_email, source_account_id, target_account_id, status, attempts, last_error)
+			SELECT $1, 'f', 'tgt', 'add_member', (i - 1) / $3 + 1, 'src', 'g' || ((i - 1) / $3 + 1),
+			       't' || ((i - 1) / $3 + 1), 'user' || i || '@example.com', 'src' || i, 'tgt' || i, $4, $5, 'boom'
+			  FROM generate_series(1, $2) i`, run, n, perGroup, status, k+1)
+		// The failed runs were pushed: the engine recorded their intents.
+		if status == "failed" {
+			if err := f.s.RecordIntents(f.ctx, "f", run, []string{"tgt"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	// Only this schema's tables: a bare ANALYZE walks every table in the database, other
+	// tests' schemas included, and can deadlock with their DROP TABLE.
+	f.exec(`ANALYZE groups, links, accounts, memberships, runs, changes`)
+	scope := make([]string, groups)
+	for i := range scope {
+		scope[i] = fmt.Sprintf("g%d", i+1)
+	}
+	return scope
 }
 
 // backendCPU is the CPU time Postgres backend pid has used, read from /proc when the
