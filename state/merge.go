@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -86,9 +87,11 @@ const stageBatchBytes = 1 << 20
 // the per-(schema, kind, system) merge lock, classifies the staged rows against the mirror
 // with set-based SQL, applies the result and drops the staging area. Rollback drops it.
 //
-// First load: when the system has no rows of the merge's kind at Commit (checked under the
-// lock), every staged row is new, so Commit inserts them with one INSERT … SELECT instead
-// of classifying them.
+// First load: when the system has no rows of the merge's kind at Begin, Writes spool to a
+// local file instead and Commit COPYs it straight into the mirror table (merge_spool.go).
+// When it has none at Commit (checked under the lock) but the spool cannot go direct, or
+// nothing was spooled, every staged row is new, so Commit inserts them with one
+// INSERT … SELECT instead of classifying them.
 type merge struct {
 	store   *Store
 	kind    string // group, account, membership: for errors
@@ -100,6 +103,11 @@ type merge struct {
 	staged  int64 // rows written to the merge (all are staged)
 
 	stager *stager
+	// spool holds the rows instead of the staging table on a first load; unfit says a
+	// row cannot go straight into the mirror table (a membership of a group the mirror
+	// did not hold at Begin), so Commit stages the spool.
+	spool *spool
+	unfit bool
 
 	// Duplicate detection: hashes of the keys staged so far, partitioned by the key's first
 	// column when it has two (a membership's group). While no key repeats, Commit skips the
@@ -125,6 +133,7 @@ const maxTrackedKeys = 1 << 20
 type mergeKnobs struct {
 	maxKeys     int           // duplicate-detection set bound
 	noFirstLoad bool          // always classify, even when the system has no rows of the kind
+	noSpool     bool          // first loads stage (INSERT … SELECT at Commit) instead of spooling
 	touchEvery  time.Duration // staging heartbeat period
 	staleAfter  time.Duration // age at which an untouched staging area is dropped
 }
@@ -193,7 +202,8 @@ func (m *merge) source(cols, key string) string {
 
 // beginMerge creates the merge's staging area. stageCols and deltaCols are the column lists
 // of its staging and delta tables; columns are the staging columns COPY fills, seq first.
-func (s *Store) beginMerge(ctx context.Context, kind, system, stageCols, deltaCols string, columns []string) (*merge, error) {
+// table is the kind's mirror table: a system without rows in it spools (see merge_spool.go).
+func (s *Store) beginMerge(ctx context.Context, kind, system, table, stageCols, deltaCols string, columns []string) (*merge, error) {
 	if err := s.sweepStages(ctx); err != nil {
 		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
 	}
@@ -206,8 +216,38 @@ func (s *Store) beginMerge(ctx context.Context, kind, system, stageCols, deltaCo
 	if s.copyMode == copyPerPage {
 		batch = 0
 	}
+	// The stager runs on a first load too: it keeps the area's heartbeat, and the area
+	// receives the spool when Commit cannot COPY it straight into the mirror.
 	m.stager = startStager(ctx, s, area, m.copySQL(), batch)
+	if err := m.startSpool(ctx, table); err != nil {
+		m.rollback(ctx)
+		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
+	}
 	return m, nil
+}
+
+// startSpool makes the merge spool when the system has no rows in table. The probe is not
+// under the merge lock: Commit probes again under it, and stages the spool if rows came.
+func (m *merge) startSpool(ctx context.Context, table string) error {
+	k := m.store.knobs()
+	if k.noFirstLoad || k.noSpool || m.store.noSpool.Load() {
+		return nil
+	}
+	first := false
+	if err := m.store.pool.QueryRow(ctx, firstLoadProbe(table), m.system).Scan(&first); err != nil {
+		return fmt.Errorf("check for a first load: %w (%s)", err, unreachableHint)
+	}
+	if !first {
+		return nil
+	}
+	sp, err := newSpool()
+	if err != nil {
+		// Staging works without local disk, only slower.
+		m.store.logger.Warn("cannot create a first-load spool file; staging instead", "dir", os.TempDir(), "error", err)
+		return nil
+	}
+	m.spool = sp
+	return nil
 }
 
 // copySQL is the COPY statement filling the staging table.
@@ -306,6 +346,14 @@ func (m *merge) write(ctx context.Context, page stagedPage) error {
 		return nil
 	}
 	m.staged += int64(page.len())
+	if m.spool != nil {
+		if err := m.spool.write(page); err != nil {
+			// Later first loads of this store stage: they need no local disk.
+			m.store.noSpool.Store(true)
+			return m.fail(fmt.Errorf("state: %s merge for system %q: %w", m.kind, m.system, err))
+		}
+		return nil
+	}
 	if err := m.stager.write(ctx, page); err != nil {
 		return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, err))
 	}
@@ -347,8 +395,9 @@ func firstLoadProbe(table string) string {
 }
 
 // commit sends the last staged rows, then classifies and applies them in one transaction
-// that also drops the staging area.
-func (m *merge) commit(ctx context.Context, probe string, apply applyFunc) (MergeCounts, error) {
+// that also drops the staging area. A first load that spooled goes straight into the
+// mirror table (d) when it can.
+func (m *merge) commit(ctx context.Context, d directCopy, apply applyFunc) (MergeCounts, error) {
 	if err := m.usable(); err != nil {
 		m.rollback(ctx)
 		return MergeCounts{}, err
@@ -375,14 +424,15 @@ func (m *merge) commit(ctx context.Context, probe string, apply applyFunc) (Merg
 	}
 	tx = began
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
-	first, err := m.prepare(ctx, tx, probe)
+	first, err := m.prepare(ctx, tx, firstLoadProbe(d.table))
 	if err != nil {
 		return wrap("prepare", err)
 	}
 	t2 := time.Now()
-	counts, err := apply(ctx, tx, first)
+	direct := m.canGoDirect(first)
+	counts, what, err := m.apply(ctx, tx, first, direct, d, apply)
 	if err != nil {
-		return wrap("merge", err)
+		return wrap(what, err)
 	}
 	t3 := time.Now()
 	if err := m.area.drop(ctx, tx); err != nil {
@@ -392,13 +442,43 @@ func (m *merge) commit(ctx context.Context, probe string, apply applyFunc) (Merg
 		return wrap("commit", err)
 	}
 	m.ended = true
+	m.spool.close()
 	m.store.logger.Debug("merged", "kind", m.kind, "system", m.system, "rows", m.seq,
-		"first_load", first, "deduped", m.dups, "batches", m.stager.batches,
+		"first_load", first, "deduped", m.dups, "spooled", m.spool != nil, "direct", direct, "batches", m.stager.batches,
 		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
 		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
 		"stage_wait_ms", t1.Sub(t0).Milliseconds(), "prepare_ms", t2.Sub(t1).Milliseconds(),
 		"apply_ms", t3.Sub(t2).Milliseconds(), "commit_ms", time.Since(t3).Milliseconds())
 	return counts, nil
+}
+
+// apply writes the merge into the mirror in tx: the spool straight into the mirror table
+// (direct), or the staged rows (the spool first COPYed into the staging table) by the
+// kind's apply. what names the step that failed.
+func (m *merge) apply(ctx context.Context, tx pgx.Tx, first, direct bool, d directCopy, apply applyFunc) (c MergeCounts, what string, err error) {
+	if direct {
+		n, err := m.copyDirect(ctx, tx, d)
+		if err != nil {
+			return c, "copy into the mirror", err
+		}
+		c, err = d.finish(ctx, tx, n)
+		return c, "merge", err
+	}
+	if m.spool != nil && m.staged > 0 {
+		if err := m.unspool(ctx, tx); err != nil {
+			return c, "stage rows", err
+		}
+	}
+	// Without statistics the planner guesses the staging table's size and may pick nested
+	// loops over the mirror; ANALYZE samples it (a few ms) so it hash-joins. A first load
+	// only scans it once, and an empty stage needs no plan.
+	if !first && m.staged > 0 {
+		if _, err := tx.Exec(ctx, `ANALYZE `+m.area.stage); err != nil {
+			return c, "prepare", fmt.Errorf("analyze staging table: %w", err)
+		}
+	}
+	c, err = apply(ctx, tx, first)
+	return c, "merge", err
 }
 
 // prepare takes the merge lock in tx, sets the merge's settings and says whether this is
@@ -425,14 +505,6 @@ func (m *merge) prepare(ctx context.Context, tx pgx.Tx, probe string) (bool, err
 			return false, fmt.Errorf("check for a first load: %w", err)
 		}
 	}
-	// Without statistics the planner guesses the staging table's size and may pick nested
-	// loops over the mirror; ANALYZE samples it (a few ms) so it hash-joins. A first load
-	// only scans it once, and an empty stage needs no plan.
-	if !first && m.staged > 0 {
-		if _, err := tx.Exec(ctx, `ANALYZE `+m.area.stage); err != nil {
-			return false, fmt.Errorf("analyze staging table: %w", err)
-		}
-	}
 	return first, nil
 }
 
@@ -443,6 +515,7 @@ func (m *merge) rollback(ctx context.Context) {
 	}
 	m.ended = true
 	m.stager.abort()
+	m.spool.close()
 	m.store.dropStage(context.WithoutCancel(ctx), m.area)
 }
 
