@@ -99,6 +99,9 @@ type merge struct {
 	area    stageArea
 	columns []string
 	begun   time.Time // Begin's database clock: when the pull of this kind started
+	// beginTook is how long Begin took and opened when it returned (for the debug log).
+	beginTook time.Duration
+	opened    time.Time
 	seq     int64
 	staged  int64 // rows written to the merge (all are staged)
 
@@ -204,6 +207,7 @@ func (m *merge) source(cols, key string) string {
 // of its staging and delta tables; columns are the staging columns COPY fills, seq first.
 // table is the kind's mirror table: a system without rows in it spools (see merge_spool.go).
 func (s *Store) beginMerge(ctx context.Context, kind, system, table, stageCols, deltaCols string, columns []string) (*merge, error) {
+	start := time.Now()
 	if err := s.sweepStages(ctx); err != nil {
 		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
 	}
@@ -223,6 +227,8 @@ func (s *Store) beginMerge(ctx context.Context, kind, system, table, stageCols, 
 		m.rollback(ctx)
 		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
 	}
+	m.opened = time.Now()
+	m.beginTook = m.opened.Sub(start)
 	return m, nil
 }
 
@@ -447,6 +453,7 @@ func (m *merge) commit(ctx context.Context, d directCopy, apply applyFunc) (Merg
 		"first_load", first, "deduped", m.dups, "spooled", m.spool != nil, "direct", direct, "batches", m.stager.batches,
 		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
 		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
+		"begin_ms", m.beginTook.Milliseconds(), "writes_ms", t0.Sub(m.opened).Milliseconds(),
 		"stage_wait_ms", t1.Sub(t0).Milliseconds(), "prepare_ms", t2.Sub(t1).Milliseconds(),
 		"apply_ms", t3.Sub(t2).Milliseconds(), "commit_ms", time.Since(t3).Milliseconds())
 	return counts, nil
