@@ -36,3 +36,10 @@ func DisableFirstLoadSpool(s *Store) {
 	k.noSpool = true
 	mergeKnobsByStore.Store(s, k)
 }
+
+// SetMaxKnownGroups bounds how many group ids s's spooling membership merges hold.
+func SetMaxKnownGroups(s *Store, n int) {
+	k := s.knobs()
+	k.maxGroups = n
+	mergeKnobsByStore.Store(s, k)
+}

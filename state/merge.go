@@ -102,8 +102,8 @@ type merge struct {
 	// beginTook is how long Begin took and opened when it returned (for the debug log).
 	beginTook time.Duration
 	opened    time.Time
-	seq     int64
-	staged  int64 // rows written to the merge (all are staged)
+	seq       int64
+	staged    int64 // rows written to the merge (all are staged)
 
 	stager *stager
 	// spool holds the rows instead of the staging table on a first load; unfit says a
@@ -131,12 +131,17 @@ type merge struct {
 // maxTrackedKeys bounds the duplicate-detection set (about 40 MB at the limit).
 const maxTrackedKeys = 1 << 20
 
+// maxKnownGroups bounds the group ids a spooling membership merge holds (about 20 MB at the
+// limit); a system with more groups stages its first membership load instead.
+const maxKnownGroups = 1 << 18
+
 // mergeKnobs are test settings of one Store's merges (see export_test.go), kept beside
 // the Store so that tests of other stores are unaffected.
 type mergeKnobs struct {
 	maxKeys     int           // duplicate-detection set bound
 	noFirstLoad bool          // always classify, even when the system has no rows of the kind
 	noSpool     bool          // first loads stage (INSERT … SELECT at Commit) instead of spooling
+	maxGroups   int           // most group ids a spooling membership merge holds
 	touchEvery  time.Duration // staging heartbeat period
 	staleAfter  time.Duration // age at which an untouched staging area is dropped
 }
@@ -147,7 +152,7 @@ func (s *Store) knobs() mergeKnobs {
 	if k, ok := mergeKnobsByStore.Load(s); ok {
 		return k.(mergeKnobs)
 	}
-	return mergeKnobs{maxKeys: maxTrackedKeys, touchEvery: stageTouchEvery, staleAfter: stageStaleAfter}
+	return mergeKnobs{maxKeys: maxTrackedKeys, maxGroups: maxKnownGroups, touchEvery: stageTouchEvery, staleAfter: stageStaleAfter}
 }
 
 // noteKey records a staged key (b is "" for single-column keys) for duplicate detection.

@@ -411,23 +411,32 @@ func (s *Store) BeginMembershipMerge(ctx context.Context, system string) (*Membe
 	}
 	w := &MembershipMerge{m: m}
 	if m.spool != nil {
-		if w.known, err = s.groupIDs(ctx, system); err != nil {
+		if w.known, err = s.groupIDs(ctx, system, s.knobs().maxGroups); err != nil {
 			m.rollback(ctx)
 			return nil, fmt.Errorf("state: begin membership merge for system %q: %w", system, err)
+		}
+		if w.known == nil {
+			// Too many groups to hold in memory: stage, as without a spool.
+			m.spool.close()
+			m.spool = nil
 		}
 	}
 	return w, nil
 }
 
-// groupIDs are the external ids of the system's groups (tombstoned ones too).
-func (s *Store) groupIDs(ctx context.Context, system string) (map[string]struct{}, error) {
-	rows, err := s.pool.Query(ctx, `SELECT external_id FROM groups WHERE system = $1`, system)
+// groupIDs are the external ids of the system's groups (tombstoned ones too), or nil when
+// it has more than limit.
+func (s *Store) groupIDs(ctx context.Context, system string, limit int) (map[string]struct{}, error) {
+	rows, err := s.pool.Query(ctx, `SELECT external_id FROM groups WHERE system = $1 LIMIT $2`, system, limit+1)
 	if err != nil {
 		return nil, fmt.Errorf("list group ids: %w", err)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("list group ids: %w", err)
+	if err != nil || len(ids) > limit {
+		if err != nil {
+			return nil, fmt.Errorf("list group ids: %w", err)
+		}
+		return nil, nil
 	}
 	known := make(map[string]struct{}, len(ids))
 	for _, id := range ids {

@@ -206,3 +206,14 @@ func TestFirstLoadWithoutTempDirStages(t *testing.T) {
 	wantCounts(t, mergeGroups(t, spooled, groups(3), true), state.MergeCounts{Inserted: 3})
 	wantMergeLog(t, log, "group", "first_load=true", "spooled=false direct=false")
 }
+
+// A system with more groups than a spooling membership merge holds in memory stages its
+// first membership load instead, with the same result.
+func TestFirstLoadOfManyGroupsStages(t *testing.T) {
+	spooled, log, _ := spoolStores(t)
+	state.SetMaxKnownGroups(spooled, 2)
+	mergeGroups(t, spooled, groups(3), true)
+	ms := []connectors.Member{{GroupID: "g0000", AccountID: "a1"}, {GroupID: "g0002", AccountID: "a1"}, {GroupID: "nope", AccountID: "a1"}}
+	wantCounts(t, mergeMembers(t, spooled, ms), state.MergeCounts{Inserted: 2, Orphaned: 1})
+	wantMergeLog(t, log, "membership", "first_load=true deduped=false spooled=false direct=false")
+}
