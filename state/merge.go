@@ -123,6 +123,11 @@ type merge struct {
 	nkeys     int
 	forgotten map[string]struct{} // partitions dropped by forgetKeys
 	dups      bool
+	maxKeys   int // the store's bound, read once: noteKey runs per row
+	// curPart and curSet are the partition of the last key: a listing gives a group's
+	// members one after the other, so most rows skip the two partition lookups.
+	curPart string
+	curSet  map[uint64]struct{}
 
 	err   error // first failure; the merge is unusable after it
 	ended bool  // committed or rolled back
@@ -168,20 +173,23 @@ func (m *merge) noteKey(a, b string) {
 	part := ""
 	if b != "" {
 		part = a
-		if _, done := m.forgotten[part]; done {
+	}
+	set := m.curSet
+	if set == nil || part != m.curPart {
+		if _, done := m.forgotten[part]; done && b != "" {
 			// A key of a partition already forgotten: it may repeat one we no longer hold.
-			m.dups, m.keys, m.forgotten = true, nil, nil
+			m.dups, m.keys, m.forgotten, m.curSet = true, nil, nil, nil
 			return
 		}
-	}
-	set := m.keys[part]
-	if set == nil {
-		set = map[uint64]struct{}{}
-		m.keys[part] = set
+		if set = m.keys[part]; set == nil {
+			set = map[uint64]struct{}{}
+			m.keys[part] = set
+		}
+		m.curPart, m.curSet = part, set
 	}
 	h := maphash.Comparable(m.seed, [2]string{a, b})
-	if _, seen := set[h]; seen || m.nkeys >= m.store.knobs().maxKeys {
-		m.dups, m.keys, m.forgotten = true, nil, nil
+	if _, seen := set[h]; seen || m.nkeys >= m.maxKeys {
+		m.dups, m.keys, m.forgotten, m.curSet = true, nil, nil, nil
 		return
 	}
 	set[h] = struct{}{}
@@ -197,6 +205,9 @@ func (m *merge) forgetKeys(part string) {
 	m.nkeys -= len(m.keys[part])
 	delete(m.keys, part)
 	m.forgotten[part] = struct{}{}
+	if part == m.curPart {
+		m.curSet = nil
+	}
 }
 
 // source is the SQL for the staged rows, one per key (the last occurrence): the plain
@@ -220,7 +231,7 @@ func (s *Store) beginMerge(ctx context.Context, kind, system, table, stageCols, 
 	if err != nil {
 		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
 	}
-	m := &merge{store: s, kind: kind, system: system, area: area, columns: columns, begun: begun}
+	m := &merge{store: s, kind: kind, system: system, area: area, columns: columns, begun: begun, maxKeys: s.knobs().maxKeys}
 	batch := stageBatchBytes
 	if s.copyMode == copyPerPage {
 		batch = 0
