@@ -68,6 +68,10 @@ type Options struct {
 	Progress Progress
 	// Workers bounds concurrent member listings and account lookups per system; default 4.
 	Workers int
+	// PushWorkers bounds the member writes in flight per target; default 8. The connector's
+	// rate limiter sets the pace; this only lets latency overlap (8 calls of 150 ms cover
+	// 50 req/s).
+	PushWorkers int
 	// ShutdownGrace is how long a run's request in flight may take once the run's context
 	// ends (a shutdown); default DefaultShutdownGrace.
 	ShutdownGrace time.Duration
@@ -112,6 +116,9 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4
+	}
+	if o.PushWorkers <= 0 {
+		o.PushWorkers = 8
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = DefaultShutdownGrace

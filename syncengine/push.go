@@ -1,6 +1,7 @@
 package syncengine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -470,55 +471,78 @@ func (e *Engine) pushUpdate(ctx context.Context, log *slog.Logger, w connectors.
 }
 
 // pushMembers applies member changes in batches of the target's per-call maximum, grouping
-// consecutive changes of the same target group.
+// consecutive changes of the same target group. Batches are independent (every group of
+// the page exists, or failed to be created, before the first member change: pushOrder), so
+// they go out concurrently, PushWorkers at a time: with 100–300 ms a call, one call at a
+// time would use a fraction of the target's rate, and the client's limiter keeps the pace.
+// The first error that stops the target (bad credentials, the database) stops the rest.
 func (e *Engine) pushMembers(ctx context.Context, log *slog.Logger, w connectors.Writer, caps connectors.Capabilities, op string, page []state.Change) error {
-	size := max(caps.MaxMembersPerWrite, 1)
+	var (
+		mu   sync.Mutex
+		stop error
+	)
+	stopped := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return stop != nil || halted(ctx)
+	}
+	eachParallel(ctx, e.o.PushWorkers, memberBatches(page, max(caps.MaxMembersPerWrite, 1)), stopped, func(batch []state.Change) {
+		if stopped() {
+			return
+		}
+		if err := e.pushBatch(ctx, log, w, op, batch); err != nil {
+			mu.Lock()
+			stop = cmp.Or(stop, err)
+			mu.Unlock()
+		}
+	})
+	return stop
+}
+
+// memberBatches cuts a page into runs of the same target group of at most size changes.
+func memberBatches(page []state.Change, size int) [][]state.Change {
+	var out [][]state.Change
 	for i := 0; i < len(page); {
 		j := i + 1
 		for j < len(page) && j-i < size && page[j].TargetGroupID == page[i].TargetGroupID {
 			j++
 		}
-		batch := page[i:j]
+		out = append(out, page[i:j])
 		i = j
-		if halted(ctx) {
-			return nil
-		}
-		gid := batch[0].TargetGroupID
-		if gid == "" {
-			// The group was to be created by this run and was not.
-			if err := e.fail(ctx, batch, "group_not_created", errors.New("target group was not created")); err != nil {
-				return err
-			}
-			continue
-		}
-		ids := make([]int64, len(batch))
-		for k, c := range batch {
-			ids[k] = c.ID
-		}
-		if err := e.o.Store.MarkInFlight(ctx, ids); err != nil {
+	}
+	return out
+}
+
+// pushBatch sends one batch and records its outcome; the error is one that stops the target.
+func (e *Engine) pushBatch(ctx context.Context, log *slog.Logger, w connectors.Writer, op string, batch []state.Change) error {
+	gid := batch[0].TargetGroupID
+	if gid == "" {
+		// The group was to be created by this run and was not.
+		return e.fail(ctx, batch, "group_not_created", errors.New("target group was not created"))
+	}
+	ids := make([]int64, len(batch))
+	for k, c := range batch {
+		ids[k] = c.ID
+	}
+	if err := e.o.Store.MarkInFlight(ctx, ids); err != nil {
+		return err
+	}
+	err := writeMembers(ctx, w, op, gid, batch)
+	switch {
+	case err == nil:
+		if err := e.recordMembers(ctx, op, batch); err != nil {
 			return err
 		}
-		err := writeMembers(ctx, w, op, gid, batch)
-		switch {
-		case err == nil:
-			if err := e.recordMembers(ctx, op, batch); err != nil {
-				return err
-			}
-			log.Debug("member changes applied", "operation", op, "target_group_id", gid, "members", len(batch))
-		case len(batch) > 1 && splittable(err):
-			log.Info("member batch refused: splitting it to find the members the target refuses", "operation", op,
-				"target_group_id", gid, "members", len(batch), "error", err)
-			if err := e.bisectMembers(ctx, log, w, op, gid, batch, err); err != nil {
-				return err
-			}
-		default:
-			log.Warn("member changes failed", "operation", op, "target_group_id", gid, "members", len(batch), "error", err)
-			if ferr := e.fail(ctx, batch, "", err); ferr != nil {
-				return ferr
-			}
-		}
+		log.Debug("member changes applied", "operation", op, "target_group_id", gid, "members", len(batch))
+		return nil
+	case len(batch) > 1 && splittable(err):
+		log.Info("member batch refused: splitting it to find the members the target refuses", "operation", op,
+			"target_group_id", gid, "members", len(batch), "error", err)
+		return e.bisectMembers(ctx, log, w, op, gid, batch, err)
+	default:
+		log.Warn("member changes failed", "operation", op, "target_group_id", gid, "members", len(batch), "error", err)
+		return e.fail(ctx, batch, "", err)
 	}
-	return nil
 }
 
 // writeMembers sends one add or remove call for the batch.
