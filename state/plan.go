@@ -341,6 +341,9 @@ func (s *Store) PlanFlow(ctx context.Context, in PlanInput) (PlanStats, error) {
 			return err
 		}
 		tx := planTx{Tx: ptx, log: s.logger}
+		if err := lockRun(ctx, tx, in.RunID); err != nil {
+			return err
+		}
 		if err := tx.steps(ctx, planSetup); err != nil {
 			return err
 		}
@@ -365,6 +368,22 @@ func (s *Store) PlanFlow(ctx context.Context, in PlanInput) (PlanStats, error) {
 		return stats, fmt.Errorf("state: plan flow %q run %d: %w", in.Flow, in.RunID, err)
 	}
 	return stats, nil
+}
+
+// lockRun refuses to plan for a run that does not exist and holds the run row FOR KEY
+// SHARE until the plan commits, so it cannot be deleted (or its id changed) meanwhile.
+// changes.run_id is not a foreign key (migration 017): its check was one query per
+// inserted change; this is the same check and lock, once per plan.
+func lockRun(ctx context.Context, tx planTx, runID int64) error {
+	var found bool
+	err := tx.QueryRow(ctx, `SELECT true FROM runs WHERE id = $1 FOR KEY SHARE`, runID).Scan(&found)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("run %d does not exist", runID)
+	case err != nil:
+		return fmt.Errorf("lock run %d: %w", runID, err)
+	}
+	return nil
 }
 
 // stageSource stages the desired members of each linked in-scope source group by

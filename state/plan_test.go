@@ -395,3 +395,25 @@ func TestInvariantApplyPushesWhatWasPreviewed(t *testing.T) {
 		t.Fatalf("made private since the plan: %+v, want one item on each side naming the new visibility", d)
 	}
 }
+
+// TestPlanRefusesAMissingRun: changes.run_id is not a foreign key (its per-row check was a
+// quarter of writing a plan), so PlanFlow itself refuses a run that does not exist and
+// writes nothing for it.
+func TestPlanRefusesAMissingRun(t *testing.T) {
+	f := newFactory(t)
+	f.systems("src", "tgt")
+	f.group("src", "g1", "One")
+	f.member("src", "g1", "sa", "ann@corp.io")
+	run := f.run("f", "schedule", "running")
+	err := f.plan(run+1000, planCase{scope: []string{"g1"}, caps: allCaps})
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("plan of a missing run = %v, want an error saying the run does not exist", err)
+	}
+	var n int
+	if err := f.db.QueryRow(f.ctx, `SELECT count(*) FROM changes`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d changes written for a missing run, want none", n)
+	}
+}
