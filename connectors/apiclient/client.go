@@ -71,7 +71,9 @@ type Config struct {
 	// MaxElapsed bounds the time spent retrying one request.
 	MaxElapsed time.Duration
 	// MaxRetryWait caps a server-requested wait; a longer one fails the call with
-	// ErrRateLimited instead of parking the caller.
+	// ErrRateLimited instead of parking the caller. A connector whose API announces a quota
+	// window sets it to the window's length (ForSystem's Limits), so a spent window is
+	// waited out rather than failed.
 	MaxRetryWait time.Duration
 	// RateLimitPenalty is the wait after a 429 that names none (Airtable: a fixed 30 s). Zero
 	// means exponential backoff.
@@ -99,6 +101,8 @@ type Client struct {
 	base    *url.URL
 	http    *http.Client
 	limiter *rate.Limiter
+	// pacer spaces requests by the server's X-RateLimit window, when it announces one.
+	pacer pacer
 
 	mu sync.Mutex
 	// lockedUntil holds every request of this client back after a rate-limit signal, so
@@ -340,7 +344,9 @@ func (c *Client) lockUntil(t time.Time) {
 	c.mu.Unlock()
 }
 
-// waitTurn blocks until any rate-limit lockout has passed and the limiter grants a token.
+// waitTurn blocks until any rate-limit lockout has passed, the window pacer's turn has come
+// and the limiter grants a token. On success the caller holds a pacer reservation it must
+// end with pacer.done.
 // It sleeps once per lockout value rather than polling the clock, so an injected Sleep that
 // returns at once (tests) does not spin; a lockout extended meanwhile is slept again.
 func (c *Client) waitTurn(ctx context.Context) error {
@@ -361,7 +367,20 @@ func (c *Client) waitTurn(ctx context.Context) error {
 		}
 		slept = until
 	}
-	return c.limiter.Wait(ctx)
+	// The window pacer books the request before the local limiter: its wait may be long
+	// (the budget is spent until the reset), the limiter's is short.
+	if d := c.pacer.reserve(c.cfg.Now()); d > 0 {
+		c.cfg.Logger.DebugContext(ctx, "pacing to the rate-limit window", "wait", d)
+		if err := c.cfg.Sleep(ctx, d); err != nil {
+			c.pacer.done(Window{}, false)
+			return err
+		}
+	}
+	if err := c.limiter.Wait(ctx); err != nil {
+		c.pacer.done(Window{}, false)
+		return err
+	}
+	return nil
 }
 
 func (c *Client) resolve(req Request) (*url.URL, error) {
@@ -404,6 +423,9 @@ func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, 
 	if err := c.waitTurn(ctx); err != nil {
 		return nil, nil, err
 	}
+	var win Window
+	var winOK bool
+	defer func() { c.pacer.done(win, winOK) }()
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 
@@ -455,6 +477,8 @@ func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, 
 			Err: transportError(err, actx, c.cfg.Timeout)}
 	}
 	defer resp.Body.Close()
+	// Every answer, a 429 included, says where the window stands.
+	win, winOK = ParseWindow(resp.Header, c.cfg.Now())
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
 	c.observe(req, resp.StatusCode, started)
 	if readErr != nil {

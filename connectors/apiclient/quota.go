@@ -1,0 +1,120 @@
+package apiclient
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// resetGuard is added to a window's reset before the first request of the next window:
+// X-RateLimit-Reset is in whole seconds, and a server that rounds it down would otherwise
+// see the request a little before its window turns.
+const resetGuard = time.Second
+
+// Window is what a response said about the server's rate-limit window
+// (X-RateLimit-Limit / X-RateLimit-Remaining / X-RateLimit-Reset).
+type Window struct {
+	// Limit is the window's budget; 0 when the server did not say.
+	Limit int
+	// Remaining is what is left of the budget after this request.
+	Remaining int
+	// Reset is when the window turns and the budget is whole again.
+	Reset time.Time
+}
+
+// ParseWindow reads the X-RateLimit headers. Reset is epoch seconds, or seconds from now
+// when the value is too small to be an epoch (as some gateways send). ok is false when
+// Remaining or Reset is missing or malformed.
+func ParseWindow(h http.Header, now time.Time) (Window, bool) {
+	remaining, err := strconv.Atoi(strings.TrimSpace(h.Get("X-Ratelimit-Remaining")))
+	if err != nil || remaining < 0 {
+		return Window{}, false
+	}
+	reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-Ratelimit-Reset")), 10, 64)
+	if err != nil || reset < 0 {
+		return Window{}, false
+	}
+	w := Window{Remaining: remaining, Reset: time.Unix(reset, 0)}
+	if reset < 1_000_000_000 {
+		w.Reset = now.Add(time.Duration(reset) * time.Second)
+	}
+	if limit, err := strconv.Atoi(strings.TrimSpace(h.Get("X-Ratelimit-Limit"))); err == nil && limit > 0 {
+		w.Limit = limit
+	}
+	return w, true
+}
+
+// pacer spaces requests so that a server's window budget lasts until its reset. The first
+// half of a window's budget goes at the client's own rate (short syncs stay fast); below
+// half, the requests left are spread evenly over the time left, so the window is never run
+// dry and no 429 is provoked. Once the budget is spent, requests wait for the reset.
+//
+// Its view of the window comes from the last response; requests sent since count against
+// it, so concurrent workers do not all spend the same remaining request.
+type pacer struct {
+	mu        sync.Mutex
+	known     bool
+	limit     int
+	remaining int // what the server said, minus requests reserved since
+	reset     time.Time
+	next      time.Time // earliest send time of the next paced request
+	inflight  int
+}
+
+// reserve books one request and returns how long to wait before sending it.
+func (p *pacer) reserve(now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight++
+	if !p.known {
+		return 0
+	}
+	if !now.Before(p.reset) {
+		// The window turned; the next response describes the new one.
+		p.known = false
+		return 0
+	}
+	if p.remaining <= 0 {
+		// Spent: the first request of the next window goes after the reset; others are
+		// booked after it, until a response describes the new window.
+		at := later(p.next, p.reset.Add(resetGuard))
+		p.next = at
+		return at.Sub(now)
+	}
+	at := now
+	if p.limit == 0 || p.remaining*2 <= p.limit {
+		at = later(now, p.next)
+		p.next = at.Add(p.reset.Sub(at) / time.Duration(p.remaining))
+	}
+	p.remaining--
+	return at.Sub(now)
+}
+
+// done ends a reservation; w, when ok, is what the response said about the window.
+func (p *pacer) done(w Window, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight--
+	if !ok {
+		return
+	}
+	// Requests still in flight may not be counted in w.Remaining yet: assume they will be.
+	left := max(w.Remaining-p.inflight, 0)
+	if !p.known || w.Reset.After(p.reset) {
+		p.known, p.reset, p.remaining, p.limit = true, w.Reset, left, w.Limit
+		return
+	}
+	p.remaining = min(p.remaining, left)
+	if w.Limit > 0 {
+		p.limit = w.Limit
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
