@@ -347,31 +347,21 @@ func (c *Client) lockUntil(t time.Time) {
 // waitTurn blocks until any rate-limit lockout has passed, the window pacer's turn has come
 // and the limiter grants a token. On success the caller holds a pacer reservation it must
 // end with pacer.done.
-// It sleeps once per lockout value rather than polling the clock, so an injected Sleep that
-// returns at once (tests) does not spin; a lockout extended meanwhile is slept again.
 func (c *Client) waitTurn(ctx context.Context) error {
 	var slept time.Time
-	for {
-		c.mu.Lock()
-		until := c.lockedUntil
-		c.mu.Unlock()
-		if !until.After(slept) {
-			break
-		}
-		if d := until.Sub(c.cfg.Now()); d > 0 {
-			// Round up so the wait is never shorter than the lockout the server asked for.
-			d = d.Truncate(time.Millisecond) + time.Millisecond
-			if err := c.cfg.Sleep(ctx, d); err != nil {
-				return err
-			}
-		}
-		slept = until
+	if err := c.waitLockout(ctx, &slept); err != nil {
+		return err
 	}
 	// The window pacer books the request before the local limiter: its wait may be long
 	// (the budget is spent until the reset), the limiter's is short.
 	if d := c.pacer.reserve(c.cfg.Now()); d > 0 {
 		c.cfg.Logger.DebugContext(ctx, "pacing to the rate-limit window", "wait", d)
-		if err := c.cfg.Sleep(ctx, d); err != nil {
+		err := c.cfg.Sleep(ctx, d)
+		if err == nil {
+			// A lockout announced while this request waited for its slot holds it too.
+			err = c.waitLockout(ctx, &slept)
+		}
+		if err != nil {
 			c.pacer.done(Window{}, false)
 			return err
 		}
@@ -381,6 +371,28 @@ func (c *Client) waitTurn(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// waitLockout sleeps until the client's lockout has passed. It sleeps once per lockout value
+// (slept is the last one slept) rather than polling the clock, so an injected Sleep that
+// returns at once (tests) does not spin; a lockout extended meanwhile is slept again.
+func (c *Client) waitLockout(ctx context.Context, slept *time.Time) error {
+	for {
+		c.mu.Lock()
+		until := c.lockedUntil
+		c.mu.Unlock()
+		if !until.After(*slept) {
+			return nil
+		}
+		if d := until.Sub(c.cfg.Now()); d > 0 {
+			// Round up so the wait is never shorter than the lockout the server asked for.
+			d = d.Truncate(time.Millisecond) + time.Millisecond
+			if err := c.cfg.Sleep(ctx, d); err != nil {
+				return err
+			}
+		}
+		*slept = until
+	}
 }
 
 func (c *Client) resolve(req Request) (*url.URL, error) {
