@@ -67,6 +67,9 @@ type Deps struct {
 	// Now is the clock the HTTP client paces rate-limit windows and lockouts by; nil means
 	// time.Now. Tests pass the simulator's clock.
 	Now func() time.Time
+	// Budgets, when set, gives each client a budget shared with every other replica and
+	// flow on the same system (state.Store.Budgets); nil keeps the limit per client.
+	Budgets BudgetSource
 }
 
 // RequestObserver is told about each HTTP attempt, for metrics. Implementations must be

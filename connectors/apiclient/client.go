@@ -90,6 +90,13 @@ type Config struct {
 	Now func() time.Time
 	// InitialBackoff is the first retry wait before jitter; 0 means 500ms.
 	InitialBackoff time.Duration
+	// Budget, when set, is a request budget shared with other clients of the same system
+	// (other replicas, other flows): every request waits for it after the local limiter,
+	// and rate-limit signals are fed back to it. Nil means the limit is this client's own.
+	Budget connectors.Budget
+	// Budgets opens Budget when Budget is nil, with this client's effective rate and burst
+	// (ForSystem copies connectors.Deps.Budgets here). Nil means no shared budget.
+	Budgets connectors.BudgetSource
 	// AllowInsecureHTTP permits an http:// BaseURL on a host that is not loopback
 	// (allow_insecure_http): credentials then cross the network in clear text.
 	AllowInsecureHTTP bool
@@ -167,6 +174,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if burst <= 0 {
 		burst = 1
+	}
+	if cfg.Budget == nil && cfg.Budgets != nil && limit != rate.Inf {
+		cfg.Budget = cfg.Budgets(cfg.System, float64(limit), burst)
 	}
 	return &Client{cfg: cfg, base: base, http: cfg.HTTPClient, limiter: rate.NewLimiter(limit, burst)}, nil
 }
@@ -370,6 +380,14 @@ func (c *Client) waitTurn(ctx context.Context) error {
 		c.pacer.done(Window{}, false)
 		return err
 	}
+	if c.cfg.Budget != nil {
+		// The shared budget comes last: a token taken from it is spent at once, not held
+		// through a local wait while other replicas go short.
+		if err := c.cfg.Budget.Wait(ctx); err != nil {
+			c.pacer.done(Window{}, false)
+			return err
+		}
+	}
 	return nil
 }
 
@@ -505,9 +523,28 @@ func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, 
 			Status: resp.StatusCode, Message: fmt.Sprintf("response body exceeds max_body_bytes (%d bytes)", c.cfg.MaxBodyBytes)}
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		c.feedBudget(ctx, win, winOK, 0)
 		return data, resp.Header, nil
 	}
-	return nil, nil, c.statusError(req, resp, data)
+	err = c.statusError(req, resp, data)
+	var wait time.Duration
+	if resp.StatusCode == http.StatusTooManyRequests {
+		wait = connectors.RetryAfterOf(err)
+		if wait == 0 {
+			wait = c.cfg.RateLimitPenalty
+		}
+	}
+	c.feedBudget(ctx, win, winOK, wait)
+	return nil, nil, err
+}
+
+// feedBudget tells the shared budget what the server said about its limit, once the
+// response has been read (the budget may write to Postgres: no HTTP exchange is waiting).
+func (c *Client) feedBudget(ctx context.Context, win Window, winOK bool, retryAfter time.Duration) {
+	if c.cfg.Budget == nil || (!winOK && retryAfter == 0) {
+		return
+	}
+	c.cfg.Budget.Feedback(ctx, connectors.BudgetFeedback{Window: win, HasWindow: winOK, RetryAfter: retryAfter})
 }
 
 func (c *Client) observe(req Request, status int, started time.Time) {

@@ -1,6 +1,8 @@
 package apiclient
 
 import (
+	"github.com/groupsync/groupsync/connectors"
+
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,16 +15,8 @@ import (
 // see the request a little before its window turns.
 const resetGuard = time.Second
 
-// Window is what a response said about the server's rate-limit window
-// (X-RateLimit-Limit / X-RateLimit-Remaining / X-RateLimit-Reset).
-type Window struct {
-	// Limit is the window's budget; 0 when the server did not say.
-	Limit int
-	// Remaining is what is left of the budget after this request.
-	Remaining int
-	// Reset is when the window turns and the budget is whole again.
-	Reset time.Time
-}
+// Window is what a response said about the server's rate-limit window.
+type Window = connectors.RateWindow
 
 // ParseWindow reads the X-RateLimit headers. Reset is epoch seconds, or seconds from now
 // when the value is too small to be an epoch (as some gateways send). ok is false when

@@ -49,6 +49,7 @@ func ForSystem(cfg connectors.SystemConfig, deps connectors.Deps, d Limits) Conf
 		Observer:     deps.Observer,
 		Sleep:        deps.Sleep,
 		Now:          deps.Now,
+		Budgets:      deps.Budgets,
 
 		AllowInsecureHTTP: cfg.AllowInsecureHTTP,
 	}
