@@ -19,8 +19,8 @@ import (
 
 // dstHits records when the shared target answered and with what status.
 type dstHits struct {
-	mu  sync.Mutex
-	at  []time.Time
+	mu   sync.Mutex
+	at   []time.Time
 	n429 int
 }
 
