@@ -69,31 +69,7 @@ func TestOneBudgetAcrossReplicasAndFlows(t *testing.T) {
 	dst.Limit(limit, limit, 0)
 	dst.Observe(hits.observe)
 
-	first := statetest.Store(t)
-	engines := map[string]*syncengine.Engine{}
-	for _, replica := range []string{"replica-a", "replica-b"} {
-		store := first
-		if replica != "replica-a" {
-			store, err = state.Open(t.Context(), statetest.URL(), state.Options{Schema: first.Schema(), MaxConns: 4})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(store.Close)
-		}
-		conns, err := org.OpenShared(nil, nil, store.Budgets(), func(c *connectors.SystemConfig) {
-			if c.Name == "dst" {
-				c.RateLimit, c.Burst = limit, 2
-			}
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng, err := syncengine.New(syncengine.Options{Store: store, Config: cfg, Connectors: conns, Holder: replica})
-		if err != nil {
-			t.Fatal(err)
-		}
-		engines[replica] = eng
-	}
+	engines := budgetReplicas(t, org, cfg, limit)
 
 	var wg sync.WaitGroup
 	results := map[string]*syncengine.Result{}
@@ -132,4 +108,37 @@ func TestOneBudgetAcrossReplicasAndFlows(t *testing.T) {
 	if got < 0.9*limit {
 		t.Fatalf("combined rate %.2f req/s, want ≥ %.1f (0.9 × the limit)", got, 0.9*limit)
 	}
+}
+
+// budgetReplicas builds two engines on one mirror schema, each with its own pool and its own
+// connectors drawing from that pool's shared budgets, dst's clients at limit req/s.
+func budgetReplicas(t *testing.T, org *simorg.Org, cfg *config.Config, limit float64) map[string]*syncengine.Engine {
+	t.Helper()
+	var err error
+	first := statetest.Store(t)
+	engines := map[string]*syncengine.Engine{}
+	for _, replica := range []string{"replica-a", "replica-b"} {
+		store := first
+		if replica != "replica-a" {
+			store, err = state.Open(t.Context(), statetest.URL(), state.Options{Schema: first.Schema(), MaxConns: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(store.Close)
+		}
+		conns, err := org.OpenShared(nil, nil, store.Budgets(), func(c *connectors.SystemConfig) {
+			if c.Name == "dst" {
+				c.RateLimit, c.Burst = limit, 2
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := syncengine.New(syncengine.Options{Store: store, Config: cfg, Connectors: conns, Holder: replica})
+		if err != nil {
+			t.Fatal(err)
+		}
+		engines[replica] = eng
+	}
+	return engines
 }

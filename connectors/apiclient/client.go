@@ -178,7 +178,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Budget == nil && cfg.Budgets != nil && limit != rate.Inf {
 		cfg.Budget = cfg.Budgets(cfg.System, float64(limit), burst)
 	}
-	return &Client{cfg: cfg, base: base, http: cfg.HTTPClient, limiter: rate.NewLimiter(limit, burst)}, nil
+	return &Client{cfg: cfg, base: base, http: cfg.HTTPClient, limiter: rate.NewLimiter(limit, burst),
+		pacer: pacer{maxWait: cfg.MaxRetryWait}}, nil
 }
 
 // System returns the configured system name.
@@ -458,38 +459,9 @@ func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, 
 	defer func() { c.pacer.done(win, winOK) }()
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-
-	var body io.Reader
-	contentType := ""
-	switch {
-	case req.JSON != nil:
-		b, err := json.Marshal(req.JSON)
-		if err != nil {
-			return nil, nil, c.permanent(req, fmt.Errorf("encode request: %w", err))
-		}
-		body = bytes.NewReader(b)
-		contentType = "application/json"
-		if req.ContentType != "" {
-			contentType = req.ContentType
-		}
-	case req.Form != nil:
-		body = strings.NewReader(req.Form.Encode())
-		contentType = "application/x-www-form-urlencoded"
-	}
-	hr, err := http.NewRequestWithContext(actx, req.Method, u.String(), body)
+	hr, err := c.newRequest(ctx, actx, req, u)
 	if err != nil {
-		return nil, nil, c.permanent(req, err)
-	}
-	hr.Header.Set("User-Agent", c.cfg.UserAgent)
-	hr.Header.Set("Accept", "application/json")
-	if contentType != "" {
-		hr.Header.Set("Content-Type", contentType)
-	}
-	if c.cfg.Auth != nil {
-		if err := c.cfg.Auth(ctx, hr); err != nil {
-			return nil, nil, &connectors.Error{System: c.cfg.System, Op: req.label(), Class: connectors.ErrUnauthorized,
-				Message: "preparing credentials", Err: err}
-		}
+		return nil, nil, err
 	}
 
 	started := c.cfg.Now()
@@ -541,10 +513,56 @@ func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, 
 // feedBudget tells the shared budget what the server said about its limit, once the
 // response has been read (the budget may write to Postgres: no HTTP exchange is waiting).
 func (c *Client) feedBudget(ctx context.Context, win Window, winOK bool, retryAfter time.Duration) {
-	if c.cfg.Budget == nil || (!winOK && retryAfter == 0) {
+	if c.cfg.Budget == nil {
+		return
+	}
+	// A pause longer than this client would wait is not one to impose on every replica:
+	// the call that met it fails as rate-limited, and the next ones ask again.
+	retryAfter = min(retryAfter, c.cfg.MaxRetryWait)
+	if winOK && win.Reset.Sub(c.cfg.Now()) > c.cfg.MaxRetryWait {
+		winOK = false
+	}
+	if !winOK && retryAfter == 0 {
 		return
 	}
 	c.cfg.Budget.Feedback(ctx, connectors.BudgetFeedback{Window: win, HasWindow: winOK, RetryAfter: retryAfter})
+}
+
+// newRequest builds the HTTP request of one attempt: body, headers and credentials.
+func (c *Client) newRequest(ctx, actx context.Context, req Request, u *url.URL) (*http.Request, error) {
+	var body io.Reader
+	contentType := ""
+	switch {
+	case req.JSON != nil:
+		b, err := json.Marshal(req.JSON)
+		if err != nil {
+			return nil, c.permanent(req, fmt.Errorf("encode request: %w", err))
+		}
+		body = bytes.NewReader(b)
+		contentType = "application/json"
+		if req.ContentType != "" {
+			contentType = req.ContentType
+		}
+	case req.Form != nil:
+		body = strings.NewReader(req.Form.Encode())
+		contentType = "application/x-www-form-urlencoded"
+	}
+	hr, err := http.NewRequestWithContext(actx, req.Method, u.String(), body)
+	if err != nil {
+		return nil, c.permanent(req, err)
+	}
+	hr.Header.Set("User-Agent", c.cfg.UserAgent)
+	hr.Header.Set("Accept", "application/json")
+	if contentType != "" {
+		hr.Header.Set("Content-Type", contentType)
+	}
+	if c.cfg.Auth != nil {
+		if err := c.cfg.Auth(ctx, hr); err != nil {
+			return nil, &connectors.Error{System: c.cfg.System, Op: req.label(), Class: connectors.ErrUnauthorized,
+				Message: "preparing credentials", Err: err}
+		}
+	}
+	return hr, nil
 }
 
 func (c *Client) observe(req Request, status int, started time.Time) {

@@ -48,6 +48,10 @@ func ParseWindow(h http.Header, now time.Time) (Window, bool) {
 // Its view of the window comes from the last response; requests sent since count against
 // it, so concurrent workers do not all spend the same remaining request.
 type pacer struct {
+	// maxWait is the client's MaxRetryWait: a window spent until further away than that
+	// is not waited for here (the server's 429 then fails the call, naming the wait).
+	maxWait time.Duration
+
 	mu        sync.Mutex
 	known     bool
 	limit     int
@@ -74,6 +78,9 @@ func (p *pacer) reserve(now time.Time) time.Duration {
 		// Spent: the first request of the next window goes after the reset; others are
 		// booked after it, until a response describes the new window.
 		at := later(p.next, p.reset.Add(resetGuard))
+		if p.maxWait > 0 && at.Sub(now) > p.maxWait {
+			return 0
+		}
 		p.next = at
 		return at.Sub(now)
 	}
@@ -83,7 +90,7 @@ func (p *pacer) reserve(now time.Time) time.Duration {
 		p.next = at.Add(p.reset.Sub(at) / time.Duration(p.remaining))
 	}
 	p.remaining--
-	return at.Sub(now)
+	return min(at.Sub(now), max(p.maxWait, 0))
 }
 
 // done ends a reservation; w, when ok, is what the response said about the window.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/state/statetest"
 )
 
 // realSleep waits for real: the window tests run against the simulator's real clock.
@@ -150,5 +151,32 @@ func TestParseWindow(t *testing.T) {
 	h.Del("X-RateLimit-Remaining")
 	if _, ok := apiclient.ParseWindow(h, now); ok {
 		t.Fatal("a window without Remaining was read")
+	}
+}
+
+// TestWindowBeyondMaxRetryWaitFailsFast: a window spent for longer than max_retry_wait is
+// not waited for, neither by the call that met the 429 nor by the next one: both fail at
+// once as rate-limited, naming the wait, instead of parking for the window.
+func TestWindowBeyondMaxRetryWaitFailsFast(t *testing.T) {
+	srv := newServer(t)
+	srv.faults.QuotaWindow(5, 5*time.Minute).Spend()
+	store := statetest.Store(t)
+	c, _, _ := newClient(t, srv, func(c *apiclient.Config) {
+		c.Sleep = realSleep
+		c.MaxRetryWait = time.Second
+		c.RateLimit, c.Burst = 100, 10
+		c.Budgets = store.Budgets()
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for i := range 2 {
+		start := time.Now()
+		err := c.Do(ctx, apiclient.Request{Method: http.MethodGet, Path: "/x"}, nil)
+		if !errors.Is(err, connectors.ErrRateLimited) {
+			t.Fatalf("call %d: err = %v, want ErrRateLimited", i, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("call %d took %s under a 5-minute window and max_retry_wait 1s", i, d)
+		}
 	}
 }
