@@ -373,19 +373,19 @@ func (c *Client) waitTurn(ctx context.Context) error {
 			err = c.waitLockout(ctx, &slept)
 		}
 		if err != nil {
-			c.pacer.done(Window{}, false)
+			c.pacer.done(Window{}, false, time.Time{})
 			return err
 		}
 	}
 	if err := c.limiter.Wait(ctx); err != nil {
-		c.pacer.done(Window{}, false)
+		c.pacer.done(Window{}, false, time.Time{})
 		return err
 	}
 	if c.cfg.Budget != nil {
 		// The shared budget comes last: a token taken from it is spent at once, not held
 		// through a local wait while other replicas go short.
 		if err := c.cfg.Budget.Wait(ctx); err != nil {
-			c.pacer.done(Window{}, false)
+			c.pacer.done(Window{}, false, time.Time{})
 			return err
 		}
 	}
@@ -456,7 +456,7 @@ func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, 
 	}
 	var win Window
 	var winOK bool
-	defer func() { c.pacer.done(win, winOK) }()
+	defer func() { c.pacer.done(win, winOK, c.cfg.Now()) }()
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	hr, err := c.newRequest(ctx, actx, req, u)

@@ -94,7 +94,7 @@ func (p *pacer) reserve(now time.Time) time.Duration {
 }
 
 // done ends a reservation; w, when ok, is what the response said about the window.
-func (p *pacer) done(w Window, ok bool) {
+func (p *pacer) done(w Window, ok bool, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inflight--
@@ -103,13 +103,18 @@ func (p *pacer) done(w Window, ok bool) {
 	}
 	// Requests still in flight may not be counted in w.Remaining yet: assume they will be.
 	left := max(w.Remaining-p.inflight, 0)
-	if !p.known || w.Reset.After(p.reset) {
+	// Resets within a second of each other are one window: a reset sent as seconds from
+	// now moves a little with every answer.
+	switch {
+	case !p.known || !now.Before(p.reset) || w.Reset.After(p.reset.Add(time.Second)):
 		p.known, p.reset, p.remaining, p.limit = true, w.Reset, left, w.Limit
-		return
-	}
-	p.remaining = min(p.remaining, left)
-	if w.Limit > 0 {
-		p.limit = w.Limit
+	case w.Reset.Before(p.reset.Add(-time.Second)):
+		// A late answer from a window already over says nothing about this one.
+	default:
+		p.remaining = min(p.remaining, left)
+		if w.Limit > 0 {
+			p.limit = w.Limit
+		}
 	}
 }
 
