@@ -28,7 +28,6 @@ const (
 	DefaultHTTPListen     = ":8080"
 	DefaultTimeout        = 30 * time.Second
 	DefaultMaxAttempts    = 5
-	DefaultMaxRetryWait   = 2 * time.Minute
 	DefaultMaxBodyBytes   = 8 << 20
 
 	DefaultMaxMemberRemovals        = 50
@@ -175,7 +174,8 @@ type System struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxAttempts bounds the tries of one request, the first included. Default 5.
 	MaxAttempts int `yaml:"max_attempts"`
-	// MaxRetryWait caps a server-requested wait (Retry-After). Default 2m.
+	// MaxRetryWait caps a server-requested wait (Retry-After); default 0 = the connector's
+	// default: the API's quota window where it has one (devrev 5m30s), else 2m.
 	MaxRetryWait time.Duration `yaml:"max_retry_wait"`
 	// MaxBodyBytes caps one response body. Default 8388608 (8 MiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`

@@ -338,7 +338,7 @@ func TestSystemConfig(t *testing.T) {
 		sc.Token.Reveal() != "pat-airtable" || sc.Options["enterprise_account_id"] != "entXXXXXXXXXXXXXX" {
 		t.Errorf("airtable SystemConfig = %#v", sc)
 	}
-	if sc.Timeout != 30*time.Second || sc.MaxAttempts != 5 || sc.MaxRetryWait != 2*time.Minute || sc.MaxBodyBytes != 8<<20 {
+	if sc.Timeout != 30*time.Second || sc.MaxAttempts != 5 || sc.MaxRetryWait != 0 || sc.MaxBodyBytes != 8<<20 {
 		t.Errorf("transport defaults not applied: %+v", sc)
 	}
 	sc.Options["enterprise_account_id"] = "changed"

@@ -401,9 +401,6 @@ func applyDefaults(cfg *Config, present *presence) {
 		if s.MaxAttempts == 0 {
 			s.MaxAttempts = DefaultMaxAttempts
 		}
-		if s.MaxRetryWait == 0 {
-			s.MaxRetryWait = DefaultMaxRetryWait
-		}
 		if s.MaxBodyBytes == 0 {
 			s.MaxBodyBytes = DefaultMaxBodyBytes
 		}

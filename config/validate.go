@@ -290,8 +290,8 @@ func validateSystem(name string, s System, p *problems) {
 	if s.MaxAttempts < 1 {
 		p.add(key+".max_attempts", "must be >= 1, got %d", s.MaxAttempts)
 	}
-	if s.MaxRetryWait <= 0 {
-		p.add(key+".max_retry_wait", "must be > 0, got %s", s.MaxRetryWait)
+	if s.MaxRetryWait < 0 {
+		p.add(key+".max_retry_wait", "must be >= 0 (0 = the connector's default), got %s", s.MaxRetryWait)
 	}
 	if s.MaxBodyBytes <= 0 {
 		p.add(key+".max_body_bytes", "must be > 0, got %d", s.MaxBodyBytes)

@@ -43,7 +43,7 @@ func TestValidationRules(t *testing.T) {
 		{"negative burst", "    token: t-dst\n", "    token: t-dst\n    burst: -1\n", "systems.dst.burst", "must be >= 0"},
 		{"negative timeout", "    token: t-dst\n", "    token: t-dst\n    timeout: -5s\n", "systems.dst.timeout", "must be > 0"},
 		{"negative attempts", "    token: t-dst\n", "    token: t-dst\n    max_attempts: -1\n", "systems.dst.max_attempts", "must be >= 1"},
-		{"negative retry wait", "    token: t-dst\n", "    token: t-dst\n    max_retry_wait: -1m\n", "systems.dst.max_retry_wait", "must be > 0"},
+		{"negative retry wait", "    token: t-dst\n", "    token: t-dst\n    max_retry_wait: -1m\n", "systems.dst.max_retry_wait", "must be >= 0"},
 		{"negative body", "    token: t-dst\n", "    token: t-dst\n    max_body_bytes: -1\n", "systems.dst.max_body_bytes", "must be > 0"},
 		{"negative page size", "    token: t-dst\n", "    token: t-dst\n    page_size: -1\n", "systems.dst.page_size", "must be >= 0"},
 		{"negative concurrency", "    token: t-dst\n", "    token: t-dst\n    concurrency: -1\n", "systems.dst.concurrency", "must be >= 0"},

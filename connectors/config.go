@@ -40,7 +40,8 @@ type SystemConfig struct {
 	// MaxAttempts bounds retries per request (including the first); 0 means the default (5).
 	MaxAttempts int
 	// MaxRetryWait caps a server-requested wait (Retry-After); a longer wait fails the call
-	// with ErrRateLimited instead of parking a worker. 0 means the default (2 minutes).
+	// with ErrRateLimited instead of parking a worker. 0 means the connector's default: its
+	// API's quota window where it has one (DevRev: 5 minutes and a margin), else 2 minutes.
 	MaxRetryWait time.Duration
 	// MaxBodyBytes caps one response body; 0 means the default (8 MiB).
 	MaxBodyBytes int64
@@ -63,6 +64,12 @@ type Deps struct {
 	// Sleep waits for d or until ctx ends; nil means a real timer. Tests inject a fake to
 	// check waits without sleeping.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Now is the clock the HTTP client paces rate-limit windows and lockouts by; nil means
+	// time.Now. Tests pass the simulator's clock.
+	Now func() time.Time
+	// Budgets, when set, gives each client a budget shared with every other replica and
+	// flow on the same system (state.Store.Budgets); nil keeps the limit per client.
+	Budgets BudgetSource
 }
 
 // RequestObserver is told about each HTTP attempt, for metrics. Implementations must be

@@ -62,6 +62,8 @@ func (a *app) openRuntime(ctx context.Context, hooks runtimeHooks) (*engineRunti
 			HTTPClient: client,
 			Logger:     logger.With("system", name),
 			Observer:   hooks.requests,
+			// Every replica and flow on a system draws from one budget in the mirror.
+			Budgets: store.Budgets(),
 		})
 		if err != nil {
 			store.Close()

@@ -71,7 +71,9 @@ type Config struct {
 	// MaxElapsed bounds the time spent retrying one request.
 	MaxElapsed time.Duration
 	// MaxRetryWait caps a server-requested wait; a longer one fails the call with
-	// ErrRateLimited instead of parking the caller.
+	// ErrRateLimited instead of parking the caller. A connector whose API announces a quota
+	// window sets it to the window's length (ForSystem's Limits), so a spent window is
+	// waited out rather than failed.
 	MaxRetryWait time.Duration
 	// RateLimitPenalty is the wait after a 429 that names none (Airtable: a fixed 30 s). Zero
 	// means exponential backoff.
@@ -88,6 +90,13 @@ type Config struct {
 	Now func() time.Time
 	// InitialBackoff is the first retry wait before jitter; 0 means 500ms.
 	InitialBackoff time.Duration
+	// Budget, when set, is a request budget shared with other clients of the same system
+	// (other replicas, other flows): every request waits for it after the local limiter,
+	// and rate-limit signals are fed back to it. Nil means the limit is this client's own.
+	Budget connectors.Budget
+	// Budgets opens Budget when Budget is nil, with this client's effective rate and burst
+	// (ForSystem copies connectors.Deps.Budgets here). Nil means no shared budget.
+	Budgets connectors.BudgetSource
 	// AllowInsecureHTTP permits an http:// BaseURL on a host that is not loopback
 	// (allow_insecure_http): credentials then cross the network in clear text.
 	AllowInsecureHTTP bool
@@ -99,6 +108,8 @@ type Client struct {
 	base    *url.URL
 	http    *http.Client
 	limiter *rate.Limiter
+	// pacer spaces requests by the server's X-RateLimit window, when it announces one.
+	pacer pacer
 
 	mu sync.Mutex
 	// lockedUntil holds every request of this client back after a rate-limit signal, so
@@ -164,7 +175,11 @@ func New(cfg Config) (*Client, error) {
 	if burst <= 0 {
 		burst = 1
 	}
-	return &Client{cfg: cfg, base: base, http: cfg.HTTPClient, limiter: rate.NewLimiter(limit, burst)}, nil
+	if cfg.Budget == nil && cfg.Budgets != nil && limit != rate.Inf {
+		cfg.Budget = cfg.Budgets(cfg.System, float64(limit), burst)
+	}
+	return &Client{cfg: cfg, base: base, http: cfg.HTTPClient, limiter: rate.NewLimiter(limit, burst),
+		pacer: pacer{maxWait: cfg.MaxRetryWait}}, nil
 }
 
 // System returns the configured system name.
@@ -340,17 +355,53 @@ func (c *Client) lockUntil(t time.Time) {
 	c.mu.Unlock()
 }
 
-// waitTurn blocks until any rate-limit lockout has passed and the limiter grants a token.
-// It sleeps once per lockout value rather than polling the clock, so an injected Sleep that
-// returns at once (tests) does not spin; a lockout extended meanwhile is slept again.
+// waitTurn blocks until any rate-limit lockout has passed, the window pacer's turn has come
+// and the limiter grants a token. On success the caller holds a pacer reservation it must
+// end with pacer.done.
 func (c *Client) waitTurn(ctx context.Context) error {
 	var slept time.Time
+	if err := c.waitLockout(ctx, &slept); err != nil {
+		return err
+	}
+	// The window pacer books the request before the local limiter: its wait may be long
+	// (the budget is spent until the reset), the limiter's is short.
+	if d := c.pacer.reserve(c.cfg.Now()); d > 0 {
+		c.cfg.Logger.DebugContext(ctx, "pacing to the rate-limit window", "wait", d)
+		err := c.cfg.Sleep(ctx, d)
+		if err == nil {
+			// A lockout announced while this request waited for its slot holds it too.
+			err = c.waitLockout(ctx, &slept)
+		}
+		if err != nil {
+			c.pacer.done(Window{}, false, time.Time{})
+			return err
+		}
+	}
+	if err := c.limiter.Wait(ctx); err != nil {
+		c.pacer.done(Window{}, false, time.Time{})
+		return err
+	}
+	if c.cfg.Budget != nil {
+		// The shared budget comes last: a token taken from it is spent at once, not held
+		// through a local wait while other replicas go short.
+		if err := c.cfg.Budget.Wait(ctx); err != nil {
+			c.pacer.done(Window{}, false, time.Time{})
+			return err
+		}
+	}
+	return nil
+}
+
+// waitLockout sleeps until the client's lockout has passed. It sleeps once per lockout value
+// (slept is the last one slept) rather than polling the clock, so an injected Sleep that
+// returns at once (tests) does not spin; a lockout extended meanwhile is slept again.
+func (c *Client) waitLockout(ctx context.Context, slept *time.Time) error {
 	for {
 		c.mu.Lock()
 		until := c.lockedUntil
 		c.mu.Unlock()
-		if !until.After(slept) {
-			break
+		if !until.After(*slept) {
+			return nil
 		}
 		if d := until.Sub(c.cfg.Now()); d > 0 {
 			// Round up so the wait is never shorter than the lockout the server asked for.
@@ -359,9 +410,8 @@ func (c *Client) waitTurn(ctx context.Context) error {
 				return err
 			}
 		}
-		slept = until
+		*slept = until
 	}
-	return c.limiter.Wait(ctx)
 }
 
 func (c *Client) resolve(req Request) (*url.URL, error) {
@@ -404,40 +454,14 @@ func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, 
 	if err := c.waitTurn(ctx); err != nil {
 		return nil, nil, err
 	}
+	var win Window
+	var winOK bool
+	defer func() { c.pacer.done(win, winOK, c.cfg.Now()) }()
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-
-	var body io.Reader
-	contentType := ""
-	switch {
-	case req.JSON != nil:
-		b, err := json.Marshal(req.JSON)
-		if err != nil {
-			return nil, nil, c.permanent(req, fmt.Errorf("encode request: %w", err))
-		}
-		body = bytes.NewReader(b)
-		contentType = "application/json"
-		if req.ContentType != "" {
-			contentType = req.ContentType
-		}
-	case req.Form != nil:
-		body = strings.NewReader(req.Form.Encode())
-		contentType = "application/x-www-form-urlencoded"
-	}
-	hr, err := http.NewRequestWithContext(actx, req.Method, u.String(), body)
+	hr, err := c.newRequest(ctx, actx, req, u)
 	if err != nil {
-		return nil, nil, c.permanent(req, err)
-	}
-	hr.Header.Set("User-Agent", c.cfg.UserAgent)
-	hr.Header.Set("Accept", "application/json")
-	if contentType != "" {
-		hr.Header.Set("Content-Type", contentType)
-	}
-	if c.cfg.Auth != nil {
-		if err := c.cfg.Auth(ctx, hr); err != nil {
-			return nil, nil, &connectors.Error{System: c.cfg.System, Op: req.label(), Class: connectors.ErrUnauthorized,
-				Message: "preparing credentials", Err: err}
-		}
+		return nil, nil, err
 	}
 
 	started := c.cfg.Now()
@@ -455,6 +479,8 @@ func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, 
 			Err: transportError(err, actx, c.cfg.Timeout)}
 	}
 	defer resp.Body.Close()
+	// Every answer, a 429 included, says where the window stands.
+	win, winOK = ParseWindow(resp.Header, c.cfg.Now())
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
 	c.observe(req, resp.StatusCode, started)
 	if readErr != nil {
@@ -469,9 +495,74 @@ func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, 
 			Status: resp.StatusCode, Message: fmt.Sprintf("response body exceeds max_body_bytes (%d bytes)", c.cfg.MaxBodyBytes)}
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		c.feedBudget(ctx, win, winOK, 0)
 		return data, resp.Header, nil
 	}
-	return nil, nil, c.statusError(req, resp, data)
+	err = c.statusError(req, resp, data)
+	var wait time.Duration
+	if resp.StatusCode == http.StatusTooManyRequests {
+		wait = connectors.RetryAfterOf(err)
+		if wait == 0 {
+			wait = c.cfg.RateLimitPenalty
+		}
+	}
+	c.feedBudget(ctx, win, winOK, wait)
+	return nil, nil, err
+}
+
+// feedBudget tells the shared budget what the server said about its limit, once the
+// response has been read (the budget may write to Postgres: no HTTP exchange is waiting).
+func (c *Client) feedBudget(ctx context.Context, win Window, winOK bool, retryAfter time.Duration) {
+	if c.cfg.Budget == nil {
+		return
+	}
+	// A pause longer than this client would wait is not one to impose on every replica:
+	// the call that met it fails as rate-limited, and the next ones ask again.
+	retryAfter = min(retryAfter, c.cfg.MaxRetryWait)
+	if winOK && win.Reset.Sub(c.cfg.Now()) > c.cfg.MaxRetryWait {
+		winOK = false
+	}
+	if !winOK && retryAfter == 0 {
+		return
+	}
+	c.cfg.Budget.Feedback(ctx, connectors.BudgetFeedback{Window: win, HasWindow: winOK, RetryAfter: retryAfter})
+}
+
+// newRequest builds the HTTP request of one attempt: body, headers and credentials.
+func (c *Client) newRequest(ctx, actx context.Context, req Request, u *url.URL) (*http.Request, error) {
+	var body io.Reader
+	contentType := ""
+	switch {
+	case req.JSON != nil:
+		b, err := json.Marshal(req.JSON)
+		if err != nil {
+			return nil, c.permanent(req, fmt.Errorf("encode request: %w", err))
+		}
+		body = bytes.NewReader(b)
+		contentType = "application/json"
+		if req.ContentType != "" {
+			contentType = req.ContentType
+		}
+	case req.Form != nil:
+		body = strings.NewReader(req.Form.Encode())
+		contentType = "application/x-www-form-urlencoded"
+	}
+	hr, err := http.NewRequestWithContext(actx, req.Method, u.String(), body)
+	if err != nil {
+		return nil, c.permanent(req, err)
+	}
+	hr.Header.Set("User-Agent", c.cfg.UserAgent)
+	hr.Header.Set("Accept", "application/json")
+	if contentType != "" {
+		hr.Header.Set("Content-Type", contentType)
+	}
+	if c.cfg.Auth != nil {
+		if err := c.cfg.Auth(ctx, hr); err != nil {
+			return nil, &connectors.Error{System: c.cfg.System, Op: req.label(), Class: connectors.ErrUnauthorized,
+				Message: "preparing credentials", Err: err}
+		}
+	}
+	return hr, nil
 }
 
 func (c *Client) observe(req Request, status int, started time.Time) {

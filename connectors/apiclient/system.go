@@ -1,6 +1,8 @@
 package apiclient
 
 import (
+	"time"
+
 	"golang.org/x/time/rate"
 
 	"github.com/groupsync/groupsync/connectors"
@@ -11,6 +13,10 @@ import (
 type Limits struct {
 	RateLimit float64
 	Burst     int
+	// MaxRetryWait is the longest server-requested wait worth waiting out: the API's quota
+	// window where it has one (DevRev: 5 minutes), so a spent window is waited for rather
+	// than failed. Zero means DefaultMaxRetryWait.
+	MaxRetryWait time.Duration
 }
 
 // ForSystem maps a configured system and the process's dependencies to a client Config:
@@ -25,6 +31,10 @@ func ForSystem(cfg connectors.SystemConfig, deps connectors.Deps, d Limits) Conf
 	if burst == 0 {
 		burst = d.Burst
 	}
+	maxWait := cfg.MaxRetryWait
+	if maxWait == 0 {
+		maxWait = d.MaxRetryWait
+	}
 	return Config{
 		System:       cfg.Name,
 		BaseURL:      cfg.BaseURL,
@@ -34,10 +44,12 @@ func ForSystem(cfg connectors.SystemConfig, deps connectors.Deps, d Limits) Conf
 		RateLimit:    rate.Limit(limit),
 		Burst:        burst,
 		MaxAttempts:  cfg.MaxAttempts,
-		MaxRetryWait: cfg.MaxRetryWait,
+		MaxRetryWait: maxWait,
 		Logger:       deps.Logger,
 		Observer:     deps.Observer,
 		Sleep:        deps.Sleep,
+		Now:          deps.Now,
+		Budgets:      deps.Budgets,
 
 		AllowInsecureHTTP: cfg.AllowInsecureHTTP,
 	}

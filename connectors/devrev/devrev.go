@@ -16,9 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/groupsync/groupsync/connectors"
@@ -33,11 +31,17 @@ const (
 	// maximum is documented, so the connector does not ask for more unless configured to.
 	DefaultPageSize = 50
 	// DefaultRateLimit is requests per second. DevRev documents a per-user budget over a
-	// 5-minute window without publishing the number; 10 req/s (3000 per window) is a
-	// conservative guess, and the 429's Retry-After is honoured on top of it.
+	// 5-minute window without publishing the number (1000 in its example); every response
+	// announces it in X-Ratelimit-Limit/Remaining/Reset, and the client paces by those
+	// headers (apiclient's window pacer), so 10 req/s is only the ceiling within a window.
 	DefaultRateLimit = 10
 	// DefaultBurst is the limiter's burst.
 	DefaultBurst = 10
+	// QuotaWindow is DevRev's documented rate-limit window.
+	QuotaWindow = 5 * time.Minute
+	// DefaultMaxRetryWait lets a spent window be waited out: a 429 asks for up to the
+	// window's length (plus a margin for the reset's whole seconds).
+	DefaultMaxRetryWait = QuotaWindow + 30*time.Second
 	// DefaultDescription is sent on create when the source group has no description:
 	// DevRev requires one.
 	DefaultDescription = "Managed by groupsync"
@@ -81,15 +85,6 @@ type conn struct {
 	pageSize    int
 	description string
 	log         *slog.Logger
-	sleep       func(ctx context.Context, d time.Duration) error
-	now         func() time.Time
-	// maxPause caps a pause taken because DevRev said the quota is spent.
-	maxPause time.Duration
-
-	mu sync.Mutex
-	// pauseUntil holds the next request back when the last response reported
-	// X-Ratelimit-Remaining: 0, so the window resets instead of a 429 being provoked.
-	pauseUntil time.Time
 }
 
 var (
@@ -148,7 +143,8 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps) (*conn, error) {
 		pageSize = DefaultPageSize
 	}
 	token := cfg.Token
-	ac := apiclient.ForSystem(cfg, deps, apiclient.Limits{RateLimit: DefaultRateLimit, Burst: DefaultBurst})
+	ac := apiclient.ForSystem(cfg, deps, apiclient.Limits{RateLimit: DefaultRateLimit, Burst: DefaultBurst,
+		MaxRetryWait: DefaultMaxRetryWait})
 	ac.BaseURL = base
 	ac.Auth = func(_ context.Context, r *http.Request) error {
 		r.Header.Set("Authorization", "Bearer "+token.Reveal())
@@ -166,16 +162,7 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps) (*conn, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	sleep := deps.Sleep
-	if sleep == nil {
-		sleep = sleepContext
-	}
-	maxPause := cfg.MaxRetryWait
-	if maxPause <= 0 {
-		maxPause = apiclient.DefaultMaxRetryWait
-	}
-	return &conn{name: cfg.Name, api: api, pageSize: pageSize, description: description, log: logger,
-		sleep: sleep, now: time.Now, maxPause: maxPause}, nil
+	return &conn{name: cfg.Name, api: api, pageSize: pageSize, description: description, log: logger}, nil
 }
 
 func (c *conn) Name() string          { return c.name }
@@ -242,78 +229,12 @@ func (c *conn) malformed(endpoint string, err error) error {
 
 // post sends one DevRev call with a JSON body and returns the 2xx body.
 func (c *conn) post(ctx context.Context, endpoint string, body any, idempotent bool) ([]byte, error) {
-	if err := c.waitQuota(ctx); err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", c.name, endpoint, err)
-	}
-	data, hdr, err := c.api.DoRaw(ctx, apiclient.Request{
+	data, _, err := c.api.DoRaw(ctx, apiclient.Request{
 		Method:     http.MethodPost,
 		Path:       "/" + endpoint,
 		JSON:       body,
 		Endpoint:   endpoint,
 		Idempotent: idempotent,
 	})
-	if err == nil {
-		c.noteQuota(ctx, endpoint, hdr)
-	}
 	return data, err
-}
-
-// noteQuota reads DevRev's X-Ratelimit-Remaining and X-Ratelimit-Reset (epoch seconds).
-// When the window's budget is spent, the next request waits for the reset rather than
-// earning a 429; a reset further away than maxPause is left to the 429 handling.
-func (c *conn) noteQuota(ctx context.Context, endpoint string, hdr http.Header) {
-	if strings.TrimSpace(hdr.Get("X-Ratelimit-Remaining")) != "0" {
-		return
-	}
-	reset, err := strconv.ParseInt(strings.TrimSpace(hdr.Get("X-Ratelimit-Reset")), 10, 64)
-	if err != nil || reset <= 0 {
-		return
-	}
-	now := c.now()
-	until := time.Unix(reset, 0)
-	if reset < 1_000_000_000 {
-		// Not an epoch: read it as seconds from now, as some gateways send.
-		until = now.Add(time.Duration(reset) * time.Second)
-	}
-	wait := until.Sub(now)
-	if wait <= 0 || wait > c.maxPause {
-		return
-	}
-	c.log.DebugContext(ctx, "rate limit budget spent; pausing until reset", "endpoint", endpoint, "wait", wait)
-	c.mu.Lock()
-	if until.After(c.pauseUntil) {
-		c.pauseUntil = until
-	}
-	c.mu.Unlock()
-}
-
-func (c *conn) waitQuota(ctx context.Context) error {
-	c.mu.Lock()
-	until := c.pauseUntil
-	c.mu.Unlock()
-	if until.IsZero() {
-		return nil
-	}
-	if d := until.Sub(c.now()); d > 0 {
-		if err := c.sleep(ctx, d); err != nil {
-			return err
-		}
-	}
-	c.mu.Lock()
-	if !c.pauseUntil.After(until) {
-		c.pauseUntil = time.Time{}
-	}
-	c.mu.Unlock()
-	return nil
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

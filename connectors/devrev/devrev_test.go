@@ -558,29 +558,31 @@ func BenchmarkListGroups10k(b *testing.B) {
 	}
 }
 
+// fakeClock is a clock that moves only when the client sleeps.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+	return ctx.Err()
+}
+
 // TestPausesWhenQuotaSpent: DevRev reports its remaining budget on every response; when it
 // reaches zero the connector waits for the window to reset instead of provoking a 429.
 func TestPausesWhenQuotaSpent(t *testing.T) {
-	var mu sync.Mutex
-	clock := time.Now()
-	now := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return clock
-	}
-	h := newHarness(t, devrevsim.Options{Quota: 3, Now: now}, func(c *connectors.SystemConfig) {
-		c.MaxRetryWait = 10 * time.Minute
-	})
-	h.conn.now = now
-	h.conn.sleep = func(ctx context.Context, d time.Duration) error {
-		mu.Lock()
-		clock = clock.Add(d)
-		mu.Unlock()
-		h.mu.Lock()
-		h.waits = append(h.waits, d)
-		h.mu.Unlock()
-		return ctx.Err()
-	}
+	clock := &fakeClock{t: time.Now()}
+	h := newHarness(t, devrevsim.Options{Quota: 3, Now: clock.Now}, nil)
+	h.onSleep = clock.Sleep
 	h.sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 1, People: 2}))
 	id := h.sim.Snapshot()[0].ID
 	for i := range 7 {
@@ -591,9 +593,71 @@ func TestPausesWhenQuotaSpent(t *testing.T) {
 	if n := h.sim.Counter().CountStatus("groups.get", 429) + h.sim.Counter().CountStatus("groups.list", 429); n != 0 {
 		t.Fatalf("%d requests were throttled; the connector did not pause on X-Ratelimit-Remaining: 0", n)
 	}
-	waits := h.Waits()
-	if len(waits) < 4 || waits[0] <= 0 || waits[0] > devrevsim.QuotaWindow {
-		t.Fatalf("waits = %v, want a pause up to the window reset each time the budget ran out", waits)
+	var pauses []time.Duration
+	for _, w := range h.Waits() {
+		if w > time.Minute {
+			pauses = append(pauses, w)
+		}
+	}
+	if len(pauses) < 2 || pauses[0] > QuotaWindow+2*time.Second {
+		t.Fatalf("waits = %v, want a pause up to the window reset each time the budget ran out", h.Waits())
+	}
+}
+
+// TestSpentWindowWaitedOut: another client of the same token spent DevRev's 5-minute window;
+// the 429 asks for the rest of it, and with the connector's defaults the listing waits for
+// the reset and completes (the generic 2-minute max_retry_wait failed it at once).
+func TestSpentWindowWaitedOut(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	h := newHarness(t, devrevsim.Options{Quota: 1000, Now: clock.Now}, nil)
+	h.onSleep = clock.Sleep
+	h.sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 25, People: 2}))
+	h.sim.SpendQuota()
+	gs, l := collectGroups(t, h.conn)
+	if len(gs) != 25 || !l.Complete {
+		t.Fatalf("listed %d groups (complete %v), want all 25", len(gs), l.Complete)
+	}
+	if n := h.sim.Counter().CountStatus("groups.list", 429); n != 1 {
+		t.Fatalf("%d 429s, want the one that announced the spent window", n)
+	}
+	var longest time.Duration
+	for _, w := range h.Waits() {
+		longest = max(longest, w)
+	}
+	if longest < 4*time.Minute {
+		t.Fatalf("longest wait %s; want the rest of the 5-minute window waited out", longest)
+	}
+}
+
+// TestLongListingUnderSmallWindow: a window of 20 requests per 2 s (real time) and a client
+// allowed 1e6 req/s: a listing of 60 pages paces itself to the X-Ratelimit headers and
+// finishes without a single 429.
+func TestLongListingUnderSmallWindow(t *testing.T) {
+	h := newHarness(t, devrevsim.Options{Quota: 20, QuotaWindow: 2 * time.Second}, func(c *connectors.SystemConfig) {
+		c.PageSize = 1
+	})
+	h.onSleep = func(ctx context.Context, d time.Duration) error { return sleepFor(ctx, d) }
+	h.sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 50, People: 2}))
+	gs, l := collectGroups(t, h.conn)
+	if len(gs) != 50 || !l.Complete {
+		t.Fatalf("listed %d groups (complete %v), want all 50", len(gs), l.Complete)
+	}
+	if n := h.sim.Counter().CountStatus("groups.list", 429); n != 0 {
+		t.Fatalf("%d requests throttled (429); the listing ran the window dry", n)
+	}
+	if n := h.sim.Counter().Count("groups.list"); n < 50 {
+		t.Fatalf("%d list requests for 50 one-group pages", n)
+	}
+}
+
+func sleepFor(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -41,7 +41,10 @@ type harness struct {
 
 	mu    sync.Mutex
 	waits []time.Duration
-	sent  []sentRequest
+	// onSleep, when set, is called with each wait the client takes (to advance a fake
+	// clock, or to really sleep); nil records the wait and returns at once.
+	onSleep func(ctx context.Context, d time.Duration) error
+	sent    []sentRequest
 }
 
 func (h *harness) Waits() []time.Duration {
@@ -93,9 +96,15 @@ func newHarness(t testing.TB, so devrevsim.Options, edit func(*connectors.System
 		Sleep: func(ctx context.Context, d time.Duration) error {
 			h.mu.Lock()
 			h.waits = append(h.waits, d)
+			onSleep := h.onSleep
 			h.mu.Unlock()
+			if onSleep != nil {
+				return onSleep(ctx, d)
+			}
 			return ctx.Err()
 		},
+		// The simulator's clock is the client's, so X-Ratelimit-Reset means the same to both.
+		Now: so.Now,
 	})
 	if err != nil {
 		t.Fatalf("open: %v", err)

@@ -33,7 +33,9 @@ type Faults struct {
 	limit   *bucket
 	lockout time.Duration
 	lockedT time.Time
-	now     func() time.Time
+	// window, when set, is a fixed budget per window announced in X-RateLimit headers.
+	window *Window
+	now    func() time.Time
 	// rules are the per-request faults (Inject); observe is told of every answer (Observe).
 	rules   []*Rule
 	observe func(method, path string, status int)
@@ -132,7 +134,7 @@ func (f *Faults) Limit(perSecond float64, burst int, lockout time.Duration) {
 // Clear disarms every fault, rule and limit (an observer stays).
 func (f *Faults) Clear() {
 	f.mu.Lock()
-	f.armed, f.latency, f.limit, f.lockedT, f.rules = nil, 0, nil, time.Time{}, nil
+	f.armed, f.latency, f.limit, f.lockedT, f.rules, f.window = nil, 0, nil, time.Time{}, nil, nil
 	f.mu.Unlock()
 }
 
@@ -176,6 +178,21 @@ func (f *Faults) take(endpoint string) (*fault, time.Duration, bool) {
 	return nil, latency, false
 }
 
+// takeWindow spends one request of the quota window, if one is set, and returns a 429
+// fault when the window is spent.
+func (f *Faults) takeWindow(h http.Header) (*fault, bool) {
+	f.mu.Lock()
+	q := f.window
+	f.mu.Unlock()
+	if q == nil {
+		return nil, false
+	}
+	if ok, wait := q.Take(h); !ok {
+		return &fault{kind: fault429, retryAfter: wait}, true
+	}
+	return nil, false
+}
+
 type bucket struct {
 	rate, burst, tokens float64
 	last                time.Time
@@ -217,6 +234,9 @@ func (f *Faults) serve(w *statusWriter, r *http.Request, next http.Handler, rout
 	ft, latency, ok := f.take(endpoint)
 	if latency > 0 && !sleepCtx(r, latency) {
 		return
+	}
+	if !ok {
+		ft, ok = f.takeWindow(w.Header())
 	}
 	if !ok {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}

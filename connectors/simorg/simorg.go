@@ -100,6 +100,12 @@ func (o *Org) Names() []string { return slices.Sorted(maps.Keys(o.Systems)) }
 // Open opens a connector for every system through the registry, with the simulator's own
 // HTTP client. mod, if set, may adjust each configuration first.
 func (o *Org) Open(logger *slog.Logger, observer connectors.RequestObserver, mod func(*connectors.SystemConfig)) (map[string]connectors.Connector, error) {
+	return o.OpenShared(logger, observer, nil, mod)
+}
+
+// OpenShared is Open with every client drawing from budgets (a replica's shared API
+// budgets, state.Store.Budgets); nil budgets keeps each client's limit its own.
+func (o *Org) OpenShared(logger *slog.Logger, observer connectors.RequestObserver, budgets connectors.BudgetSource, mod func(*connectors.SystemConfig)) (map[string]connectors.Connector, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -110,7 +116,8 @@ func (o *Org) Open(logger *slog.Logger, observer connectors.RequestObserver, mod
 		if mod != nil {
 			mod(&cfg)
 		}
-		c, err := registry.Open(cfg, connectors.Deps{HTTPClient: s.Server.Client(), Logger: logger.With("system", name), Observer: observer})
+		c, err := registry.Open(cfg, connectors.Deps{HTTPClient: s.Server.Client(), Logger: logger.With("system", name),
+			Observer: observer, Budgets: budgets})
 		if err != nil {
 			return nil, err
 		}

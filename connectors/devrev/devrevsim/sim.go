@@ -45,6 +45,9 @@ type Options struct {
 	// enforces it: every response carries X-Ratelimit-Limit/Remaining/Reset, and a request
 	// over the budget gets 429 until the window resets. 0 means no quota.
 	Quota int
+	// QuotaWindow is the window's length (default DevRev's 5 minutes); tests shorten it to
+	// run several windows in seconds.
+	QuotaWindow time.Duration
 }
 
 // Server is a simulated DevRev tenant. It implements simkit.Sim.
@@ -68,8 +71,7 @@ type Server struct {
 	// first record again, with a fresh cursor (a server that ignores the cursor).
 	ignoreCursor map[string]int
 	cursorSerial uint64
-	quotaLeft    int
-	windowEnd    time.Time
+	quota        *simkit.Window
 }
 
 type devUser struct {
@@ -122,6 +124,9 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.QuotaWindow <= 0 {
+		o.QuotaWindow = QuotaWindow
+	}
 	s := &Server{
 		opts:         o,
 		faults:       simkit.NewFaults(o.FaultSeed),
@@ -131,6 +136,9 @@ func New(o Options) *Server {
 		groupByName:  map[string]int32{},
 		repeatCursor: map[string]int{},
 		ignoreCursor: map[string]int{},
+	}
+	if o.Quota > 0 {
+		s.quota = simkit.NewWindow(o.Quota, o.QuotaWindow, o.Now)
 	}
 	s.handler = s.faults.Middleware(http.HandlerFunc(s.serve), routeLabel, s.writeFault, s.counter)
 	return s
@@ -163,27 +171,22 @@ const QuotaWindow = 5 * time.Minute
 // takeQuota spends one request of the window's budget, sets the X-Ratelimit headers and
 // reports whether the request may proceed.
 func (s *Server) takeQuota(w http.ResponseWriter) bool {
-	if s.opts.Quota <= 0 {
+	if s.quota == nil {
 		return true
 	}
-	now := s.opts.Now()
-	s.mu.Lock()
-	if !now.Before(s.windowEnd) {
-		// Windows end on a whole second so X-Ratelimit-Reset (epoch seconds) is exact.
-		s.windowEnd = now.Add(QuotaWindow).Truncate(time.Second)
-		s.quotaLeft = s.opts.Quota
+	ok, wait := s.quota.Take(w.Header())
+	if !ok {
+		s.writeFault(w, http.StatusTooManyRequests, wait)
 	}
-	s.quotaLeft--
-	left, end := s.quotaLeft, s.windowEnd
-	s.mu.Unlock()
-	w.Header().Set("X-Ratelimit-Limit", strconv.Itoa(s.opts.Quota))
-	w.Header().Set("X-Ratelimit-Remaining", strconv.Itoa(max(left, 0)))
-	w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(end.Unix(), 10))
-	if left < 0 {
-		s.writeFault(w, http.StatusTooManyRequests, end.Sub(now))
-		return false
+	return ok
+}
+
+// SpendQuota uses up the current window's budget, as another client of the same token
+// would; a no-op without a quota.
+func (s *Server) SpendQuota() {
+	if s.quota != nil {
+		s.quota.Spend()
 	}
-	return true
 }
 
 // IgnoreCursorNext makes the next n requests on endpoint that carry a cursor start from
