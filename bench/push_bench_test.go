@@ -74,6 +74,8 @@ type pushCase struct {
 	// known says whether the limit is published/announced, so zero 429s is required.
 	known           bool
 	groups, members int
+	// latency is added to every answer of the target (real APIs take 100–300 ms).
+	latency time.Duration
 }
 
 // Only Airtable publishes a per-second limit (50/s per token, 30 s lockout). DevRev
@@ -82,10 +84,10 @@ type pushCase struct {
 // rate the connector assumes, which shows the connector uses all of it, and that with no
 // margin an occasional 429 from arrival jitter is met (and honoured).
 var pushCases = []pushCase{
-	{connectors.KindAirtable, airtable.PublishedRateLimit, airtable.PublishedRateLimit, airtable.RateLimitPenalty, true, 100, 3},
-	{connectors.KindDevRev, 10, 10, 0, false, 10, 9},
-	{connectors.KindSelfCommunity, 5, 5, 0, false, 20, 4},
-	{connectors.KindSocialcast, 5, 5, 0, false, 25, 0},
+	{connectors.KindAirtable, airtable.PublishedRateLimit, airtable.PublishedRateLimit, airtable.RateLimitPenalty, true, 100, 3, 0},
+	{connectors.KindDevRev, 10, 10, 0, false, 10, 9, 0},
+	{connectors.KindSelfCommunity, 5, 5, 0, false, 20, 4, 0},
+	{connectors.KindSocialcast, 5, 5, 0, false, 25, 0, 0},
 }
 
 // BenchmarkPushRate pushes a fresh tenant into each kind of target whose simulator enforces
@@ -94,7 +96,31 @@ var pushCases = []pushCase{
 //
 //	go test -run '^$' -bench PushRate ./bench/ -benchtime 1x
 func BenchmarkPushRate(b *testing.B) {
-	for _, pc := range pushCases {
+	runPushCases(b, pushCases)
+}
+
+// latencyCases push member additions through 150 ms answers. Airtable takes 100 members a
+// call, so it adds 10,000; DevRev and SelfCommunity take one a call (at 10 and 5/s, 10,000
+// would take 17 and 33 minutes), so they add 1,000 and 500: enough calls for the rate to
+// settle. Socialcast writes no members.
+var latencyCases = []pushCase{
+	{connectors.KindAirtable, airtable.PublishedRateLimit, airtable.PublishedRateLimit, airtable.RateLimitPenalty, true, 100, 100,
+		150 * time.Millisecond},
+	{connectors.KindDevRev, 10, 10, 0, false, 20, 50, 150 * time.Millisecond},
+	{connectors.KindSelfCommunity, 5, 5, 0, false, 10, 50, 150 * time.Millisecond},
+}
+
+// BenchmarkPushRateWithLatency is BenchmarkPushRate with 150 ms per answer: one call at a
+// time would reach 6.7 calls/s whatever the limit, so reaching >= 0.9 of it takes calls in
+// flight together.
+//
+//	go test -run '^$' -bench PushRateWithLatency ./bench/ -benchtime 1x
+func BenchmarkPushRateWithLatency(b *testing.B) {
+	runPushCases(b, latencyCases)
+}
+
+func runPushCases(b *testing.B, cases []pushCase) {
+	for _, pc := range cases {
 		b.Run(string(pc.kind), func(b *testing.B) {
 			for range b.N {
 				benchPush(b, pc)
@@ -123,6 +149,9 @@ func benchPush(b *testing.B, pc pushCase) {
 	front := httptest.NewServer(rec)
 	defer front.Close()
 	tgt.Sim.Faults().Limit(pc.rate, pc.burst, pc.lockout)
+	if pc.latency > 0 {
+		tgt.Sim.Faults().Latency(pc.latency)
+	}
 
 	conns := map[string]connectors.Connector{}
 	for name, s := range org.Systems {

@@ -127,11 +127,11 @@ func (e *Engine) pushTarget(ctx context.Context, log *slog.Logger, runID int64, 
 			case "add_member", "remove_member":
 				stop = e.pushMembers(ctx, log, w, caps, op, page)
 			default:
-				for _, c := range page {
-					if stop = e.pushGroup(ctx, log, conn, w, caps, c); stop != nil {
-						break
-					}
-				}
+				// Creates, restores and deletions of one page concern distinct groups (renames,
+				// which can collide, go through pushUpdates in order): they go out together.
+				stop = concurrently(e, ctx, page, func(c state.Change) error {
+					return e.pushGroup(ctx, log, conn, w, caps, c)
+				})
 			}
 			if stop != nil {
 				return stop
@@ -477,6 +477,15 @@ func (e *Engine) pushUpdate(ctx context.Context, log *slog.Logger, w connectors.
 // time would use a fraction of the target's rate, and the client's limiter keeps the pace.
 // The first error that stops the target (bad credentials, the database) stops the rest.
 func (e *Engine) pushMembers(ctx context.Context, log *slog.Logger, w connectors.Writer, caps connectors.Capabilities, op string, page []state.Change) error {
+	return concurrently(e, ctx, memberBatches(page, max(caps.MaxMembersPerWrite, 1)), func(batch []state.Change) error {
+		return e.pushBatch(ctx, log, w, op, batch)
+	})
+}
+
+// concurrently runs push on each item, PushWorkers at a time, until one returns an error
+// that stops the target (returned) or the run is halted; what was not started stays planned
+// for the caller to settle.
+func concurrently[T any](e *Engine, ctx context.Context, items []T, push func(T) error) error {
 	var (
 		mu   sync.Mutex
 		stop error
@@ -486,11 +495,11 @@ func (e *Engine) pushMembers(ctx context.Context, log *slog.Logger, w connectors
 		defer mu.Unlock()
 		return stop != nil || halted(ctx)
 	}
-	eachParallel(ctx, e.o.PushWorkers, memberBatches(page, max(caps.MaxMembersPerWrite, 1)), stopped, func(batch []state.Change) {
+	eachParallel(ctx, e.o.PushWorkers, items, stopped, func(it T) {
 		if stopped() {
 			return
 		}
-		if err := e.pushBatch(ctx, log, w, op, batch); err != nil {
+		if err := push(it); err != nil {
 			mu.Lock()
 			stop = cmp.Or(stop, err)
 			mu.Unlock()
