@@ -14,41 +14,43 @@ import (
 // An op is one kind of churn. It returns a description for the log, or "" when it found
 // nothing to act on (the generator then draws again).
 type op struct {
+	name   string
 	weight int
 	do     func(w *world, f *flowModel) string
 }
 
 var ops = []op{
-	{30, (*world).toggleMember},
-	{8, (*world).renameFresh},
-	{5, (*world).renameLookAlike},
-	{6, (*world).swapNames},
-	{8, (*world).deleteGroup},
-	{7, (*world).recreateGroup},
-	{4, (*world).createGroup},
-	{4, (*world).collideAcrossFlows},
-	{5, (*world).archiveTargetGroup},
-	{5, (*world).sourceEmailForm},
-	{3, (*world).sourceDeactivate},
-	{3, (*world).sourceDelete},
-	{5, (*world).targetEmailForm},
-	{3, (*world).targetDeactivate},
-	{3, (*world).targetDelete},
-	{3, (*world).targetMove},
+	{"toggleMember", 30, (*world).toggleMember},
+	{"renameFresh", 8, (*world).renameFresh},
+	{"renameLookAlike", 5, (*world).renameLookAlike},
+	{"swapNames", 6, (*world).swapNames},
+	{"deleteGroup", 8, (*world).deleteGroup},
+	{"recreateGroup", 7, (*world).recreateGroup},
+	{"createGroup", 4, (*world).createGroup},
+	{"collideAcrossFlows", 4, (*world).collideAcrossFlows},
+	{"archiveTargetGroup", 5, (*world).archiveTargetGroup},
+	{"sourceEmailForm", 5, (*world).sourceEmailForm},
+	{"sourceDeactivate", 3, (*world).sourceDeactivate},
+	{"sourceDelete", 3, (*world).sourceDelete},
+	{"targetEmailForm", 5, (*world).targetEmailForm},
+	{"targetDeactivate", 3, (*world).targetDeactivate},
+	{"targetDelete", 3, (*world).targetDelete},
+	{"targetMove", 3, (*world).targetMove},
 }
 
 // churn applies a few random changes through the sources' APIs and the simulators' knobs.
 // A group is changed at most once per step, so no run sees half of a compound change.
 func (w *world) churn(step int) {
 	w.touched = map[*sgroup]bool{}
+	enabled := slices.DeleteFunc(slices.Clone(ops), func(o op) bool { return slices.Contains(strings.Split(*without, ","), o.name) })
 	total := 0
-	for _, o := range ops {
+	for _, o := range enabled {
 		total += o.weight
 	}
 	for n, tries := 1+w.rng.IntN(5), 0; n > 0 && tries < 50; tries++ {
 		f := w.m.flows[w.rng.IntN(len(w.m.flows))]
 		r := w.rng.IntN(total)
-		for _, o := range ops {
+		for _, o := range enabled {
 			if r -= o.weight; r < 0 {
 				if d := o.do(w, f); d != "" {
 					w.logf("step %d: %s: %s", step, f.name, d)
@@ -373,5 +375,7 @@ func (w *world) randomTarget(f *flowModel) string { return f.targets[w.rng.IntN(
 func (w *world) targetDeactivate(f *flowModel) string {
 	return w.setAccount(w.randomTarget(f), acctDeactivated)
 }
-func (w *world) targetDelete(f *flowModel) string { return w.setAccount(w.randomTarget(f), acctDeleted) }
-func (w *world) targetMove(f *flowModel) string   { return w.setAccount(w.randomTarget(f), acctMoved) }
+func (w *world) targetDelete(f *flowModel) string {
+	return w.setAccount(w.randomTarget(f), acctDeleted)
+}
+func (w *world) targetMove(f *flowModel) string { return w.setAccount(w.randomTarget(f), acctMoved) }

@@ -24,6 +24,7 @@ var (
 	seedFlag = flag.Uint64("seed", 0, "run only this seed")
 	soak     = flag.Duration("soak", 0, "run random seeds until this much time has passed")
 	steps    = flag.Int("steps", 4, "churn steps per seed")
+	without  = flag.String("without", "", "churn ops to leave out, comma-separated (e.g. targetDelete,targetMove)")
 )
 
 // fixedSeeds run in make test (a few seconds each under -race on the 2-core CI machine).
