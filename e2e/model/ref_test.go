@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 
 	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/connectors"
@@ -90,9 +91,11 @@ type targetModel struct {
 	groups []*tgroup
 	// conflicts are the source groups planned as name_conflict in this target.
 	conflicts map[*sgroup]bool
-	// archivedHoldsName: the target refuses a new group named like an archived one
-	// (SelfCommunity's names are unique among inactive groups too).
-	archivedHoldsName bool
+	// archivedHoldsName, when set, is the target's own uniqueness key of group names, which
+	// archived groups hold too: it refuses a new group named like an archived one
+	// (SelfCommunity's names are unique among inactive groups, compared lower-cased and
+	// trimmed, not by groupsync's normalizer).
+	archivedHoldsName func(string) string
 	// stuck are the source groups whose create the target refuses because an archived
 	// group holds the name (see InvariantArchivedIsNotGone in the report of this test).
 	stuck map[*sgroup]bool
@@ -138,7 +141,8 @@ func newModel(rng *rand.Rand) *model {
 		}
 	}
 	m.targets["scm"] = &targetModel{name: "scm", caps: connectors.Capabilities{DeleteGroup: true},
-		conflicts: map[*sgroup]bool{}, stuck: map[*sgroup]bool{}, archivedHoldsName: true}
+		conflicts: map[*sgroup]bool{}, stuck: map[*sgroup]bool{},
+		archivedHoldsName: func(n string) string { return strings.ToLower(strings.TrimSpace(n)) }}
 	m.targets["dvt"] = &targetModel{name: "dvt", caps: connectors.Capabilities{}, conflicts: map[*sgroup]bool{}, stuck: map[*sgroup]bool{}}
 	return m
 }
@@ -320,7 +324,7 @@ func (m *model) plan(f *flowModel, t *targetModel) bool {
 			continue
 		}
 		delete(t.conflicts, g)
-		if t.archivedHoldsName && t.archivedNamed(g.name) {
+		if t.archivedNamed(g.name) {
 			t.stuck[g] = true
 			continue
 		}
@@ -346,10 +350,13 @@ func (m *model) plan(f *flowModel, t *targetModel) bool {
 	return wrote
 }
 
-// archivedNamed reports whether an archived group of t has a name with that key.
+// archivedNamed reports whether an archived group of t holds that name.
 func (t *targetModel) archivedNamed(name string) bool {
+	if t.archivedHoldsName == nil {
+		return false
+	}
 	for _, tg := range t.groups {
-		if tg.archived && key(tg.name) == key(name) {
+		if tg.archived && t.archivedHoldsName(tg.name) == t.archivedHoldsName(name) {
 			return true
 		}
 	}

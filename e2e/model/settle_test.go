@@ -1,6 +1,8 @@
 package model
 
 import (
+	"slices"
+
 	"github.com/groupsync/groupsync/connectors/simkit"
 	"github.com/groupsync/groupsync/syncengine"
 )
@@ -80,10 +82,58 @@ func (w *world) faultyRun(step int) {
 	if w.rng.IntN(2) == 0 {
 		sf.Inject(simkit.Rule{Method: "GET", Path: "/users", Status: 500, Times: 2})
 	}
+	w.logf("step %d: a round with faults on %s and %s", step, tgt, src)
 	for _, name := range w.order {
-		w.run(name)
+		w.stepObserved(w.m.flow(name))
 	}
 	f.Clear()
 	sf.Clear()
 	w.checkKept(step, before)
+}
+
+// stepObserved runs a flow with faults armed and steps the model with it. The plan-time
+// decisions (releases, adoptions, conflicts) do not depend on the faults, but which writes
+// landed does, and the next runs' decisions depend on that (a group created claims its
+// name): so the model takes the writes' outcome from the targets.
+func (w *world) stepObserved(f *flowModel) {
+	before := map[string][]*tgroup{}
+	for _, tn := range f.targets {
+		before[tn] = slices.Clone(w.m.targets[tn].groups)
+	}
+	w.run(f.name)
+	w.m.step(f)
+	for _, tn := range f.targets {
+		w.observe(w.m.targets[tn], before[tn])
+	}
+}
+
+// observe makes the model's groups of t what the target holds after a run with faults: a
+// create that failed did not happen, a delete that failed left the group, a rename that
+// failed left the old name.
+func (w *world) observe(t *targetModel, before []*tgroup) {
+	snap := w.snapshotByID(t.name)
+	known := map[string]bool{}
+	for _, tg := range before {
+		if tg.id != "" {
+			known[tg.id] = true
+		}
+	}
+	for _, tg := range before {
+		if _, there := snap[tg.id]; tg.id != "" && there && !slices.Contains(t.groups, tg) {
+			t.groups = append(t.groups, tg) // the delete failed
+		}
+	}
+	t.groups = slices.DeleteFunc(t.groups, func(tg *tgroup) bool {
+		if tg.id != "" {
+			tg.name = snap[tg.id].Name
+			return false
+		}
+		for id, g := range snap {
+			if !known[id] && !g.Archived && key(g.Name) == key(tg.name) {
+				tg.id, known[id] = id, true
+				return false
+			}
+		}
+		return true // the create failed
+	})
 }
