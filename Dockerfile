@@ -23,10 +23,14 @@ RUN apk add --no-cache ca-certificates tzdata \
 COPY --from=build /out/groupsync /usr/local/bin/groupsync
 # The configuration file is mounted here; every key can be overridden with GROUPSYNC_* and
 # every secret given as a file with GROUPSYNC_..._FILE (e.g. Docker or Kubernetes secrets).
+# GROUPSYNC_HTTP_LISTEN pins /healthz, /readyz and /metrics to the exposed port on every
+# interface: a mounted file saying 127.0.0.1:8080 or another port would otherwise leave the
+# published port and the probes answering nothing. Override the variable to move them.
 ENV GROUPSYNC_CONFIG=/etc/groupsync/groupsync.yaml \
-    GROUPSYNC_LOG_FORMAT=json
+    GROUPSYNC_LOG_FORMAT=json \
+    GROUPSYNC_HTTP_LISTEN=:8080
+# Secret files mounted into the container must be readable by this user (README "Container").
 USER 10001:10001
-# /healthz, /readyz and /metrics (http.listen, default :8080).
 EXPOSE 8080
 ENTRYPOINT ["groupsync"]
 CMD ["sync"]

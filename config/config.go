@@ -36,6 +36,10 @@ const (
 	DefaultMaxGroupDeletions        = 5
 	DefaultMinSourceRatio           = 0.8
 	DefaultMaxChangeAttempts        = 5
+
+	// DefaultAccountMaxAge is how old the mirror's copy of an account a plan relies on may
+	// be before the engine reads it again (Trust I, fresh accounts).
+	DefaultAccountMaxAge = 24 * time.Hour
 )
 
 // EnvPrefix starts every environment variable the configuration reads.
@@ -53,6 +57,7 @@ type Config struct {
 	Database Database `yaml:"database"`
 	Log      Log      `yaml:"log"`
 	HTTP     HTTP     `yaml:"http"`
+	Accounts Accounts `yaml:"accounts"`
 	// Systems are the configured connector instances by name ([a-z0-9][a-z0-9-]*).
 	// At least one is required.
 	Systems map[string]System `yaml:"systems"`
@@ -80,6 +85,16 @@ type Database struct {
 	// AcquireTimeout bounds the wait for a free pooled connection; past it the statement
 	// fails, naming this setting, instead of hanging. Default 30s.
 	AcquireTimeout time.Duration `yaml:"acquire_timeout"`
+}
+
+// Accounts configures how fresh the mirror's accounts must be for planning.
+type Accounts struct {
+	// MaxAge: an account a plan relies on (a member of a synced group, or the target account
+	// an email matches) is re-read by id when the mirror read it longer ago than this, so
+	// email changes and deactivations on either side are followed. Default (and 0) 24h; a
+	// few seconds re-reads them every run (costly on large tenants: one lookup per account
+	// or a full user listing, whichever the connector finds cheaper).
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // Log configures the process logger.
@@ -123,6 +138,10 @@ type System struct {
 	JWTSecret secret.Value `yaml:"jwt_secret"`
 	// JWTSecretFile is a file holding JWTSecret. No default.
 	JWTSecretFile string `yaml:"jwt_secret_file,omitempty"`
+
+	// AllowInsecureHTTP permits an http:// base_url on a host that is not loopback:
+	// credentials then cross the network in clear text. Default false.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http,omitempty"`
 
 	// Options are kind-specific strings (airtable enterprise_account_id and scim_url,
 	// selfcommunity jwt_user_id); the connector refuses options it does not know. No default.
@@ -270,21 +289,23 @@ func (c *Config) SystemConfig(name string) connectors.SystemConfig {
 		return connectors.SystemConfig{Name: name}
 	}
 	return connectors.SystemConfig{
-		Name:         name,
-		Kind:         s.Kind,
-		BaseURL:      s.BaseURL,
-		Token:        s.Token,
-		Username:     s.Username,
-		Password:     s.Password,
-		JWTSecret:    s.JWTSecret,
-		Options:      maps.Clone(s.Options),
-		RateLimit:    s.RateLimit,
-		Burst:        s.Burst,
-		Timeout:      s.Timeout,
-		MaxAttempts:  s.MaxAttempts,
-		MaxRetryWait: s.MaxRetryWait,
-		MaxBodyBytes: s.MaxBodyBytes,
-		PageSize:     s.PageSize,
-		Concurrency:  s.Concurrency,
+		Name:    name,
+		Kind:    s.Kind,
+		BaseURL: s.BaseURL,
+		Token:   s.Token,
+
+		AllowInsecureHTTP: s.AllowInsecureHTTP,
+		Username:          s.Username,
+		Password:          s.Password,
+		JWTSecret:         s.JWTSecret,
+		Options:           maps.Clone(s.Options),
+		RateLimit:         s.RateLimit,
+		Burst:             s.Burst,
+		Timeout:           s.Timeout,
+		MaxAttempts:       s.MaxAttempts,
+		MaxRetryWait:      s.MaxRetryWait,
+		MaxBodyBytes:      s.MaxBodyBytes,
+		PageSize:          s.PageSize,
+		Concurrency:       s.Concurrency,
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,11 +57,23 @@ func TestExampleLoadsAndValidates(t *testing.T) {
 	}
 }
 
-// TestExamplePlaceholdersAreReplacedByTheEnvironment: the example validates as it stands
-// (its secrets are placeholders), and the documented variables replace them.
+// TestExamplePlaceholdersAreReplacedByTheEnvironment: the example as it stands is refused,
+// each placeholder secret named with the variable that sets it, and the documented
+// variables replace them.
 func TestExamplePlaceholdersAreReplacedByTheEnvironment(t *testing.T) {
-	if _, err := config.Load(examplePath, envconfig.MapLookuper(nil)); err != nil {
-		t.Fatalf("config.example.yaml does not validate as it stands: %v", err)
+	_, err := config.Load(examplePath, envconfig.MapLookuper(nil))
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("config.example.yaml with its placeholder secrets: %v, want a validation error", err)
+	}
+	for _, v := range []string{"GROUPSYNC_SYSTEMS_AIRTABLE_PROD_TOKEN", "GROUPSYNC_SYSTEMS_DEVREV_PROD_TOKEN",
+		"GROUPSYNC_SYSTEMS_SELFCOMMUNITY_PROD_JWT_SECRET", "GROUPSYNC_SYSTEMS_SOCIALCAST_PROD_PASSWORD"} {
+		if !strings.Contains(err.Error(), "placeholder \"change-me\", not a credential: set "+v+" ") {
+			t.Errorf("the refusal does not name %s:\n%v", v, err)
+		}
+	}
+	if len(ve.Problems) != 4 {
+		t.Errorf("%d problems, want the 4 placeholders only:\n%v", len(ve.Problems), err)
 	}
 	cfg, err := config.Load(examplePath, envconfig.MapLookuper(map[string]string{
 		"GROUPSYNC_SYSTEMS_AIRTABLE_PROD_TOKEN":           "real-airtable",
@@ -126,18 +139,26 @@ func TestMissingFileSuggestsTheExample(t *testing.T) {
 	}
 }
 
+// TestUnknownKeyRefusedWithLine: a misspelt key is a problem with its key path, its line
+// and the key meant, listed with every other problem of the file (a value of the wrong
+// type, a rule broken elsewhere) instead of stopping at the first.
 func TestUnknownKeyRefusedWithLine(t *testing.T) {
-	path := writeConfig(t, strings.Replace(baseConfig, "    token: t-src\n", "    token: t-src\n    tokne: oops\n", 1))
-	_, err := config.Load(path, envconfig.MapLookuper(nil))
-	if err == nil {
-		t.Fatal("unknown key accepted")
-	}
+	cfg := strings.Replace(baseConfig, "    token: t-src\n", "    token: t-src\n    tokne: oops\n", 1)
+	cfg = strings.Replace(cfg, "    schedule: \"@hourly\"\n", "    shedule: \"@hourly\"\n    limits: {max_member_removals: lots}\n", 1)
+	_, err := config.Load(writeConfig(t, cfg), envconfig.MapLookuper(nil))
 	var ve *config.ValidationError
-	if errors.As(err, &ve) {
-		t.Fatalf("unknown key should be a parse error, got validation: %v", err)
+	if !errors.As(err, &ve) {
+		t.Fatalf("want every problem listed, got %v", err)
 	}
-	if !strings.Contains(err.Error(), "line 7") || !strings.Contains(err.Error(), "tokne") {
-		t.Errorf("error should give the line and the key: %v", err)
+	for _, want := range []string{
+		`systems.src.tokne (line 7): unknown key: did you mean "token"?`,
+		`flows.f.shedule (line 15): unknown key: did you mean "schedule"?`,
+		`flows.f.limits.max_member_removals (line 16): "lots" is not a valid value: expected a whole number`,
+		`flows.f.schedule: required`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
 	}
 }
 
@@ -433,4 +454,32 @@ func assertProblem(t *testing.T, err error, key, message string) {
 		}
 	}
 	t.Errorf("no problem %s: ...%s... in:\n%v", key, message, err)
+}
+
+// TestUnknownEnvironmentVariablesAreWarned: a GROUPSYNC_* variable nothing reads (a typo,
+// or a system variable for a system the file does not have) is warned with the closest name
+// that is read; the variables read, and the test suite's own, are not; values never show.
+func TestUnknownEnvironmentVariablesAreWarned(t *testing.T) {
+	cfg, err := config.Load(writeConfig(t, baseConfig), envconfig.MapLookuper(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := config.UnknownEnv([]string{
+		"GROUPSYNC_DATABSE_URL=postgres://secret@x/y", "GROUPSYNC_DATABASE_URL=ok", "GROUPSYNC_SYSTEMS_DST_TOKEN=ok",
+		"GROUPSYNC_SYSTEMS_DEVREV_PROD_TOKEN=s3cret", "GROUPSYNC_TEST_DATABASE_URL=x", "GROUPSYNC_LEASE_TTL=1m",
+		"HOME=/root", "GROUPSYNC_SYSTEMS_SRC_TOKEN_FIEL=/run/secrets/t",
+	}, cfg)
+	want := []string{
+		"environment variable GROUPSYNC_DATABSE_URL is not read by groupsync: did you mean GROUPSYNC_DATABASE_URL?",
+		"environment variable GROUPSYNC_SYSTEMS_DEVREV_PROD_TOKEN is not read by groupsync (system variables are GROUPSYNC_SYSTEMS_<NAME>_<KEY> for the systems in the file: dst, src)",
+		"environment variable GROUPSYNC_SYSTEMS_SRC_TOKEN_FIEL is not read by groupsync: did you mean GROUPSYNC_SYSTEMS_SRC_TOKEN_FILE? (system variables are GROUPSYNC_SYSTEMS_<NAME>_<KEY> for the systems in the file: dst, src)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, w := range got {
+		if strings.Contains(w, "secret") {
+			t.Errorf("a warning shows a value: %s", w)
+		}
+	}
 }

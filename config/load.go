@@ -53,13 +53,13 @@ func LoadEnv(lookup envconfig.Lookuper) (*Config, error) {
 const envOnlyPath = "(environment)"
 
 func load(path string, data []byte, lookup envconfig.Lookuper) (*Config, error) {
-	cfg, present, err := decode(data)
+	var p problems
+	cfg, present, err := decode(data, &p)
 	if err != nil {
 		return nil, fmt.Errorf("parse config %s: %w", path, err)
 	}
 	cfg.Path = path
 
-	var p problems
 	if err := applyEnv(cfg, present, lookup, &p); err != nil {
 		return nil, fmt.Errorf("read environment: %w", err)
 	}
@@ -72,23 +72,32 @@ func load(path string, data []byte, lookup envconfig.Lookuper) (*Config, error) 
 	return cfg, nil
 }
 
-// decode parses one YAML document strictly into a Config, and also as a node tree so
-// defaults can tell an absent key from an explicit zero (`listen: ""`, `create_groups: false`,
-// `max_member_removals: 0`).
-func decode(data []byte) (*Config, *presence, error) {
+// decode parses one YAML document into a Config, and also as a node tree so defaults can
+// tell an absent key from an explicit zero (`listen: ""`, `create_groups: false`,
+// `max_member_removals: 0`). Unknown keys and values of the wrong type are problems with
+// their key path and line (keyCheck), reported with every other problem of the file; only
+// a file that is not YAML at all is an error here.
+func decode(data []byte, p *problems) (*Config, *presence, error) {
 	cfg := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
 		return nil, nil, err
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, nil, errors.New("more than one YAML document: put everything in one")
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, nil, err
+	if root.Kind == 0 {
+		return cfg, &presence{root: &root, set: map[string]bool{}}, nil
+	}
+	check := checkKeys(&root, p)
+	if err := root.Decode(cfg); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, nil, err
+		}
+		check.typeErrors(te)
 	}
 	return cfg, &presence{root: &root, set: map[string]bool{}}, nil
 }
@@ -353,6 +362,9 @@ func applyDefaults(cfg *Config, present *presence) {
 	}
 	if cfg.Database.AcquireTimeout == 0 {
 		cfg.Database.AcquireTimeout = DefaultAcquireTimeout
+	}
+	if cfg.Accounts.MaxAge == 0 {
+		cfg.Accounts.MaxAge = DefaultAccountMaxAge
 	}
 	if cfg.Log.Level == "" {
 		cfg.Log.Level = DefaultLogLevel

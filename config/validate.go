@@ -8,21 +8,32 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/robfig/cron/v3"
 
 	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/secret"
 )
 
 // Problem is one thing wrong with the configuration.
 type Problem struct {
 	// Key is the key path, e.g. "flows.hr-sync.targets[1]".
 	Key string
+	// Line is the file's line the problem is on, where it is one key of the file (0 when it
+	// is not: a missing key, a value from the environment, a rule across keys).
+	Line int
 	// Message says what is wrong and, where it helps, how to fix it.
 	Message string
 }
 
-func (p Problem) String() string { return p.Key + ": " + p.Message }
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s (line %d): %s", p.Key, p.Line, p.Message)
+	}
+	return p.Key + ": " + p.Message
+}
 
 // ValidationError lists every problem Load found, so all of them can be fixed in one go.
 type ValidationError struct {
@@ -50,6 +61,10 @@ type problems []Problem
 
 func (p *problems) add(key, format string, args ...any) {
 	*p = append(*p, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+}
+
+func (p *problems) addAt(key string, line int, format string, args ...any) {
+	*p = append(*p, Problem{Key: key, Line: line, Message: fmt.Sprintf(format, args...)})
 }
 
 var (
@@ -82,6 +97,9 @@ func ParseSchedule(expr string) (s cron.Schedule, err error) {
 			s, err = nil, fmt.Errorf("schedule %q cannot be parsed", expr)
 		}
 	}()
+	if err := checkEvery(expr); err != nil {
+		return nil, err
+	}
 	s, err = cronParser.Parse(expr)
 	if err != nil {
 		return nil, fmt.Errorf("parse schedule %q: %w", expr, err)
@@ -89,8 +107,32 @@ func ParseSchedule(expr string) (s cron.Schedule, err error) {
 	return s, nil
 }
 
+// MinScheduleInterval is the shortest @every a flow may have. robfig/cron silently runs
+// anything shorter (@every 0s, @every 200ms) every second, which is not what was written.
+const MinScheduleInterval = time.Second
+
+// checkEvery refuses an @every interval that robfig/cron would not run as written.
+func checkEvery(expr string) error {
+	_, rest, _ := strings.Cut(expr, " ") // a CRON_TZ= prefix is irrelevant to an interval
+	if !strings.HasPrefix(expr, "@every") {
+		if !strings.HasPrefix(rest, "@every") {
+			return nil
+		}
+		expr = rest
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(strings.TrimPrefix(expr, "@every")))
+	if err != nil {
+		return fmt.Errorf("schedule %q: the interval is not a duration such as 10m or 1h", expr)
+	}
+	if d < MinScheduleInterval {
+		return fmt.Errorf("schedule %q: the interval must be at least %s (it would run every second)", expr, MinScheduleInterval)
+	}
+	return nil
+}
+
 func validate(cfg *Config, p *problems) {
 	validateDatabase(cfg.Database, p)
+	validateAccounts(cfg.Accounts, p)
 	switch cfg.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -149,6 +191,32 @@ func validateDatabase(db Database, p *problems) {
 	}
 }
 
+// placeholders are values people leave in a secret before they have the real one (the
+// example's change-me among them), compared lower-cased without - _ and spaces.
+var placeholders = map[string]bool{"changeme": true, "replaceme": true, "todo": true, "tbd": true, "xxx": true,
+	"xxxx": true, "placeholder": true, "secret": true, "password": true, "token": true, "yourtoken": true,
+	"yourpassword": true, "yoursecret": true, "changemepg": true}
+
+// placeholder reports whether a secret's value is a placeholder: one of placeholders, a
+// <...> template, or an unexpanded ${VAR}. Only then is the value quoted in the problem.
+func placeholder(v string) bool {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return false
+	}
+	if (strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">")) || (strings.HasPrefix(v, "${") && strings.HasSuffix(v, "}")) {
+		return true
+	}
+	folded := strings.NewReplacer("-", "", "_", "", " ", "").Replace(strings.ToLower(v))
+	return placeholders[folded]
+}
+
+func validateAccounts(a Accounts, p *problems) {
+	if a.MaxAge < 0 {
+		p.add("accounts.max_age", "must be > 0 (a few seconds re-reads accounts every run), got %s", a.MaxAge)
+	}
+}
+
 func validateSystem(name string, s System, p *problems) {
 	key := "systems." + name
 	if !nameRE.MatchString(name) {
@@ -167,7 +235,9 @@ func validateSystem(name string, s System, p *problems) {
 			p.add(key+".base_url", "required for kind %s (the customer's own host)", s.Kind)
 		}
 	} else if u, err := url.Parse(s.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.add(key+".base_url", "%q is not an http(s) URL", s.BaseURL)
+		p.add(key+".base_url", "%q is not an http(s) URL", apiclient.RedactURL(s.BaseURL))
+	} else if err := apiclient.CheckScheme(u, s.AllowInsecureHTTP); err != nil {
+		p.add(key+".base_url", "%v", err)
 	}
 
 	missing := func(what string, envs ...string) {
@@ -192,6 +262,16 @@ func validateSystem(name string, s System, p *problems) {
 	case connectors.KindSocialcast:
 		if !s.Token.IsSet() && !(s.Username != "" && s.Password.IsSet()) {
 			missing("token, or username with password", env+"TOKEN", env+"USERNAME + "+env+"PASSWORD")
+		}
+	}
+
+	for _, sec := range []struct {
+		key, env string
+		v        secret.Value
+	}{{"token", "TOKEN", s.Token}, {"password", "PASSWORD", s.Password}, {"jwt_secret", "JWT_SECRET", s.JWTSecret}} {
+		if placeholder(sec.v.Reveal()) {
+			p.add(key+"."+sec.key, "is the placeholder %q, not a credential: set %s%s (or %s%s_FILE, or %s_file)",
+				sec.v.Reveal(), env, sec.env, env, sec.env, sec.key)
 		}
 	}
 

@@ -23,6 +23,9 @@ type SystemConfig struct {
 	Password  secret.Value // HTTP Basic password (Socialcast)
 	JWTSecret secret.Value // shared secret for self-minted JWTs (SelfCommunity)
 
+	// AllowInsecureHTTP permits an http:// base URL on a host that is not loopback.
+	AllowInsecureHTTP bool
+
 	// Options are kind-specific settings (e.g. airtable enterprise_account_id, scim_url;
 	// selfcommunity jwt_user_id). Unknown options are refused by the opener.
 	Options map[string]string

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -75,6 +76,18 @@ type Account struct {
 	Hash  string
 }
 
+// inactiveStates are the account states, as connectors report them, of a person who can
+// no longer use the system: DevRev's deactivated and deleted, Airtable's deactivated,
+// SelfCommunity's blocked and deleted, Socialcast's inactive and terminated.
+var inactiveStates = map[string]bool{"deactivated": true, "deleted": true, "blocked": true,
+	"inactive": true, "terminated": true}
+
+// AccountInactive reports whether an account in this state is gone for groupsync's purposes:
+// the mirror tombstones it, nobody is added to a group through it, and a source member with
+// it is known not to belong anywhere. Other states (active, provisioned, locked, shadow,
+// unregistered, ...) are live.
+func AccountInactive(state string) bool { return inactiveStates[strings.ToLower(state)] }
+
 // Member types.
 const (
 	MemberUser  = "user"
@@ -103,6 +116,11 @@ type Listing struct {
 	Complete bool
 	Pages    int
 	Items    int
+	// Unreadable are groups the listing named but could not read (Airtable: a group id of
+	// the enterprise answering 404 or 403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND). Such a
+	// listing is not complete: those groups are neither gone nor known, so the mirror keeps
+	// them and nobody is removed from their targets this run.
+	Unreadable []string
 }
 
 // GroupSpec is what the engine asks a target to create or update a group to.
@@ -208,4 +226,13 @@ type Restorer interface {
 // reports whether that group's member list was read whole.
 type InlineMemberLister interface {
 	ListGroupsWithMembers(ctx context.Context, fn func(g Group, members []Member, complete bool) error) (Listing, error)
+}
+
+// WriteProber is implemented by connectors whose API offers a read-only call that needs the
+// same access as the connector's writes (Airtable's SCIM API, which wants the
+// enterprise.scim.usersAndGroups:manage scope). `groupsync check` calls it for systems a
+// flow writes to, so a token that can read but not write is caught before a run plans
+// changes it cannot push. detail says what the probe established, for the operator.
+type WriteProber interface {
+	ProbeWrite(ctx context.Context) (detail string, err error)
 }

@@ -20,6 +20,11 @@ const DefaultSchema = "groupsync_demo"
 // SchemaPrefix starts every schema the demo may drop.
 const SchemaPrefix = "groupsync_demo"
 
+// DefaultHTTPListen is where `groupsync demo --keep-running` serves /healthz, /readyz and
+// /metrics: the daemon's port, on the loopback interface only, because the demo is a local
+// look and nothing outside the machine should scrape or probe it.
+const DefaultHTTPListen = "127.0.0.1:8080"
+
 // ConfigInput is what the demo configuration is written from.
 type ConfigInput struct {
 	// DatabaseURL goes into database.url; "" leaves it to GROUPSYNC_DATABASE_URL, which
@@ -30,11 +35,14 @@ type ConfigInput struct {
 	Systems map[string]connectors.SystemConfig
 	// Councils are the DevRev groups the councils flow pushes to Airtable.
 	Councils []string
+	// HTTPListen goes into http.listen; "" disables the listener.
+	HTTPListen string
 }
 
 // ConfigInputFor returns the configuration input of the sample organisation's simulators.
 func ConfigInputFor(systems map[string]connectors.SystemConfig, databaseURL, schema string) ConfigInput {
-	return ConfigInput{DatabaseURL: databaseURL, Schema: schema, Systems: systems, Councils: slices.Clone(councils)}
+	return ConfigInput{DatabaseURL: databaseURL, Schema: schema, Systems: systems, Councils: slices.Clone(councils),
+		HTTPListen: DefaultHTTPListen}
 }
 
 // localRateLimit is the requests/second the demo allows against a local simulator. The
@@ -61,8 +69,9 @@ log:
   # The demo prints its own summary; engine logs only when something goes wrong.
   level: warn
 http:
-  # No /metrics listener for a one-shot demo.
-  listen: ""
+  # /healthz, /readyz and /metrics, served while ` + "`groupsync demo --keep-running`" + ` waits (and by
+  # ` + "`groupsync sync`" + ` on this file). "" disables the listener.
+  listen: {{q .HTTPListen}}
 
 systems:
   airtable:
@@ -154,6 +163,7 @@ func ConfigYAML(in ConfigInput) ([]byte, error) {
 		"FlowCommunities": FlowCommunities,
 		"CouncilPattern":  CouncilPrefix + "*",
 		"Councils":        in.Councils,
+		"HTTPListen":      in.HTTPListen,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("demo: render config: %w", err)

@@ -102,6 +102,11 @@ func TestConfigPassesValidation(t *testing.T) {
 	if cfg.Database.Schema != DefaultSchema || cfg.Systems[SystemSelfCommunity].BaseURL != sims.Systems[SystemSelfCommunity].Server.URL {
 		t.Fatalf("schema %q, selfcommunity base_url %q", cfg.Database.Schema, cfg.Systems[SystemSelfCommunity].BaseURL)
 	}
+	// The health listener is part of the demo configuration: --keep-running serves it, and
+	// the file is a start for a real one.
+	if cfg.HTTP.Listen != DefaultHTTPListen {
+		t.Errorf("http.listen = %q, want %q", cfg.HTTP.Listen, DefaultHTTPListen)
+	}
 
 	// Without a URL in the file, the environment supplies it; the file never holds a password.
 	path = filepath.Join(dir, "env-url.yaml")

@@ -12,7 +12,7 @@ type Query struct {
 }
 
 // Queries returns the three queries the demo prints: the mirror groups (group_overview),
-// the sync metadata written, and the changes of the runs. Table names are qualified with
+// what groupsync wrote in each system, and the changes of the runs. Table names are qualified with
 // schema, so they work from a plain psql session. They hold no double quote, dollar sign or
 // exclamation mark, so they paste inside a double-quoted shell argument.
 func Queries(schema string, runIDs []int64) []Query {
@@ -27,13 +27,17 @@ func Queries(schema string, runIDs []int64) []Query {
 	return []Query{
 		{
 			Title: "Each mirror group: the systems it is linked in, and whether it is in step everywhere",
-			SQL:   "SELECT flow, name, systems, in_sync FROM " + s + "group_overview ORDER BY flow, name",
+			SQL: "SELECT name, flows, systems, in_sync, members_missing, changes_held FROM " + s + "group_overview " +
+				"ORDER BY in_sync, name",
 		},
 		{
-			Title: "Sync metadata: what groupsync wrote, per system and kind of record",
-			SQL: "SELECT system, record_kind, origin_system, last_sync_out_status, count(*) " +
-				"FROM " + s + "sync_metadata WHERE last_sync_out_status IS NOT NULL " +
-				"GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+			// From changes, not sync_metadata: a push also stamps last_sync_out on the source
+			// group it came from, which groupsync did not write (README "What groupsync wrote").
+			Title: "What groupsync wrote, per system and kind of record",
+			SQL: "SELECT target_system AS system, " +
+				"CASE WHEN operation IN ('add_member', 'remove_member') THEN 'membership' ELSE 'group' END AS record_kind, " +
+				"operation, count(DISTINCT (target_group_id, coalesce(target_account_id, ''))) AS records " +
+				"FROM " + s + "changes WHERE status = 'applied' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
 		},
 		{
 			Title: "The changes the runs planned, and what became of them",

@@ -80,10 +80,10 @@ func TestTrickyNamesStoredVerbatim(t *testing.T) {
 	code, p := runOnce(t, cfg)
 	logs := p.stderr.String()
 	// Today the mirror refuses the NUL record, which makes the source listing incomplete:
-	// the run is blocked as a whole (safe, but one bad name halts the flow until fixed at
-	// the source).
-	if code != 3 {
-		t.Fatalf("run with NUL and invalid UTF-8 names exited %d, want 3 (blocked); stderr:\n%s", code, tail(logs, 3000))
+	// the run fails as a whole (exit 1: nothing was planned, so there is nothing for the
+	// guard to hold; safe, but one bad name halts the flow until fixed at the source).
+	if code != 1 {
+		t.Fatalf("run with NUL and invalid UTF-8 names exited %d, want 1 (failed); stderr:\n%s", code, tail(logs, 3000))
 	}
 	if n := o.queryInt(`SELECT count(*) FROM groups WHERE system = 'airtable' AND deleted_at IS NOT NULL`); n != 0 {
 		t.Fatalf("%d source groups tombstoned because of one bad name", n)
@@ -115,7 +115,7 @@ func vmHWM(pid int) int64 {
 
 // TestEndlessAndHugeBodiesAreCapped: a listing that streams forever, and one announcing a
 // 16 GiB body, are cut at max_body_bytes: the client stops reading, its memory stays flat,
-// the listing counts as incomplete (blocked run, nothing removed, nothing tombstoned).
+// the listing counts as incomplete (failed run, nothing removed, nothing tombstoned).
 func TestEndlessAndHugeBodiesAreCapped(t *testing.T) {
 	t.Parallel()
 	const capBytes = 1 << 20
@@ -417,9 +417,9 @@ func TestNullAndMistypedIDs(t *testing.T) {
 				})(w, r)
 			})
 			code, p := runOnce(t, cfg)
-			// Blocked: the listing was refused as incomplete.
-			if code != 3 {
-				t.Fatalf("a listing with a %s id: exit %d, want 3 (blocked); stderr:\n%s", c.name, code, tail(p.stderr.String(), 2000))
+			// Failed: the listing was refused as incomplete, so nothing was planned.
+			if code != 1 {
+				t.Fatalf("a listing with a %s id: exit %d, want 1 (failed); stderr:\n%s", c.name, code, tail(p.stderr.String(), 2000))
 			}
 			if got := effectsOf(o.sim("selfcommunity")); got != base {
 				t.Fatalf("the target changed: %s → %s", base, got)

@@ -3,10 +3,14 @@ package e2e
 import (
 	"context"
 	"errors"
+	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/syncengine"
@@ -84,6 +88,17 @@ func TestSIGTERMMidRun(t *testing.T) {
 	}
 	if _, a, _ := o.sim("devrev").Effects().Totals(); a >= 30 {
 		t.Fatalf("the run finished all %d adds: SIGTERM did not land mid-run", a)
+	}
+	// A deploy is not a failure: the run is interrupted, nothing it did is failed, and
+	// what it did not attempt is skipped for the next run.
+	if n := o.queryInt(`SELECT count(*) FROM runs WHERE status <> 'succeeded' AND status <> 'interrupted'`); n != 0 {
+		t.Fatalf("%d runs recorded neither succeeded nor interrupted after SIGTERM", n)
+	}
+	if n := o.queryInt(`SELECT count(*) FROM runs WHERE status = 'interrupted'`); n != 1 {
+		t.Fatalf("%d interrupted runs, want the one SIGTERM stopped", n)
+	}
+	if n := o.queryInt(`SELECT count(*) FROM changes WHERE status = 'failed'`); n != 0 {
+		t.Fatalf("%d changes failed because of SIGTERM", n)
 	}
 	o.sim("devrev").Faults().Clear()
 	if code, p := runOnce(t, cfg); code != 0 {
@@ -198,4 +213,91 @@ func TestDeadHolderHandsTheLeaseOver(t *testing.T) {
 	}
 	t.Logf("lease taken over %s after expiry (%d refused attempts before)", acquired.Sub(dead.Expires).Round(time.Millisecond), refused)
 	e.assertMirrored("airtable", "devrev")
+}
+
+// TestSIGHUPReloadsTheConfiguration: SIGHUP with a broken file keeps the daemon on its
+// running configuration (logged); SIGHUP with a valid one restarts it on the new one
+// (here: a second flow) after the runs in flight, without the process exiting.
+func TestSIGHUPReloadsTheConfiguration(t *testing.T) {
+	t.Parallel()
+	o, cfg := daemonOrg(t, "@every 1s", "")
+	d := start(t, cfg, "sync")
+	eventually(t, 60*time.Second, "a first finished run", func() bool {
+		return o.queryInt(`SELECT count(*) FROM runs WHERE finished_at IS NOT NULL`) >= 1
+	})
+	good, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, append(slices.Clone(good), "shedule: oops\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 20*time.Second, "the refusal logged", func() bool {
+		return strings.Contains(d.stderr.String(), "the new configuration is refused")
+	})
+	var doc map[string]any
+	if err := yaml.Unmarshal(good, &doc); err != nil {
+		t.Fatal(err)
+	}
+	flows := doc["flows"].(map[string]any)
+	flows["g"] = flows["f"]
+	second, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, second, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 60*time.Second, "a run of the flow the reload added", func() bool {
+		return o.queryInt(`SELECT count(*) FROM runs WHERE flow = 'g' AND finished_at IS NOT NULL`) >= 1
+	})
+	select {
+	case <-d.done:
+		t.Fatalf("the daemon exited on SIGHUP (%d); stderr:\n%s", d.code, tail(d.stderr.String(), 2000))
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	if code := d.wait(30 * time.Second); code != 0 {
+		t.Fatalf("daemon exited %d on SIGTERM; stderr:\n%s", code, tail(d.stderr.String(), 2000))
+	}
+	if n := o.queryInt(`SELECT count(*) FROM runs WHERE status IN ('failed', 'running')`); n != 0 {
+		t.Fatalf("%d runs failed or left running across the reloads", n)
+	}
+}
+
+// TestTriggerRunsAFlowNowOnTheDaemon: `groupsync trigger FLOW --wait` against a daemon
+// whose schedule would not run the flow for an hour: the daemon claims the request from
+// the mirror, runs the flow (trigger manual), and the command exits with its outcome.
+// Without a daemon, trigger --wait says so and exits 1.
+func TestTriggerRunsAFlowNowOnTheDaemon(t *testing.T) {
+	t.Parallel()
+	o, cfg := daemonOrg(t, "@every 1h", "")
+	if code, p := runTrigger(t, cfg, "--timeout", "4s"); code != 1 || !strings.Contains(p.stderr.String(), "no daemon claimed it") {
+		t.Fatalf("trigger without a daemon exited %d; stderr:\n%s", code, tail(p.stderr.String(), 2000))
+	}
+	d := start(t, cfg, "sync")
+	code, p := runTrigger(t, cfg, "--timeout", "60s")
+	if code != 0 || !strings.Contains(p.stdout.String(), ": succeeded") {
+		t.Fatalf("trigger --wait exited %d; stdout:\n%s\nstderr:\n%s", code, p.stdout.String(), tail(p.stderr.String(), 2000))
+	}
+	if n := o.queryInt(`SELECT count(*) FROM runs WHERE trigger = 'manual' AND status = 'succeeded'`); n != 1 {
+		t.Fatalf("%d succeeded manual runs, want the requested one", n)
+	}
+	// The earlier request, left pending while no daemon ran, was served by the same run.
+	if n := o.queryInt(`SELECT count(*) FROM run_requests WHERE run_id IS NULL`); n != 0 {
+		t.Fatalf("%d requests left pending", n)
+	}
+	o.assertMirrored("airtable", "devrev")
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	if code := d.wait(30 * time.Second); code != 0 {
+		t.Fatalf("daemon exited %d on SIGTERM", code)
+	}
+}
+
+func runTrigger(t *testing.T, cfg string, args ...string) (int, *proc) {
+	t.Helper()
+	p := start(t, cfg, append([]string{"trigger", "f", "--wait"}, args...)...)
+	return p.wait(90 * time.Second), p
 }

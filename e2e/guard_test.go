@@ -15,8 +15,9 @@ import (
 )
 
 // TestEmptySourceTripsTheGuard: the source suddenly lists a large group with no members,
-// then no groups at all. Each run is blocked (exit 3), nothing is removed anywhere, and an
-// operator's `apply RUN --allow-deletes` then applies the reviewed plan.
+// then no groups at all. Each run is blocked (exit 3), nothing is removed anywhere, a newer
+// block supersedes the older one (whose apply is refused), and an operator's
+// `apply RUN --allow-deletes` of the newest block then applies the reviewed plan.
 func TestEmptySourceTripsTheGuard(t *testing.T) {
 	t.Parallel()
 	o := newOrg(t, "airtable", "devrev")
@@ -61,8 +62,19 @@ func TestEmptySourceTripsTheGuard(t *testing.T) {
 		t.Fatalf("a blocked run wrote to the target: %s → %s", base, got)
 	}
 
-	// 3. The operator reviews the first block, the source is as then, and approves it.
+	// 3. The older block was superseded by the newer one: approving it is refused.
+	old := start(t, cfg, "apply", fmt.Sprint(blockedRun), "--allow-deletes")
+	if code := old.wait(60 * time.Second); code != 1 || !strings.Contains(old.stderr.String(), "superseded") {
+		t.Fatalf("apply of a superseded block exited %d, want 1 naming the supersession; stderr:\n%s", code, tail(old.stderr.String(), 2000))
+	}
+
+	// 4. The source is as at the first block again: blocked again, the operator reviews
+	// that newest block and approves it.
 	o.sim("airtable").Seed(emptied)
+	if code, p := runOnce(t, cfg); code != 3 {
+		t.Fatalf("run over the emptied large group again exited %d, want 3; stderr:\n%s", code, tail(p.stderr.String(), 2000))
+	}
+	blockedRun = o.queryInt(`SELECT max(id) FROM runs WHERE status = 'blocked'`)
 	ap := start(t, cfg, "apply", fmt.Sprint(blockedRun), "--allow-deletes")
 	if code := ap.wait(60 * time.Second); code != 0 {
 		t.Fatalf("apply %d --allow-deletes exited %d; stderr:\n%s", blockedRun, code, tail(ap.stderr.String(), 3000))

@@ -52,3 +52,10 @@ func (c contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 func (c contextHandler) WithGroup(name string) slog.Handler {
 	return contextHandler{c.h.WithGroup(name)}
 }
+
+// Attrs returns the attributes ctx carries (nil if none), for callers that group what they
+// log by run.
+func Attrs(ctx context.Context) []slog.Attr {
+	attrs, _ := ctx.Value(logAttrsKey{}).([]slog.Attr)
+	return append([]slog.Attr(nil), attrs...)
+}

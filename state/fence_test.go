@@ -21,6 +21,7 @@ func snapshot(t *testing.T, st *state.Store) string {
 		(SELECT md5(coalesce(string_agg(g::text, ',' ORDER BY g.system, g.external_id), '')) FROM groups g),
 		(SELECT md5(coalesce(string_agg(m::text, ',' ORDER BY m.system, m.group_id, m.account_id), '')) FROM memberships m),
 		(SELECT md5(coalesce(string_agg(l::text, ',' ORDER BY l.system, l.external_id), '')) FROM links l),
+		(SELECT md5(coalesce(string_agg(a::text, ',' ORDER BY a.system, a.external_id), '')) FROM accounts a),
 		(SELECT md5(coalesce(string_agg(f::text, ',' ORDER BY f.name), '')) FROM flows f))`).Scan(&d); err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +87,16 @@ func TestInvariantEveryWriteOfARunIsFencedByItsLeaseTerm(t *testing.T) {
 			_, err := st.SetPlannedStatus(ctx, runID, nil, state.ChangeBlocked, "guard")
 			return err
 		},
-		"ReleaseBlocked":  func() error { _, err := st.ReleaseBlocked(ctx, runID); return err },
-		"FailUnattempted": func() error { _, err := st.FailUnattempted(ctx, runID, "", "not_attempted"); return err },
+		"ReleaseBlocked": func() error { _, err := st.ReleaseBlocked(ctx, runID); return err },
+		"SettleUnattempted": func() error {
+			_, err := st.SettleUnattempted(ctx, runID, "", state.ChangeFailed, "not_attempted")
+			return err
+		},
+		"RecordAccounts": func() error {
+			_, err := st.RecordAccounts(ctx, "devrev", []connectors.Account{{ID: "a9", Email: "a9@x.io", Hash: "h"}}, []string{"a1"})
+			return err
+		},
+		"RecheckAccounts": func() error { return st.RecheckAccounts(ctx, "devrev", []string{"a1"}) },
 		"LinkFlow": func() error {
 			return st.LinkFlow(ctx, state.LinkInput{RunID: runID, Flow: "f", Source: "airtable", Targets: []string{"devrev"}})
 		},

@@ -29,26 +29,6 @@ func (s *Store) EachGroup(ctx context.Context, system string, fn func(GroupRef) 
 	return nil
 }
 
-// AccountIDsWithoutEmail returns the ids of accounts that are live members in the system
-// but whose email the mirror does not know: the accounts to resolve after a member pull.
-func (s *Store) AccountIDsWithoutEmail(ctx context.Context, system string) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT DISTINCT m.account_id
-		  FROM memberships m
-		 WHERE m.system = $1 AND m.deleted_at IS NULL AND m.email = '' AND m.member_type NOT LIKE 'group%'
-		   AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.system = m.system AND a.external_id = m.account_id
-		                      AND a.email <> '' AND a.deleted_at IS NULL)
-		 ORDER BY 1`, system)
-	if err != nil {
-		return nil, fmt.Errorf("state: accounts without email in %s: %w", system, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("state: accounts without email in %s: %w", system, err)
-	}
-	return ids, nil
-}
-
 // EmailsMissingInTarget returns the target-side emails of in-scope source members that have
 // no account in the target's mirror: the ones to look up in the target by email.
 func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeIDs []string, target string, overrides map[string]string) ([]string, error) {
@@ -78,13 +58,18 @@ func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeI
 	return emails, nil
 }
 
-// FailUnattempted fails a run's changes still planned when pushing stopped (an
-// unauthorized target, a shutdown), so none is left looking pending.
-func (s *Store) FailUnattempted(ctx context.Context, runID int64, target, reason string) (int64, error) {
-	tag, err := s.fencedExec(ctx, `UPDATE changes SET status = 'failed', reason = $3, updated_at = now()
-		WHERE run_id = $1 AND status = 'planned' AND ($2 = '' OR target_system = $2)`, runID, target, reason)
+// SettleUnattempted gives a run's changes still planned when pushing stopped the status
+// (failed or skipped) and reason of why it stopped: failed when a target refused the
+// credentials or the run lost its lease, skipped when a shutdown stopped it (not a failure;
+// the next run plans them again). None is left looking pending.
+func (s *Store) SettleUnattempted(ctx context.Context, runID int64, target, status, reason string) (int64, error) {
+	if status != ChangeFailed && status != ChangeSkipped {
+		return 0, fmt.Errorf("state: settle unattempted changes of run %d: status %q is neither failed nor skipped", runID, status)
+	}
+	tag, err := s.fencedExec(ctx, `UPDATE changes SET status = $4, reason = $3, updated_at = now()
+		WHERE run_id = $1 AND status = 'planned' AND ($2 = '' OR target_system = $2)`, runID, target, reason, status)
 	if err != nil {
-		return 0, fmt.Errorf("state: fail unattempted changes of run %d: %w", runID, err)
+		return 0, fmt.Errorf("state: settle unattempted changes of run %d: %w", runID, err)
 	}
 	return tag.RowsAffected(), nil
 }

@@ -392,12 +392,14 @@ func (m *merge) commit(ctx context.Context, probe string, apply applyFunc) (Merg
 		return wrap("commit", err)
 	}
 	m.ended = true
-	m.store.logger.Debug("merged", "kind", m.kind, "system", m.system, "rows", m.seq,
+	// With ctx, the line carries the run's run_id and flow (logctx). Durations are seconds,
+	// as everywhere in the log.
+	m.store.logger.DebugContext(ctx, "merged", "kind", m.kind, "system", m.system, "rows", m.seq,
 		"first_load", first, "deduped", m.dups, "batches", m.stager.batches,
 		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
 		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
-		"stage_wait_ms", t1.Sub(t0).Milliseconds(), "prepare_ms", t2.Sub(t1).Milliseconds(),
-		"apply_ms", t3.Sub(t2).Milliseconds(), "commit_ms", time.Since(t3).Milliseconds())
+		"stage_wait_s", t1.Sub(t0).Seconds(), "prepare_s", t2.Sub(t1).Seconds(), "apply_s", t3.Sub(t2).Seconds(),
+		"commit_s", time.Since(t3).Seconds())
 	return counts, nil
 }
 

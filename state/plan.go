@@ -329,8 +329,9 @@ func (s *Store) PlanFlow(ctx context.Context, in PlanInput) (PlanStats, error) {
 // stageSource stages the desired members of each linked in-scope source group by
 // target-side email (plan_src), and the links whose source group is not known whole
 // (plan_unsure): named incomplete by the pull, or with a member whose identity did not
-// resolve (no inline email and no live account with one). Stored emails are normalized at
-// ingest, so they are compared as they are.
+// resolve (no inline email and no live account with one); members whose account is
+// tombstoned are left out. Stored emails are normalized at ingest, so they are compared
+// as they are.
 func stageSource(ctx context.Context, tx pgx.Tx, in PlanInput) error {
 	ovSource, ovTarget := make([]string, 0, len(in.Overrides)), make([]string, 0, len(in.Overrides))
 	for k, v := range in.Overrides {
@@ -352,13 +353,16 @@ func stageSource(ctx context.Context, tx pgx.Tx, in PlanInput) error {
 			  JOIN links sl ON sl.system = sg.system AND sl.external_id = sg.external_id
 			  JOIN memberships m ON m.system = sg.system AND m.group_id = sg.external_id
 			                    AND m.deleted_at IS NULL AND m.member_type NOT LIKE 'group%'
-			  LEFT JOIN accounts a ON a.system = m.system AND a.external_id = m.account_id AND a.deleted_at IS NULL
+			  LEFT JOIN accounts a ON a.system = m.system AND a.external_id = m.account_id
 			  CROSS JOIN LATERAL (SELECT coalesce(nullif(m.email, ''), a.email, '') AS email) e
 			  LEFT JOIN unnest($3::text[], $4::text[]) AS ov(source_email, target_email) ON ov.source_email = e.email
 			  CROSS JOIN LATERAL (SELECT coalesce(ov.target_email, e.email) AS email) k0
 			  CROSS JOIN LATERAL (SELECT k0.email,
 			                             CASE WHEN k0.email = '' THEN 'account:' || m.account_id ELSE k0.email END AS key) k
 			 WHERE sg.system = $1 AND sg.external_id = ANY($2::text[]) AND sg.deleted_at IS NULL
+			   -- A tombstoned account (deleted or deactivated at the source, InvariantAccountsAreFresh)
+			   -- is known not to belong anywhere: not desired, and not an unresolved member either.
+			   AND a.deleted_at IS NULL
 			 ORDER BY sl.link_id, k.key, m.account_id`, []any{in.Source, in.ScopeIDs, ovSource, ovTarget}},
 		{`CREATE INDEX ON plan_src (link_id, email)`, nil},
 		{`ANALYZE plan_src`, nil},

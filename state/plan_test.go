@@ -192,16 +192,16 @@ func TestInvariantRemovalsOnlyOnPositiveKnowledge(t *testing.T) {
 	f.account("tgt", "tx", "x@x.io", false)
 	f.account("tgt", "ty", "y@x.io", false)
 	f.account("src", "sa", "a@x.io", false)
-	f.account("src", "sgone", "gone@x.io", true) // tombstoned: no live account row
+	f.account("src", "sgone", "gone@x.io", true) // tombstoned: known gone, not unresolved
 	// g1: complete, one member to keep, one new (inline email), one extra in the target.
 	f.member("src", "g1", "sa", "")
 	f.member("src", "g1", "sn", "new@x.io")
 	f.member("tgt", "t1", "ta", "")
 	f.member("tgt", "t1", "tx", "")
 	f.goneMember("tgt", "t1", "ty", "") // tombstoned: not a member any more
-	// g2: a member whose identity did not resolve (no inline email, account tombstoned).
+	// g2: a member whose identity did not resolve (no inline email, no account row).
 	f.member("src", "g2", "sa", "")
-	f.member("src", "g2", "sgone", "")
+	f.member("src", "g2", "snone", "")
 	f.member("src", "g2", "sn", "new@x.io")
 	f.member("tgt", "t2", "tx", "")
 	f.member("tgt", "t2", "ty", "")

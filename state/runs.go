@@ -19,7 +19,14 @@ const (
 	RunBlocked   = "blocked"
 	RunDryRun    = "dry_run"
 	RunPlanned   = "planned"
+	// RunInterrupted: a shutdown stopped the run before it finished (not a failure: the
+	// change in flight was let finish, and the next run carries on).
+	RunInterrupted = "interrupted"
 )
+
+// CountNarrowedGroups is the run count of a run narrowed to chosen source groups
+// (sync --once --group): such a run is never a baseline for min_source_ratio.
+const CountNarrowedGroups = "narrowed_groups"
 
 // Run is one execution of a flow.
 type Run struct {
@@ -36,6 +43,12 @@ type Run struct {
 	ApprovedAt    *time.Time
 	ApprovedBy    string
 	Holder        string
+	// RejectedAt, RejectedBy and RejectReason record `groupsync reject`.
+	RejectedAt   *time.Time
+	RejectedBy   string
+	RejectReason string
+	// SupersededBy is the newer run of the flow that made this blocked run stale, 0 if none.
+	SupersededBy int64
 }
 
 // NewRun is what CreateRun records.
@@ -84,31 +97,44 @@ func (s *Store) FinishRun(ctx context.Context, id int64, status string, counts m
 	if err != nil {
 		return fmt.Errorf("state: finish run %d: %w", id, err)
 	}
+	if supersedes(status) {
+		if err := supersedeBlocked(ctx, db, id); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// ApproveRun marks a run approved by who and sets its new status.
+// ApproveRun marks a run approved by who. It is the approval's claim: a run already
+// approved, rejected or superseded meanwhile is refused (ErrNotPending), so an approval and
+// a rejection racing on one run never both take effect.
 func (s *Store) ApproveRun(ctx context.Context, id int64, who string) (err error) {
 	db, end, err := s.beginFenced(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { err = end(err) }()
-	_, err = db.Exec(ctx, `UPDATE runs SET approved_at = now(), approved_by = $2 WHERE id = $1`, id, who)
+	tag, err := db.Exec(ctx, `UPDATE runs SET approved_at = now(), approved_by = $2
+		WHERE id = $1 AND approved_at IS NULL AND rejected_at IS NULL AND superseded_by IS NULL`, id, who)
 	if err != nil {
 		return fmt.Errorf("state: approve run %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("state: approve run %d: %w (approved, rejected or superseded meanwhile)", id, ErrNotPending)
 	}
 	return nil
 }
 
 const runColumns = `id, flow, trigger, status, dry_run, started_at, finished_at, counts, coalesce(error, ''),
-	coalesce(blocked_reason, ''), approved_at, coalesce(approved_by, ''), coalesce(holder, '')`
+	coalesce(blocked_reason, ''), approved_at, coalesce(approved_by, ''), coalesce(holder, ''),
+	rejected_at, coalesce(rejected_by, ''), coalesce(reject_reason, ''), coalesce(superseded_by, 0)`
 
 func scanRun(row pgx.Row) (Run, error) {
 	var r Run
 	var counts []byte
 	err := row.Scan(&r.ID, &r.Flow, &r.Trigger, &r.Status, &r.DryRun, &r.StartedAt, &r.FinishedAt, &counts,
-		&r.Error, &r.BlockedReason, &r.ApprovedAt, &r.ApprovedBy, &r.Holder)
+		&r.Error, &r.BlockedReason, &r.ApprovedAt, &r.ApprovedBy, &r.Holder,
+		&r.RejectedAt, &r.RejectedBy, &r.RejectReason, &r.SupersededBy)
 	if err != nil {
 		return r, err
 	}
@@ -143,11 +169,14 @@ func (s *Store) RunsByStatus(ctx context.Context, status string, limit int) ([]R
 	return s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs WHERE status = $1 AND approved_at IS NULL ORDER BY id DESC LIMIT $2`, status, limit)
 }
 
-// LastBaselineRun returns the flow's latest finished run that was not blocked: the source
-// counts it recorded are what the guard compares a new pull against. ErrNotFound if none.
+// LastBaselineRun returns the flow's latest succeeded or partial run whose source pull was
+// complete and healthy (sourceComplete): the source counts it recorded are what the guard
+// compares a new pull against. A run approved while its source failed is never a baseline,
+// so an outage cannot lower the bar for the next shrink. ErrNotFound if none.
 func (s *Store) LastBaselineRun(ctx context.Context, flow string) (Run, error) {
 	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs
-		WHERE flow = $1 AND status IN ('succeeded', 'partial') ORDER BY id DESC LIMIT 1`, flow))
+		WHERE flow = $1 AND status IN ('succeeded', 'partial') AND `+sourceComplete+`
+		  AND NOT counts ? '`+CountNarrowedGroups+`' ORDER BY id DESC LIMIT 1`, flow))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, ErrNotFound
 	}

@@ -49,20 +49,21 @@ type PendingApproval struct {
 	BlockedReason  string    `json:"blocked_reason"`
 	BlockedChanges int64     `json:"blocked_changes"`
 	ApproveCommand string    `json:"approve_command"`
-	Superseded     bool      `json:"superseded"`
+	RejectCommand  string    `json:"reject_command"`
 }
 
-// PendingApprovals returns the blocked, unapproved runs, newest first.
+// PendingApprovals returns the blocked runs awaiting an operator (not approved, rejected or
+// superseded), newest first.
 func (s *Store) PendingApprovals(ctx context.Context) ([]PendingApproval, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT run_id, flow, started_at, coalesce(blocked_reason, ''), blocked_changes, approve_command, superseded
+		SELECT run_id, flow, started_at, coalesce(blocked_reason, ''), blocked_changes, approve_command, reject_command
 		  FROM pending_approvals ORDER BY run_id DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("state: pending approvals: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PendingApproval, error) {
 		var p PendingApproval
-		err := r.Scan(&p.RunID, &p.Flow, &p.StartedAt, &p.BlockedReason, &p.BlockedChanges, &p.ApproveCommand, &p.Superseded)
+		err := r.Scan(&p.RunID, &p.Flow, &p.StartedAt, &p.BlockedReason, &p.BlockedChanges, &p.ApproveCommand, &p.RejectCommand)
 		return p, err
 	})
 	if err != nil {
@@ -107,12 +108,13 @@ func (s *Store) RecentFailures(ctx context.Context, limit int) ([]Failure, error
 	return out, nil
 }
 
-// LastSuccesses returns, per flow, when its latest succeeded run finished. Flows that
-// never succeeded are absent.
+// LastSuccesses returns, per flow, when its latest succeeded run finished, counting only
+// runs whose source pull was complete and healthy (an approval does not make an outage a
+// success). Flows that never succeeded are absent.
 func (s *Store) LastSuccesses(ctx context.Context) (map[string]time.Time, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT flow, max(finished_at) FROM runs
-		 WHERE status = 'succeeded' AND finished_at IS NOT NULL GROUP BY flow`)
+		 WHERE status = 'succeeded' AND finished_at IS NOT NULL AND `+sourceComplete+` GROUP BY flow`)
 	if err != nil {
 		return nil, fmt.Errorf("state: last successful runs: %w", err)
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strings"
 	"time"
 
+	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/logctx"
 	"github.com/groupsync/groupsync/state"
 )
@@ -15,31 +17,21 @@ import (
 // ErrPlanMoved is returned by Apply when a fresh plan no longer matches the stored one.
 var ErrPlanMoved = errors.New("the mirror moved since the plan was made")
 
+// ErrCheckFailed is returned by Apply when the fresh re-plan that checks the stored plan
+// could not read every system (a source still down, say): nothing is pushed, and the run
+// stays awaiting approval.
+var ErrCheckFailed = errors.New("the re-plan that checks the approval failed")
+
 // Apply pushes exactly the stored plan of a run made by `plan` (status planned) or blocked
 // by the guard (which needs allowDeletes). It first plans afresh as a dry run and refuses
-// if that plan differs from the stored one item by item, payload included (a group made
-// private or renamed since is a difference), so nothing is pushed on a stale basis.
+// if that re-plan could not read every system, or if its plan differs from the stored one
+// item by item, payload included (a group made private or renamed since is a difference),
+// so nothing is pushed on a stale basis. The re-plan records no block of its own: the
+// approval is the operator's answer to the guard.
 func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who string) (*Result, error) {
-	st := e.o.Store
-	run, err := st.GetRun(ctx, runID)
+	run, flow, err := e.approvable(ctx, runID, allowDeletes)
 	if err != nil {
 		return nil, err
-	}
-	flow, ok := e.o.Config.Flows[run.Flow]
-	if !ok {
-		return nil, fmt.Errorf("syncengine: run %d belongs to flow %q, which is no longer configured", runID, run.Flow)
-	}
-	if run.ApprovedAt != nil {
-		return nil, fmt.Errorf("syncengine: run %d was already applied (by %s at %s)", runID, run.ApprovedBy, run.ApprovedAt.Format("2006-01-02 15:04:05Z07:00"))
-	}
-	switch run.Status {
-	case state.RunPlanned:
-	case state.RunBlocked:
-		if !allowDeletes {
-			return nil, fmt.Errorf("syncengine: run %d was blocked by the guard (%s); pass --allow-deletes to approve it", runID, run.BlockedReason)
-		}
-	default:
-		return nil, fmt.Errorf("syncengine: run %d is %s: only planned or blocked runs can be applied", runID, run.Status)
 	}
 	if !e.claim(run.Flow) {
 		return nil, fmt.Errorf("syncengine: flow %q: %w (in this process)", run.Flow, ErrFlowBusy)
@@ -52,39 +44,88 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 	defer release()
 
 	log := e.logger.With("flow", run.Flow, "run_id", runID)
-	check, err := e.run(runCtx, run.Flow, flow, RunOptions{Trigger: TriggerApply, DryRun: true}, lease.Term)
+	if check, err := e.checkApproval(runCtx, run, flow, lease.Term); err != nil {
+		return check, err
+	}
+	// The approval is claimed first: a rejection racing with it loses, or wins and this
+	// apply pushes nothing.
+	if err := e.o.Store.ApproveRun(runCtx, runID, who); err != nil {
+		return nil, fmt.Errorf("syncengine: run %d: %w", runID, err)
+	}
+	// The stored plan is what is pushed now: its intents are the flow's current ones.
+	if err := e.o.Store.RecordIntents(runCtx, run.Flow, runID, flow.Targets); err != nil {
+		return nil, err
+	}
+	if _, err := e.o.Store.ReleaseBlocked(runCtx, runID); err != nil {
+		return nil, err
+	}
+	log.Info("applying stored plan", "approved_by", who, "allow_deletes", allowDeletes)
+	return e.pushStored(ctx, runCtx, log, run, flow)
+}
+
+// approvable reads run runID and says why it cannot be applied: unknown, its flow gone,
+// already applied, rejected, superseded by a newer run, not planned or blocked, or blocked
+// without allowDeletes.
+func (e *Engine) approvable(ctx context.Context, runID int64, allowDeletes bool) (state.Run, config.Flow, error) {
+	run, err := e.o.Store.GetRun(ctx, runID)
+	if err != nil {
+		return run, config.Flow{}, err
+	}
+	flow, ok := e.o.Config.Flows[run.Flow]
+	if !ok {
+		return run, flow, fmt.Errorf("syncengine: run %d belongs to flow %q, which is no longer configured", runID, run.Flow)
+	}
+	if err := state.NotPending(run); err != nil {
+		return run, flow, fmt.Errorf("syncengine: %w", err)
+	}
+	switch run.Status {
+	case state.RunPlanned:
+	case state.RunBlocked:
+		if !allowDeletes {
+			return run, flow, fmt.Errorf("syncengine: run %d was blocked by the guard (%s); pass --allow-deletes to approve it", runID, run.BlockedReason)
+		}
+	default:
+		return run, flow, fmt.Errorf("syncengine: run %d is %s: only planned or blocked runs can be applied", runID, run.Status)
+	}
+	return run, flow, nil
+}
+
+// checkApproval re-plans the flow as a dry run and refuses the approval of run when that
+// re-plan failed (a system it needs still fails) or differs from run's stored plan.
+func (e *Engine) checkApproval(ctx context.Context, run state.Run, flow config.Flow, term int64) (*Result, error) {
+	check, err := e.run(ctx, run.Flow, flow, RunOptions{Trigger: TriggerApply, DryRun: true, approving: run.ID}, term)
 	if err != nil {
 		return nil, err
 	}
-	diff, err := st.PlanDiff(runCtx, runID, check.RunID)
+	if check.Status != state.RunDryRun || check.Err != nil {
+		return check, fmt.Errorf("syncengine: run %d not applied: %w (run %d, %s: %v); nothing was pushed and run %d still awaits approval: apply it again once every system of flow %q answers",
+			run.ID, ErrCheckFailed, check.RunID, check.Status, check.Err, run.ID, run.Flow)
+	}
+	diff, err := e.o.Store.PlanDiff(ctx, run.ID, check.RunID)
 	if err != nil {
 		return nil, err
 	}
 	if !diff.Empty() {
 		return check, fmt.Errorf("syncengine: run %d: %w: %d planned changes no longer apply%s and %d new ones appeared%s (fresh plan: run %d); plan again",
-			runID, ErrPlanMoved, diff.OnlyA, examples(diff.ExamplesA), diff.OnlyB, examples(diff.ExamplesB), check.RunID)
+			run.ID, ErrPlanMoved, diff.OnlyA, examples(diff.ExamplesA), diff.OnlyB, examples(diff.ExamplesB), check.RunID)
 	}
-	// The stored plan is what is pushed now: its intents are the flow's current ones.
-	if err := st.RecordIntents(runCtx, run.Flow, runID, flow.Targets); err != nil {
-		return nil, err
-	}
-	if _, err := st.ReleaseBlocked(runCtx, runID); err != nil {
-		return nil, err
-	}
-	if err := st.ApproveRun(runCtx, runID, who); err != nil {
-		return nil, err
-	}
-	log.Info("applying stored plan", "approved_by", who, "allow_deletes", allowDeletes)
+	return check, nil
+}
+
+// pushStored pushes run's approved plan and records the outcome on run.
+func (e *Engine) pushStored(ctx, runCtx context.Context, log *slog.Logger, run state.Run, flow config.Flow) (*Result, error) {
 	start := time.Now()
-	runCtx = logctx.WithLogAttrs(runCtx, "run_id", runID, "flow", run.Flow)
-	res := &Result{RunID: runID, Flow: run.Flow, Pulls: map[string]*PullSummary{}, Targets: map[string]*TargetSummary{}}
-	status, _, runErr := e.pushAll(runCtx, log, runID, &pullState{liveTargets: flow.Targets}, res)
+	runCtx = logctx.WithLogAttrs(runCtx, "run_id", run.ID, "flow", run.Flow)
+	res := &Result{RunID: run.ID, Flow: run.Flow, Pulls: map[string]*PullSummary{}, Targets: map[string]*TargetSummary{}}
+	status, _, runErr := e.pushAll(runCtx, log, run.ID, &pullState{liveTargets: flow.Targets}, res)
 	res.Status, res.Err = status, runErr
+	// The run keeps the counters of its own pull (source_complete included): an approval
+	// makes a run a shrink baseline only when that pull was complete and healthy.
 	counts := maps.Clone(run.Counts)
 	if err := e.summarize(context.WithoutCancel(ctx), res, counts); err != nil {
 		return res, err
 	}
-	status, runErr, err = e.finish(runCtx, log, runID, status, counts, runErr, "")
+	status, runErr, err := e.finish(runCtx, log, run.ID, status, counts, runErr, "")
 	res.Status, res.Err = status, runErr
 	if err != nil {
 		return res, err
@@ -92,7 +133,7 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 	if e.o.Observer != nil {
 		e.o.Observer.RunFinished(run.Flow, status, time.Since(start))
 	}
-	log.Info("stored plan applied", "status", status)
+	log.Info("stored plan applied", "status", status, "duration_s", time.Since(start).Seconds())
 	return res, nil
 }
 

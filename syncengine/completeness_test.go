@@ -3,6 +3,7 @@ package syncengine_test
 import (
 	"testing"
 
+	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/simkit"
 	"github.com/groupsync/groupsync/state"
@@ -63,5 +64,40 @@ func TestInvariantCompletenessIsPerGroupAndKind(t *testing.T) {
 	}
 	if !complete {
 		t.Fatal("the source's group listing was complete, but the systems row says its last pull was not (an account merge overwrote it?)")
+	}
+}
+
+// TestUnreadableListedGroupIsNotGone: an Airtable group the enterprise lists but answers
+// 403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND (or 404) is not taken as deleted: with
+// delete_groups: delete its target group stays, no deletion is planned, and its target
+// loses nobody; the other groups sync as usual.
+func TestUnreadableListedGroupIsNotGone(t *testing.T) {
+	t.Parallel()
+	flow := defaultFlow("airtable", "devrev")
+	flow.DeleteGroups = config.DeleteHard
+	e, _, tn := pairEnv(t, flow, 20, 3, 4)
+	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
+	// Not the first listed group: a 403 on the very first read is the token's (it fails the
+	// listing, see the airtable connector).
+	last := tn.Groups[len(tn.Groups)-1].Name
+	g, err := e.conns["airtable"].FindGroupByName(t.Context(), last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sim("airtable").Faults().Inject(simkit.Rule{Method: "GET", Path: "/v0/meta/groups/" + g.ID, Status: 403, Times: -1,
+		ResponseBody: `{"error": {"type": "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", "message": "Invalid permissions"}}`})
+	before := effects(e.sim("devrev"))
+	res := e.run("f", syncengine.RunOptions{})
+	if res.Status == state.RunFailed {
+		t.Fatalf("one unreadable group failed the whole run: %v", res.Err)
+	}
+	if n := e.changeCount(res.RunID, state.ChangePlanned, state.ChangeApplied, state.ChangeFailed, state.ChangeBlocked); n != 0 {
+		t.Fatalf("%d changes planned for a source whose other groups are in step; targets %s", n, describe(res))
+	}
+	if after := effects(e.sim("devrev")); after != before {
+		t.Fatalf("devrev changed (%v → %v) although nothing but one unreadable group moved", before, after)
+	}
+	if _, err := e.conns["devrev"].FindGroupByName(t.Context(), last); err != nil {
+		t.Fatalf("the unreadable group's target: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,11 +37,12 @@ type Observer interface {
 	ChangeDone(system, operation, status string, n int)
 }
 
-// Progress is told how a run advances, for a terminal display. Implementations must be
-// safe for concurrent use.
+// Progress is told how a run advances, for a terminal display or progress log lines. ctx
+// is the run's: it carries the run's log attributes (logctx), so a progress line names its
+// run and flow. Implementations must be safe for concurrent use.
 type Progress interface {
-	Pulled(system, kind string, pages, items int)
-	Pushed(system string, n int)
+	Pulled(ctx context.Context, system, kind string, pages, items int)
+	Pushed(ctx context.Context, system string, n int)
 }
 
 // Options configure an Engine.
@@ -65,6 +67,9 @@ type Options struct {
 	Progress Progress
 	// Workers bounds concurrent member listings and account lookups per system; default 4.
 	Workers int
+	// ShutdownGrace is how long a run's request in flight may take once the run's context
+	// ends (a shutdown); default DefaultShutdownGrace.
+	ShutdownGrace time.Duration
 }
 
 // Engine runs flows.
@@ -104,6 +109,9 @@ func New(o Options) (*Engine, error) {
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = DefaultShutdownGrace
+	}
 	return &Engine{o: o, logger: o.Logger, running: map[string]bool{}}, nil
 }
 
@@ -121,6 +129,14 @@ type RunOptions struct {
 	PlanOnly bool
 	// Tick is the scheduled time for schedule-triggered runs: replicas run a tick once.
 	Tick *time.Time
+	// Groups, when set, narrows the run to these in-scope source groups (by name or id):
+	// the same pull, plan, guard and push for just them. Such a run is never the baseline
+	// of min_source_ratio, and is not checked against it.
+	Groups []string
+	// approving is the blocked or planned run whose approval this dry run re-plans to
+	// check (Apply): the guard's verdict is logged, not recorded as a block of its own,
+	// since the approval being checked is the operator's answer to it.
+	approving int64
 }
 
 // TargetSummary counts one target's changes in a run.
@@ -169,6 +185,12 @@ func (e *Engine) RunFlow(ctx context.Context, name string, ro RunOptions) (*Resu
 		return nil, fmt.Errorf("syncengine: flow %q: %w (in this process)", name, ErrFlowBusy)
 	}
 	defer e.unclaim(name)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("syncengine: flow %q: not started: %w", name, err)
+	}
+	// ctx ending asks the run to stop; it ends its work in flight first (shutdown.go).
+	ctx, stop := graceful(ctx, e.o.ShutdownGrace)
+	defer stop()
 
 	runCtx, lease, release, err := e.hold(ctx, name, ro.Tick)
 	if errors.Is(err, state.ErrLeaseHeld) {
@@ -353,6 +375,7 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 
 	counts := map[string]int64{}
 	status, blocked, runErr := e.execute(ctx, log, runID, name, flow, ro, res, counts)
+	status, runErr = interruptedOutcome(ctx, status, runErr)
 	res.Status, res.BlockedReason, res.Err = status, blocked, runErr
 	res.Duration = time.Since(start)
 	if err := e.summarize(context.WithoutCancel(ctx), res, counts); err != nil {
@@ -371,11 +394,14 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 	if e.o.Observer != nil {
 		e.o.Observer.RunFinished(name, status, res.Duration)
 	}
-	attrs := []any{"status", status, "duration", res.Duration.Round(time.Millisecond)}
+	attrs := []any{"status", status, "duration_s", res.Duration.Seconds()}
 	switch {
 	case status == state.RunBlocked:
 		log.Warn("run blocked: nothing was pushed", append(attrs, "reason", blocked,
-			"approve", fmt.Sprintf("groupsync apply %d --allow-deletes", runID))...)
+			"approve", fmt.Sprintf("groupsync apply %d --allow-deletes", runID),
+			"reject", fmt.Sprintf("groupsync reject %d --reason TEXT", runID))...)
+	case status == state.RunInterrupted:
+		log.Warn("run interrupted by shutdown", append(attrs, "error", runErr)...)
 	case runErr != nil:
 		log.Error("run finished with errors", append(attrs, "error", runErr)...)
 	default:
@@ -391,24 +417,34 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	if err != nil {
 		return state.RunFailed, "", err
 	}
+	sc.narrow(ro.Groups)
+	if len(ro.Groups) > 0 {
+		counts[state.CountNarrowedGroups] = int64(len(ro.Groups))
+	}
 	overrides := map[string]string{}
 	for _, o := range flow.Matching.Overrides {
 		overrides[connectors.NormalizeEmail(o.Source)] = connectors.NormalizeEmail(o.Target)
 	}
 
-	// 1. Pull groups (and the source's in-scope members) from every system at once.
-	p, err := e.pullAll(ctx, log, name, flow, sc, res)
+	// 1. Pull groups (and the source's in-scope members) from every system at once. A
+	// shutdown stops the pulls at once: they write nothing outside the mirror.
+	pctx, endPull := untilStop(ctx)
+	defer endPull()
+	p, err := e.pullAll(pctx, log, name, flow, sc, res)
 	if err != nil {
 		return state.RunFailed, "", err
 	}
 	counts["source_groups_listed"] = int64(p.sourceListed)
+	counts[state.CountSourceComplete] = 0 // until the pull proves complete and healthy
+	p.narrowed = len(ro.Groups) > 0
+	if p.narrowed && len(p.scopeIDs) == 0 {
+		return state.RunFailed, "", fmt.Errorf("no source group of %s in the flow's scope is named %s or has that id",
+			flow.Source, strings.Join(ro.Groups, ", "))
+	}
 	if p.sourceErr != nil {
-		// A source that could not be read whole is not a basis for any write.
-		if errors.Is(p.sourceErr, connectors.ErrUnauthorized) {
-			return state.RunFailed, "", fmt.Errorf("source %s: %w", flow.Source, p.sourceErr)
-		}
-		return state.RunBlocked, fmt.Sprintf("source %s listing incomplete (%v); nothing was planned or pushed, the next run retries",
-			flow.Source, p.sourceErr), nil
+		// A source that could not be read whole is not a basis for any write, and with
+		// nothing planned there is nothing to approve: the run fails (see failure.go).
+		return state.RunFailed, "", sourceFailure(flow.Source, p.sourceErr)
 	}
 
 	// 2. Link.
@@ -422,8 +458,12 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	}
 
 	// Targets' members of linked groups, and the accounts needed to match by email.
-	if err := e.pullTargetsAndAccounts(ctx, log, flow, p, overrides, res); err != nil {
+	if err := e.pullTargetsAndAccounts(pctx, log, flow, p, overrides, res); err != nil {
 		return state.RunFailed, "", err
+	}
+	if p.sourceMembersComplete && len(p.sourceIncomplete) == 0 {
+		// Every in-scope group's members and accounts were read: a shrink baseline.
+		counts[state.CountSourceComplete] = 1
 	}
 
 	// 3. Plan.
@@ -446,28 +486,53 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	counts["source_groups"], counts["source_members"] = stats.SourceGroups, stats.SourceMembers
 
 	// 4. Guard.
-	blocked, err = e.guard(ctx, log, runID, name, flow, p, stats)
-	if err != nil {
-		return state.RunFailed, "", err
-	}
-	if blocked != "" {
-		if _, err := e.o.Store.SetPlannedStatus(ctx, runID, nil, state.ChangeBlocked, "guard"); err != nil {
-			return state.RunFailed, "", err
-		}
-		return state.RunBlocked, blocked, nil
-	}
-	switch {
-	case ro.DryRun:
-		return state.RunDryRun, "", p.err()
-	case ro.PlanOnly:
-		return state.RunPlanned, "", p.err()
+	status, blocked, err = e.guardStep(ctx, log, runID, name, flow, ro, p, stats)
+	if status != "" {
+		return status, blocked, err
 	}
 
 	// 5. Push, 6. record. The plan being pushed holds the flow's current intents.
+	if stopRequested(ctx) {
+		_, err := e.o.Store.SettleUnattempted(context.WithoutCancel(ctx), runID, "", state.ChangeSkipped, "interrupted")
+		return state.RunInterrupted, "", errors.Join(errInterrupted, err)
+	}
 	if err := e.o.Store.RecordIntents(ctx, name, runID, p.liveTargets); err != nil {
 		return state.RunFailed, "", err
 	}
 	return e.pushAll(ctx, log, runID, p, res)
+}
+
+// guardStep runs the guard on the stored plan and ends the run there when it blocks, or
+// when the run is a dry run or a stored plan. An empty status means: go on and push.
+func (e *Engine) guardStep(ctx context.Context, log *slog.Logger, runID int64, name string, flow config.Flow,
+	ro RunOptions, p *pullState, stats state.PlanStats) (status, blocked string, err error) {
+	blocked, err = e.guard(ctx, log, runID, name, flow, p, stats)
+	if err != nil {
+		return state.RunFailed, "", err
+	}
+	if blocked != "" && ro.approving != 0 {
+		log.Info("re-plan of an approval: the guard's limits are waived by it", "approving_run", ro.approving, "guard", blocked)
+		blocked = ""
+	}
+	if blocked != "" {
+		blocked += fmt.Sprintf("; review with `groupsync status`, then approve with `groupsync apply %d --allow-deletes` or reject with `groupsync reject %d --reason TEXT`", runID, runID)
+		if _, err := e.o.Store.SetPlannedStatus(ctx, runID, nil, state.ChangeBlocked, "guard"); err != nil {
+			return state.RunFailed, "", err
+		}
+		// A target that could not be read is said too: the run exits 1, not 3.
+		return state.RunBlocked, blocked, p.err()
+	}
+	// A preview or plan that could not read every system is not one to act on or approve:
+	// it fails, naming the system, and its changes stay visible.
+	switch {
+	case ro.DryRun && p.err() != nil, ro.PlanOnly && p.err() != nil:
+		return state.RunFailed, "", p.err()
+	case ro.DryRun:
+		return state.RunDryRun, "", nil
+	case ro.PlanOnly:
+		return state.RunPlanned, "", nil
+	}
+	return "", "", nil
 }
 
 // summarize fills the result's per-target counts from the run's change rows and copies

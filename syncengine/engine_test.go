@@ -342,10 +342,11 @@ func TestGuardBlocksEmptyAndTruncatedSource(t *testing.T) {
 	snapshot := e.sim("devrev").Snapshot()
 	devEffects := effects(e.sim("devrev"))
 
-	// A listing cut mid-body: blocked, nothing pushed.
+	// A listing cut mid-body: the run fails (nothing was planned, so nothing to approve)
+	// and nothing is pushed.
 	e.sim("airtable").Faults().TruncateNext("", -1)
 	res := e.run("f", syncengine.RunOptions{})
-	e.mustStatus(res, state.RunBlocked)
+	e.mustStatus(res, state.RunFailed)
 	e.sim("airtable").Faults().Clear()
 
 	// The source comes back with its groups emptied: the guard trips.

@@ -22,7 +22,8 @@ var groupDeletions = []string{"archive_group", "delete_group"}
 // member pull also holds every group deletion this run, and every removal when the pull
 // could not say which groups it missed. A source that shrank below min_source_ratio of the
 // last good run, or removals/deletions beyond the limits, block the whole run: the
-// returned reason says what tripped, and nothing is pushed until an operator approves it.
+// returned reason says what tripped (execute adds how to approve or reject), and nothing is
+// pushed until an operator approves it.
 func (e *Engine) guard(ctx context.Context, log *slog.Logger, runID int64, name string, flow config.Flow,
 	p *pullState, stats state.PlanStats) (string, error) {
 	st := e.o.Store
@@ -42,7 +43,8 @@ func (e *Engine) guard(ctx context.Context, log *slog.Logger, runID int64, name 
 	}
 	var reasons []string
 	lim := flow.Limits
-	if lim.MinSourceRatio > 0 {
+	// A run narrowed to chosen groups is not comparable with a whole source.
+	if lim.MinSourceRatio > 0 && !p.narrowed {
 		base, err := st.LastBaselineRun(ctx, name)
 		if err == nil {
 			check := func(what string, now, before int64) {
@@ -78,5 +80,5 @@ func (e *Engine) guard(ctx context.Context, log *slog.Logger, runID int64, name 
 	if len(reasons) == 0 {
 		return "", nil
 	}
-	return strings.Join(reasons, "; ") + fmt.Sprintf("; review with `groupsync status` and approve with `groupsync apply %d --allow-deletes`", runID), nil
+	return strings.Join(reasons, "; "), nil
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/connectors"
@@ -28,6 +30,8 @@ type pullState struct {
 	liveTargets []string
 	// inline marks systems whose members came with their groups.
 	inline map[string]bool
+	// narrowed is set for a run of chosen groups (RunOptions.Groups).
+	narrowed bool
 
 	mu   sync.Mutex
 	errs []error
@@ -157,12 +161,15 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 			} else if want != nil && want(g) {
 				incomplete = append(incomplete, g.ID)
 			}
-			e.progress(sys, "groups", 1, 1)
+			e.progress(ctx, sys, "groups", 1, 1)
 			return nil
 		})
 		if len(batch) > 0 && listErr == nil {
 			listErr = gm.Write(ctx, batch)
 		}
+		// Listed but unreadable groups are incomplete, whatever the scope says of them:
+		// their names are not known this run (InvariantCompletenessIsPerGroupAndKind).
+		incomplete = append(incomplete, listing.Unreadable...)
 	} else {
 		listing, listErr = conn.ListGroups(ctx, func(page []connectors.Group) error {
 			listed += len(page)
@@ -176,7 +183,7 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 					}
 				}
 			}
-			e.progress(sys, "groups", 1, len(page))
+			e.progress(ctx, sys, "groups", 1, len(page))
 			return nil
 		})
 	}
@@ -240,7 +247,7 @@ func (e *Engine) pullMembers(ctx context.Context, log *slog.Logger, sys string, 
 			if fatal != nil {
 				return fatal
 			}
-			e.progress(sys, "members", 1, len(page))
+			e.progress(ctx, sys, "members", 1, len(page))
 			return mm.Write(ctx, page)
 		})
 		mu.Lock()
@@ -280,94 +287,159 @@ func (e *Engine) pullMembers(ctx context.Context, log *slog.Logger, sys string, 
 	return counts, failed, nil
 }
 
-// pullTargetsAndAccounts pulls the members of every target's linked groups, then resolves
-// the accounts needed to match members by email: the source's members' emails first, then
-// each target's accounts for those emails.
+// pullTargetsAndAccounts pulls the members of every target's linked groups, then makes
+// the accounts the plan relies on fresh (InvariantAccountsAreFresh): the source's members'
+// accounts first, then on each target the accounts of its linked groups' members and those
+// the source's emails match, then each target's accounts for emails it does not know yet.
 func (e *Engine) pullTargetsAndAccounts(ctx context.Context, log *slog.Logger, flow config.Flow, p *pullState,
 	overrides map[string]string, res *Result) error {
 	var wg sync.WaitGroup
 	live := append([]string{}, p.liveTargets...)
 	dropped := make(chan string, len(live))
+	linked := make(map[string][]string, len(live))
+	var mu sync.Mutex
 	for _, t := range live {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tlog := log.With("system", t)
-			if !p.inline[t] {
-				ids, err := e.o.Store.LinkedGroupIDs(ctx, flow.Source, t, p.scopeIDs)
-				if err == nil && len(ids) > 0 {
-					var c state.MergeCounts
-					var failed []string
-					c, failed, err = e.pullMembers(ctx, tlog, t, ids)
-					res.Pulls[t].Members = c
-					res.Pulls[t].Complete = res.Pulls[t].Complete && len(failed) == 0
-				}
-				if err != nil {
-					p.fail(fmt.Errorf("target %s not synced: members: %w", t, err))
-					dropped <- t
-					return
-				}
+			ids, err := e.o.Store.LinkedGroupIDs(ctx, flow.Source, t, p.scopeIDs)
+			if err == nil && len(ids) > 0 && !p.inline[t] {
+				var c state.MergeCounts
+				var failed []string
+				c, failed, err = e.pullMembers(ctx, log.With("system", t), t, ids)
+				res.Pulls[t].Members = c
+				res.Pulls[t].Complete = res.Pulls[t].Complete && len(failed) == 0
 			}
-			if err := e.resolveAccountIDs(ctx, tlog, t, res.Pulls[t]); err != nil {
-				p.fail(fmt.Errorf("target %s: accounts: %w", t, err))
+			if err != nil {
+				p.fail(fmt.Errorf("target %s not synced: members: %w", t, err))
+				dropped <- t
+				return
 			}
+			mu.Lock()
+			linked[t] = ids
+			mu.Unlock()
 		}()
 	}
-	if err := e.resolveAccountIDs(ctx, log.With("system", flow.Source), flow.Source, res.Pulls[flow.Source]); err != nil {
-		p.fail(fmt.Errorf("source %s: accounts: %w", flow.Source, err))
-	}
+	e.refreshSourceAccounts(ctx, log.With("system", flow.Source), flow.Source, p, res.Pulls[flow.Source])
 	wg.Wait()
 	close(dropped)
 	for t := range dropped {
-		for i, lt := range p.liveTargets {
-			if lt == t {
-				p.liveTargets = append(p.liveTargets[:i], p.liveTargets[i+1:]...)
-				break
-			}
-		}
+		p.liveTargets = slices.DeleteFunc(p.liveTargets, func(lt string) bool { return lt == t })
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	for _, t := range p.liveTargets {
-		if err := e.findTargetAccounts(ctx, log.With("system", t), flow.Source, t, p.scopeIDs, overrides, res.Pulls[t]); err != nil {
+		tlog := log.With("system", t)
+		q := state.StaleAccounts{System: t, GroupIDs: linked[t], MatchSource: flow.Source, MatchScopeIDs: p.scopeIDs,
+			Overrides: overrides, MaxAge: e.accountMaxAge()}
+		if err := e.refreshAccounts(ctx, tlog, q, res.Pulls[t]); err != nil {
+			p.fail(fmt.Errorf("target %s: accounts: %w", t, err))
+		}
+		if err := e.findTargetAccounts(ctx, tlog, flow.Source, t, p.scopeIDs, overrides, res.Pulls[t]); err != nil {
 			p.fail(fmt.Errorf("target %s: account lookup: %w", t, err))
 		}
 	}
 	return ctx.Err()
 }
 
-// resolveAccountIDs fetches the accounts of members whose email the mirror lacks.
-func (e *Engine) resolveAccountIDs(ctx context.Context, log *slog.Logger, sys string, sum *PullSummary) error {
-	ids, err := e.o.Store.AccountIDsWithoutEmail(ctx, sys)
-	if err != nil || len(ids) == 0 {
-		return err
+// refreshSourceAccounts re-reads the source accounts the plan relies on. When that fails,
+// the groups whose members' accounts stayed stale are not known whole: they join the
+// incomplete groups, so nobody is removed from their targets on an outdated identity
+// (InvariantRemovalsOnlyOnPositiveKnowledge); additions go on.
+func (e *Engine) refreshSourceAccounts(ctx context.Context, log *slog.Logger, source string, p *pullState, sum *PullSummary) {
+	maxAge := e.accountMaxAge()
+	err := e.refreshAccounts(ctx, log, state.StaleAccounts{System: source, GroupIDs: p.scopeIDs, MaxAge: maxAge}, sum)
+	if err == nil {
+		return
 	}
-	am, err := e.o.Store.BeginAccountMerge(ctx, sys)
-	if err != nil {
-		return err
+	p.fail(fmt.Errorf("source %s: accounts: %w", source, err))
+	groups, gerr := e.o.Store.GroupsWithStaleAccounts(context.WithoutCancel(ctx), source, p.scopeIDs, maxAge)
+	if gerr != nil {
+		p.fail(fmt.Errorf("source %s: accounts: %w", source, gerr))
+		groups = p.scopeIDs // what is stale is unknown: nothing is known whole
 	}
-	defer am.Rollback(context.WithoutCancel(ctx))
-	const chunk = 500
-	for i := 0; i < len(ids); i += chunk {
-		batch := ids[i:min(i+chunk, len(ids))]
-		if _, err := e.o.Connectors[sys].ListAccounts(ctx, batch, func(page []connectors.Account) error {
-			e.progress(sys, "accounts", 1, len(page))
-			return am.Write(ctx, page)
-		}); err != nil {
+	log.Warn("source accounts could not be re-read: no member is removed from the groups relying on them",
+		"groups", len(groups), "error", err)
+	p.mu.Lock()
+	p.sourceIncomplete = append(p.sourceIncomplete, groups...)
+	p.mu.Unlock()
+}
+
+// accountMaxAge is accounts.max_age, defaulted for configurations built without Load.
+func (e *Engine) accountMaxAge() time.Duration {
+	if d := e.o.Config.Accounts.MaxAge; d > 0 {
+		return d
+	}
+	return config.DefaultAccountMaxAge
+}
+
+// accountBatch is how many stale accounts one re-read asks for: bounded memory, and one
+// short transaction to record them.
+const accountBatch = 1000
+
+// allMissingFloor: a re-read of at least this many ids of which the system returns none
+// is taken as a misrouted or misconfigured API (every lookup answering 404), not as that
+// many deleted accounts, and tombstones nothing.
+const allMissingFloor = 10
+
+// refreshAccounts re-reads by id, in batches, the accounts of q that are stale, and records
+// what the system returned (state.RecordAccounts: the ids it no longer returns, and
+// inactive accounts, are tombstoned).
+func (e *Engine) refreshAccounts(ctx context.Context, log *slog.Logger, q state.StaleAccounts, sum *PullSummary) error {
+	conn := e.o.Connectors[q.System]
+	asked, after := 0, ""
+	for {
+		ids, err := e.o.Store.StaleAccountIDs(ctx, q, after, accountBatch)
+		if err != nil || len(ids) == 0 {
+			if asked > 0 {
+				log.Debug("re-read stale accounts", "accounts", asked, "counts", sum.Accounts)
+			}
 			return err
 		}
-	}
-	c, err := am.Commit(ctx, false)
-	if sum != nil {
+		after, asked = ids[len(ids)-1], asked+len(ids)
+		var found []connectors.Account
+		l, err := conn.ListAccounts(ctx, ids, func(page []connectors.Account) error {
+			e.progress(ctx, q.System, "accounts", 1, len(page))
+			found = append(found, page...)
+			return nil
+		})
+		var missing []string
+		if err == nil && l.Complete {
+			missing = missingIDs(ids, found)
+			if len(missing) == len(ids) && len(ids) >= allMissingFloor {
+				return fmt.Errorf("none of the %d accounts asked for by id exists: refusing to take them all as deleted "+
+					"(check the system's base_url and credentials)", len(ids))
+			}
+		}
+		c, rerr := e.o.Store.RecordAccounts(ctx, q.System, found, missing)
 		sum.Accounts = addCounts(sum.Accounts, c)
+		if err = errors.Join(err, rerr); err != nil {
+			return err
+		}
+		if !l.Complete {
+			return fmt.Errorf("account lookup by id ended early (%d of %d returned)", len(found), len(ids))
+		}
 	}
-	log.Debug("resolved member accounts", "requested", len(ids), "accounts", c)
-	return err
+}
+
+// missingIDs returns the ids no account in found has.
+func missingIDs(ids []string, found []connectors.Account) []string {
+	got := make(map[string]bool, len(found))
+	for _, a := range found {
+		got[a.ID] = true
+	}
+	var missing []string
+	for _, id := range ids {
+		if !got[id] {
+			missing = append(missing, id)
+		}
+	}
+	return missing
 }
 
 // findTargetAccounts looks up, by email, target accounts for source members the target's
-// mirror does not know yet. Emails not found stay unmatched (planned as no_account).
+// mirror has no live account for. Emails not found stay unmatched (planned as no_account).
 func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, source, target string, scopeIDs []string,
 	overrides map[string]string, sum *PullSummary) error {
 	emails, err := e.o.Store.EmailsMissingInTarget(ctx, source, scopeIDs, target, overrides)
@@ -375,17 +447,21 @@ func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, sourc
 		return err
 	}
 	conn := e.o.Connectors[target]
-	am, err := e.o.Store.BeginAccountMerge(ctx, target)
-	if err != nil {
-		return err
-	}
-	defer am.Rollback(context.WithoutCancel(ctx))
 	var (
 		mu       sync.Mutex
-		found    int
+		found    []connectors.Account
+		n        int
 		fatal    error
 		writeErr error
 	)
+	flush := func() {
+		c, err := e.o.Store.RecordAccounts(ctx, target, found, nil)
+		sum.Accounts = addCounts(sum.Accounts, c)
+		if err != nil && writeErr == nil {
+			writeErr = err
+		}
+		found = found[:0]
+	}
 	eachParallel(ctx, e.o.Workers, emails, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -396,9 +472,9 @@ func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, sourc
 		defer mu.Unlock()
 		switch {
 		case err == nil:
-			found++
-			if werr := am.Write(ctx, []connectors.Account{a}); werr != nil && writeErr == nil {
-				writeErr = werr
+			n++
+			if found = append(found, a); len(found) >= accountBatch {
+				flush()
 			}
 		case errors.Is(err, connectors.ErrNotFound):
 		default:
@@ -407,18 +483,9 @@ func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, sourc
 			}
 		}
 	})
-	if writeErr != nil {
-		return writeErr
-	}
-	c, err := am.Commit(ctx, false)
-	if err != nil {
-		return err
-	}
-	if sum != nil {
-		sum.Accounts = addCounts(sum.Accounts, c)
-	}
-	log.Debug("looked up accounts by email", "emails", len(emails), "found", found)
-	return fatal
+	flush()
+	log.Debug("looked up accounts by email", "emails", len(emails), "found", n)
+	return errors.Join(writeErr, fatal)
 }
 
 func addCounts(a, b state.MergeCounts) state.MergeCounts {
@@ -431,9 +498,9 @@ func addCounts(a, b state.MergeCounts) state.MergeCounts {
 	return a
 }
 
-func (e *Engine) progress(sys, kind string, pages, items int) {
+func (e *Engine) progress(ctx context.Context, sys, kind string, pages, items int) {
 	if e.o.Progress != nil {
-		e.o.Progress.Pulled(sys, kind, pages, items)
+		e.o.Progress.Pulled(ctx, sys, kind, pages, items)
 	}
 }
 

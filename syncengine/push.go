@@ -38,12 +38,18 @@ func (e *Engine) pushAll(ctx context.Context, log *slog.Logger, runID int64, p *
 	}
 	wg.Wait()
 	bg := context.WithoutCancel(ctx)
-	reason := "not_attempted"
-	if ctx.Err() != nil {
+	// What a stopped push did not attempt is failed when the run lost its lease or a target
+	// stopped it, and skipped when a shutdown stopped it (the next run plans it again).
+	status, reason := state.ChangeFailed, "not_attempted"
+	switch {
+	case ctx.Err() != nil:
 		reason = "interrupted"
 		errs = append(errs, fmt.Errorf("push interrupted: %w", context.Cause(ctx)))
+	case stopRequested(ctx):
+		status, reason = state.ChangeSkipped, "interrupted"
+		errs = append(errs, errInterrupted)
 	}
-	if _, err := e.o.Store.FailUnattempted(bg, runID, "", reason); err != nil {
+	if _, err := e.o.Store.SettleUnattempted(bg, runID, "", status, reason); err != nil {
 		errs = append(errs, err)
 	}
 	if err := e.o.Store.RecordSourceSyncOut(bg, runID); err != nil {
@@ -97,7 +103,7 @@ func (e *Engine) pushTarget(ctx context.Context, log *slog.Logger, runID int64, 
 		}
 		var after int64
 		for {
-			if err := ctx.Err(); err != nil {
+			if halted(ctx) {
 				return nil // the caller records the interruption
 			}
 			page, err := e.o.Store.Changes(ctx, state.ChangeFilter{RunID: runID, TargetSystem: target, Operation: op,
@@ -152,6 +158,9 @@ func (e *Engine) fail(ctx context.Context, cs []state.Change, reason string, cau
 	if err := e.o.Store.MarkFailed(context.WithoutCancel(ctx), ids, reason, cause.Error()); err != nil {
 		return err
 	}
+	if err := e.recheckAccounts(ctx, cs, reason, cause); err != nil {
+		return err
+	}
 	if e.o.Observer != nil && len(cs) > 0 {
 		e.o.Observer.ChangeDone(cs[0].TargetSystem, cs[0].Operation, state.ChangeFailed, len(cs))
 	}
@@ -161,12 +170,30 @@ func (e *Engine) fail(ctx context.Context, cs []state.Change, reason string, cau
 	return nil
 }
 
-func (e *Engine) applied(cs []state.Change) {
+// recheckAccounts has the next run re-read the target accounts of adds the target itself
+// refused (reason "": not a group that was not created, not an interruption)
+// (InvariantAccountsAreFresh): a deleted or deactivated account is the likeliest reason,
+// and the re-read tombstones it instead of the add failing every run until given up.
+func (e *Engine) recheckAccounts(ctx context.Context, cs []state.Change, reason string, cause error) error {
+	if len(cs) == 0 || cs[0].Operation != "add_member" || reason != "" || ctx.Err() != nil ||
+		connectors.IsTransient(cause) || errors.Is(cause, connectors.ErrUnauthorized) {
+		return nil
+	}
+	ids := make([]string, 0, len(cs))
+	for _, c := range cs {
+		if c.TargetAccountID != "" {
+			ids = append(ids, c.TargetAccountID)
+		}
+	}
+	return e.o.Store.RecheckAccounts(context.WithoutCancel(ctx), cs[0].TargetSystem, ids)
+}
+
+func (e *Engine) applied(ctx context.Context, cs []state.Change) {
 	if e.o.Observer != nil && len(cs) > 0 {
 		e.o.Observer.ChangeDone(cs[0].TargetSystem, cs[0].Operation, state.ChangeApplied, len(cs))
 	}
 	if e.o.Progress != nil && len(cs) > 0 {
-		e.o.Progress.Pushed(cs[0].TargetSystem, len(cs))
+		e.o.Progress.Pushed(ctx, cs[0].TargetSystem, len(cs))
 	}
 }
 
@@ -189,7 +216,7 @@ func (e *Engine) settle(ctx context.Context, log *slog.Logger, c state.Change, o
 		log.Warn("change failed", "reason", o.reason, "error", o.cause)
 		return e.fail(ctx, []state.Change{c}, o.reason, o.cause)
 	}
-	e.applied([]state.Change{c})
+	e.applied(ctx, []state.Change{c})
 	return nil
 }
 
@@ -312,7 +339,7 @@ func (e *Engine) pushUpdates(ctx context.Context, log *slog.Logger, runID int64,
 		return err
 	}
 	for len(q.pending) > 0 {
-		if ctx.Err() != nil {
+		if halted(ctx) {
 			return nil // the caller fails what was not attempted
 		}
 		r := q.next()
@@ -453,7 +480,7 @@ func (e *Engine) pushMembers(ctx context.Context, log *slog.Logger, w connectors
 		}
 		batch := page[i:j]
 		i = j
-		if ctx.Err() != nil {
+		if halted(ctx) {
 			return nil
 		}
 		gid := batch[0].TargetGroupID
@@ -523,7 +550,7 @@ func (e *Engine) recordMembers(ctx context.Context, op string, batch []state.Cha
 	if err != nil {
 		return err
 	}
-	e.applied(batch)
+	e.applied(ctx, batch)
 	return nil
 }
 

@@ -241,7 +241,13 @@ func TestInvariantRefusedMemberBatchIsSplit(t *testing.T) {
 				t.Fatalf("failed adds = %+v, want only %s, failing with an error naming its id", cs, deadEmail)
 			}
 			calls := e.sim(tc.target).Counter().Count(tc.addRoute)
-			if limit := 1 + 2*7 + 1; calls > limit {
+			limit := 1 + 2*7 + 1
+			if tc.target == "airtable" {
+				// Until a SCIM add has succeeded, a refused one is also tried in RFC 7644's
+				// array form once (the connector does not know yet which form the server takes).
+				limit++
+			}
+			if calls > limit {
 				t.Fatalf("%d add calls for one batch of %d with one bad member, want at most %d", calls, n, limit)
 			}
 			t.Logf("%s: %d add calls to settle a batch of %d with one dead account", tc.target, calls, n)

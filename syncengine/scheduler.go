@@ -28,9 +28,15 @@ func (e *Engine) NewScheduler(schedules map[string]Schedule) *Scheduler {
 // Running reports whether the scheduler loop is active (for /readyz).
 func (s *Scheduler) Running() bool { return s.running.Load() }
 
-// Run blocks until ctx ends. A run in flight when ctx ends is cancelled: it stops between
-// changes, records the interruption, and releases its lease.
-func (s *Scheduler) Run(ctx context.Context) error {
+// Run blocks until ctx ends. A run in flight when ctx ends is asked to stop: it lets its
+// change in flight finish (within the engine's shutdown grace), records itself
+// interrupted, and releases its lease.
+func (s *Scheduler) Run(ctx context.Context) error { return s.RunUntil(ctx, nil) }
+
+// RunUntil is Run that also stops, without interrupting anything, when drain closes: no
+// new run starts, and the runs in flight finish normally before it returns (a
+// configuration reload).
+func (s *Scheduler) RunUntil(ctx context.Context, drain <-chan struct{}) error {
 	s.running.Store(true)
 	defer s.running.Store(false)
 	var wg sync.WaitGroup
@@ -38,14 +44,78 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.loop(ctx, flow, sched)
+			s.loop(ctx, drain, flow, sched)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.serveRequests(ctx, drain, &wg)
+	}()
 	wg.Wait()
 	return nil
 }
 
-func (s *Scheduler) loop(ctx context.Context, flow string, sched Schedule) {
+// RequestPoll is how often a scheduler looks for `groupsync trigger` requests.
+const RequestPoll = 2 * time.Second
+
+// serveRequests polls the mirror for run requests of this scheduler's flows and runs each
+// flow requested (one run serves every pending request of the flow). A flow busy here or
+// on another replica gives its requests back, to be served after the run in progress.
+func (s *Scheduler) serveRequests(ctx context.Context, drain <-chan struct{}, wg *sync.WaitGroup) {
+	flows := make([]string, 0, len(s.schedules))
+	for f := range s.schedules {
+		flows = append(flows, f)
+	}
+	clock, st := s.e.o.Clock, s.e.o.Store
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-drain:
+			return
+		case <-clock.After(RequestPoll):
+		}
+		flow, ids, ok, err := st.ClaimRunRequest(ctx, flows, s.e.o.Holder)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.e.logger.Warn("looking for run requests", "error", err)
+			}
+			continue
+		}
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serve(ctx, flow, ids)
+		}()
+	}
+}
+
+func (s *Scheduler) serve(ctx context.Context, flow string, ids []int64) {
+	log, st, bg := s.e.logger.With("flow", flow), s.e.o.Store, context.WithoutCancel(ctx)
+	log.Info("run requested (groupsync trigger): starting it", "requests", len(ids))
+	res, err := s.e.RunFlow(ctx, flow, RunOptions{Trigger: TriggerManual})
+	switch {
+	case errors.Is(err, ErrFlowBusy):
+		err = st.ReleaseRunRequests(bg, ids)
+	case err != nil:
+		log.Error("requested run could not start", "error", err)
+		err = st.RefuseRunRequests(bg, ids, "could not start: "+err.Error())
+	default:
+		err = st.ServeRunRequests(bg, ids, res.RunID)
+	}
+	if err != nil {
+		log.Warn("recording the run requests", "error", err)
+	}
+	if s.OnResult != nil && res != nil {
+		s.OnResult(flow, res, nil)
+	}
+}
+
+func (s *Scheduler) loop(ctx context.Context, drain <-chan struct{}, flow string, sched Schedule) {
 	clock := s.e.o.Clock
 	log := s.e.logger.With("flow", flow)
 	next := sched.Next(clock.Now())
@@ -53,6 +123,8 @@ func (s *Scheduler) loop(ctx context.Context, flow string, sched Schedule) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-drain:
 			return
 		case <-clock.After(next.Sub(clock.Now())):
 		}

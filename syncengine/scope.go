@@ -15,6 +15,9 @@ type scope struct {
 	ids      map[string]bool
 	patterns []string
 	exclude  []string
+	// only, when set, narrows the scope to these source groups (by id or name): a run of
+	// one group on demand (sync --once --group).
+	only map[string]bool
 }
 
 func newScope(s config.Scope) (*scope, error) {
@@ -33,7 +36,21 @@ func newScope(s config.Scope) (*scope, error) {
 	return sc, nil
 }
 
+// narrow keeps only the groups named or with ids in groups (nil keeps the scope whole).
+func (s *scope) narrow(groups []string) {
+	if len(groups) == 0 {
+		return
+	}
+	s.only = map[string]bool{}
+	for _, g := range groups {
+		s.only[g] = true
+	}
+}
+
 func (s *scope) contains(id, name string) bool {
+	if s.only != nil && !s.only[id] && !s.only[name] {
+		return false
+	}
 	for _, p := range s.exclude {
 		if ok, _ := path.Match(p, name); ok {
 			return false

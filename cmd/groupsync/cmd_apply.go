@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/user"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -15,6 +13,7 @@ import (
 type applyOptions struct {
 	run          string
 	allowDeletes bool
+	by           string
 }
 
 func newApplyCommand(a *app) *cobra.Command {
@@ -37,6 +36,7 @@ a safety limit blocked. Approving removals or deletions beyond the flow's limits
 		},
 	}
 	cmd.Flags().BoolVar(&opts.allowDeletes, "allow-deletes", false, "approve member removals and group deletions beyond the flow's limits")
+	cmd.Flags().StringVar(&opts.by, "by", "", "who approves it (default: the operating-system user @ host)")
 	return cmd
 }
 
@@ -50,20 +50,10 @@ func runApply(ctx context.Context, a *app, opts applyOptions) error {
 		return err
 	}
 	defer rt.Close()
-	res, err := rt.engine.Apply(ctx, id, opts.allowDeletes, approver())
+	res, err := rt.engine.Apply(ctx, id, opts.allowDeletes, a.operator(opts.by))
 	if err != nil {
 		return err
 	}
 	printSummary(a.env.stdout, []*syncengine.Result{res})
 	return exitFor([]*syncengine.Result{res})
-}
-
-// approver names who approved a run, for the runs table: user@host.
-func approver() string {
-	name := "unknown"
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
-	host, _ := os.Hostname()
-	return name + "@" + host
 }

@@ -52,6 +52,11 @@ it also catches a missing or unreadable secret.`,
 				if bad > 0 {
 					return &exitError{code: exitFailure}
 				}
+				// Unread variables are warnings, not problems: the file is valid, but what the
+				// operator meant to set may not be what groupsync uses.
+				for _, w := range config.UnknownEnv(a.env.environ, cfg) {
+					fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+				}
 				fmt.Fprintln(cmd.OutOrStdout(), "ok")
 				return nil
 			},

@@ -3,15 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sethvargo/go-envconfig"
 	"github.com/spf13/cobra"
@@ -21,6 +25,7 @@ import (
 	"github.com/groupsync/groupsync/connectors/registry"
 	"github.com/groupsync/groupsync/connectors/simorg"
 	"github.com/groupsync/groupsync/demo"
+	"github.com/groupsync/groupsync/observe"
 	"github.com/groupsync/groupsync/state"
 	"github.com/groupsync/groupsync/syncengine"
 )
@@ -31,6 +36,7 @@ type demoOptions struct {
 	schema      string
 	configOut   string
 	keepRunning bool
+	httpListen  string
 }
 
 func newDemoCommand(a *app) *cobra.Command {
@@ -49,6 +55,10 @@ GROUPSYNC_DATABASE_URL if set; else the local Postgres on 127.0.0.1:5432 (user p
 database groupsync_demo, created if missing); else a private Postgres started from the
 machine's PostgreSQL binaries in a temporary directory and removed on exit.
 
+With --keep-running the demo then stays up as a daemon would: the flows run on their
+schedules and /healthz, /readyz and /metrics answer on --http-listen (default
+127.0.0.1:8080), until Ctrl-C.
+
 Exit codes: 0 the demo worked, 1 a run failed, 3 a run was blocked.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -59,7 +69,8 @@ Exit codes: 0 the demo worked, 1 a run failed, 3 a run was blocked.`,
 	f.BoolVar(&opts.ephemeralDB, "ephemeral-db", false, "always start a private Postgres (ignore GROUPSYNC_DATABASE_URL and the local one)")
 	f.StringVar(&opts.schema, "schema", demo.DefaultSchema, "schema of the demo mirror; must start with "+demo.SchemaPrefix+" (it is dropped first)")
 	f.StringVar(&opts.configOut, "config-out", "", "write the demo configuration here and keep it (default: a temporary file, removed on exit)")
-	f.BoolVar(&opts.keepRunning, "keep-running", false, "keep the simulators and the database up after the runs, until Ctrl-C")
+	f.BoolVar(&opts.keepRunning, "keep-running", false, "after the runs, keep the simulators, the database and the flows (on their schedules) up, serving /healthz, /readyz and /metrics on --http-listen, until Ctrl-C")
+	f.StringVar(&opts.httpListen, "http-listen", demo.DefaultHTTPListen, `address of /healthz, /readyz and /metrics with --keep-running (the demo configuration's http.listen; "" for none)`)
 	return cmd
 }
 
@@ -121,7 +132,16 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 	}
 	logger = a.demoLogger(cfg.Log.Level)
 
-	results, again, err := runDemoFlows(ctx, cfg, sims, logger)
+	// The demo's runs count in the metrics too: --keep-running serves them.
+	reg := prometheus.NewRegistry()
+	v, _ := buildVersion(version, commit, debug.ReadBuildInfo)
+	metrics := observe.NewMetrics(reg, v)
+	rt, err := openDemoRuntime(ctx, cfg, sims, logger, metrics)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	results, again, err := runDemoFlows(ctx, rt.engine)
 	if err != nil {
 		return err
 	}
@@ -162,8 +182,9 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 	fmt.Fprintf(out, "\nDemo done in %s.\n", time.Since(started).Round(100*time.Millisecond))
 	switch {
 	case opts.keepRunning:
-		fmt.Fprintln(out, "The simulators and the database stay up until Ctrl-C.")
-		<-ctx.Done()
+		if err := keepDemoRunning(ctx, out, cfg, rt, metrics, logger); err != nil {
+			return err
+		}
 	case db.Source == demo.SourceEphemeral:
 		fmt.Fprintln(out, "The private Postgres stops now: rerun with --keep-running to query it.")
 	}
@@ -242,21 +263,30 @@ func writeDemoConfig(opts demoOptions, sims *simorg.Org, db *demo.Database) (pat
 	if demo.HasPassword(fileURL) {
 		fileURL = ""
 	}
-	if err := demo.WriteConfig(path, demo.ConfigInputFor(systems, fileURL, opts.schema)); err != nil {
+	in := demo.ConfigInputFor(systems, fileURL, opts.schema)
+	in.HTTPListen = opts.httpListen
+	if err := demo.WriteConfig(path, in); err != nil {
 		cleanup()
 		return "", nil, err
 	}
 	return path, cleanup, nil
 }
 
-// runDemoFlows resets the demo schema, migrates it, opens the systems of cfg with the
-// simulators' HTTP clients and runs every flow once, in demo.Flows order. When every run
-// succeeded it runs them all a second time, to show that a run converges: the second
-// pass (again) writes nothing.
-func runDemoFlows(ctx context.Context, cfg *config.Config, sims *simorg.Org, logger *slog.Logger) (results, again []*syncengine.Result, err error) {
+// demoRuntime is the demo's mirror and engine, open from the first run until the demo
+// ends (--keep-running goes on using them).
+type demoRuntime struct {
+	store  *state.Store
+	engine *syncengine.Engine
+}
+
+func (rt *demoRuntime) Close() { rt.store.Close() }
+
+// openDemoRuntime resets the demo schema, migrates it, and opens the systems of cfg with the
+// simulators' HTTP clients, their requests and the engine's runs observed by metrics.
+func openDemoRuntime(ctx context.Context, cfg *config.Config, sims *simorg.Org, logger *slog.Logger, metrics *observe.Metrics) (*demoRuntime, error) {
 	dbURL := cfg.Database.URL.Reveal()
 	if err := demo.ResetSchema(ctx, dbURL, cfg.Database.Schema); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	store, err := state.Open(ctx, dbURL, state.Options{
 		Schema:   cfg.Database.Schema,
@@ -264,31 +294,89 @@ func runDemoFlows(ctx context.Context, cfg *config.Config, sims *simorg.Org, log
 		Logger:   logger,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	defer store.Close()
-	if _, err := store.Migrate(ctx); err != nil {
-		return nil, nil, fmt.Errorf("migrate schema %s: %w", cfg.Database.Schema, err)
+	rt := &demoRuntime{store: store}
+	if err := rt.open(ctx, cfg, sims, logger, metrics); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return rt, nil
+}
+
+func (rt *demoRuntime) open(ctx context.Context, cfg *config.Config, sims *simorg.Org, logger *slog.Logger, metrics *observe.Metrics) error {
+	if _, err := rt.store.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate schema %s: %w", cfg.Database.Schema, err)
 	}
 	conns := map[string]connectors.Connector{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Systems)) {
 		sys, ok := sims.Systems[name]
 		if !ok {
-			return nil, nil, fmt.Errorf("demo: system %s has no simulator", name)
+			return fmt.Errorf("demo: system %s has no simulator", name)
 		}
 		c, err := registry.Open(cfg.SystemConfig(name), connectors.Deps{
 			HTTPClient: sys.Server.Client(),
 			Logger:     logger.With("system", name),
+			Observer:   metrics,
 		})
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		conns[name] = c
 	}
-	eng, err := syncengine.New(syncengine.Options{Store: store, Config: cfg, Connectors: conns, Logger: logger})
+	eng, err := syncengine.New(syncengine.Options{Store: rt.store, Config: cfg, Connectors: conns, Logger: logger, Observer: metrics})
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
+	rt.engine = eng
+	return nil
+}
+
+// keepDemoRunning is what --keep-running does after the demo's runs: like groupsync sync,
+// it runs the flows on their schedules and serves /healthz, /readyz and /metrics on
+// http.listen, until ctx ends (Ctrl-C).
+func keepDemoRunning(ctx context.Context, out io.Writer, cfg *config.Config, rt *demoRuntime, metrics *observe.Metrics, logger *slog.Logger) error {
+	metrics.WatchMirror(rt.store, 5*time.Second, logger.With("component", "metrics"))
+	schedules := map[string]syncengine.Schedule{}
+	for name, f := range cfg.Flows {
+		s, err := config.ParseSchedule(f.Schedule)
+		if err != nil {
+			return fmt.Errorf("flow %q: schedule: %w", name, err)
+		}
+		schedules[name] = s
+	}
+	sched := rt.engine.NewScheduler(schedules)
+	var srv *observe.Server
+	if listen := cfg.HTTP.Listen; listen != "" {
+		hlog := logger.With("component", "http")
+		var err error
+		srv, err = observe.Serve(listen, observe.Handler(metrics.Registry(), observe.Checks{DB: rt.store, SchedulerRunning: sched.Running}, hlog), hlog)
+		if err != nil {
+			return fmt.Errorf("demo --keep-running: %w (choose another address with --http-listen)", err)
+		}
+	}
+	fmt.Fprintln(out, "The simulators, the database and the flows (on their schedules) stay up until Ctrl-C.")
+	if srv != nil {
+		fmt.Fprintf(out, "Health and metrics: http://%[1]s/healthz  http://%[1]s/readyz  http://%[1]s/metrics\n", srv.Addr())
+	}
+	err := sched.Run(ctx)
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		defer cancel()
+		if serr := srv.Shutdown(sctx); serr != nil {
+			logger.Warn("stopping the http listener", "error", serr)
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// runDemoFlows runs every flow once, in demo.Flows order. When every run succeeded it runs
+// them all a second time, to show that a run converges: the second pass (again) writes
+// nothing.
+func runDemoFlows(ctx context.Context, eng *syncengine.Engine) (results, again []*syncengine.Result, err error) {
 	pass := func() ([]*syncengine.Result, error) {
 		var rs []*syncengine.Result
 		for _, name := range demo.Flows {

@@ -5,13 +5,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/groupsync/groupsync/logctx/logtest"
 
 	"github.com/groupsync/groupsync/demo"
 	"github.com/groupsync/groupsync/state/statetest"
@@ -158,4 +164,84 @@ func TestDemoOnAPrivatePostgres(t *testing.T) {
 
 func TestDemoRefusesAForeignSchema(t *testing.T) {
 	execute(t, nil, "demo", "--schema", "groupsync").want(t, 2, "", "--schema \"groupsync\"")
+}
+
+// TestDemoKeepRunningServesHealth: with --keep-running the demo stays up as a daemon does,
+// answering /healthz, /readyz (the scheduler runs the flows) and /metrics with the demo's
+// own runs, until Ctrl-C, after which the listener is gone.
+func TestDemoKeepRunningServesHealth(t *testing.T) {
+	t.Parallel()
+	schema, _ := demoSchema(t)
+	env := map[string]string{"GROUPSYNC_DATABASE_URL": statetest.URL()}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr logtest.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--schema", schema, "--keep-running", "--http-listen", "127.0.0.1:0"},
+			environment{stdout: &stdout, stderr: &stderr, lookup: envconfig.MapLookuper(env)})
+	}()
+	addrRE := regexp.MustCompile(`Health and metrics: http://(\S+)/healthz`)
+	var addr string
+	// The demo runs every flow twice first: under -race, beside the parallel tests, that
+	// takes longer than poll's 20 s.
+	pollWithin(t, 3*time.Minute, func() bool {
+		if m := addrRE.FindStringSubmatch(stdout.String()); m != nil {
+			addr = m[1]
+			return true
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("demo exited %d before serving:\n%s\n%s", code, stdout.String(), stderr.String())
+		default:
+		}
+		return false
+	}, "the demo to print its health address")
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	poll(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK }, "/readyz to answer 200")
+	_, metrics := get("/metrics")
+	for _, flow := range demo.Flows {
+		if want := `groupsync_runs_total{flow="` + flow + `",status="succeeded"} 2`; !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s (the demo's two passes)", want)
+		}
+	}
+	if !strings.Contains(metrics, `groupsync_mirror_records{kind="groups",system="`+demo.SystemAirtable+`"}`) {
+		t.Error("/metrics lacks the mirror gauges")
+	}
+
+	cancel() // Ctrl-C
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("demo exit %d after Ctrl-C, want 0:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop within 30s of Ctrl-C")
+	}
+	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		t.Error("the health listener still answers after the demo stopped")
+	}
+}
+
+// pollWithin calls cond until it holds or d passes.
+func pollWithin(t *testing.T, d time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a process from outside: no event to wait on
+	}
 }

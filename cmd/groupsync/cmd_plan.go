@@ -67,40 +67,35 @@ func runPlan(ctx context.Context, a *app, opts planOptions) error {
 // planListLimit bounds the item-level listing; the rest is in the changes table.
 const planListLimit = 500
 
-// printPlan lists a run's changes item by item: which group, which member, which system, why.
+// printPlan lists a run's changes item by item: which group and which member, by name or
+// email beside the ids, which system, why.
 func printPlan(ctx context.Context, w io.Writer, st *state.Store, res *syncengine.Result) error {
 	fmt.Fprintf(w, "Plan of flow %s (run %d, %s):\n", res.Flow, res.RunID, res.Status)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  TARGET\tOPERATION\tGROUP\tMEMBER\tSTATUS\tREASON")
-	var after int64
+	fmt.Fprintln(tw, "  TARGET\tOPERATION\tGROUP\tGROUP ID\tMEMBER\tMEMBER ID\tSTATUS\tREASON")
 	shown := 0
-	for shown < planListLimit {
-		page, err := st.Changes(ctx, state.ChangeFilter{RunID: res.RunID, AfterID: after, Limit: 200})
-		if err != nil {
-			return err
-		}
-		if len(page) == 0 {
-			break
-		}
-		for _, c := range page {
-			if shown == planListLimit {
-				break
-			}
-			group := c.Payload.Name
-			if group == "" {
-				group = c.SourceGroupID
-			}
-			if c.Operation == "update_group" && c.Payload.OldName != "" && c.Payload.OldName != c.Payload.Name {
-				group = c.Payload.OldName + " → " + c.Payload.Name
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", c.TargetSystem, c.Operation, group, c.AccountEmail, c.Status, c.Reason)
+	// One more than the limit says whether there is more than was shown.
+	err := st.EachChangeDetail(ctx, state.ChangeFilter{RunID: res.RunID, Limit: planListLimit + 1}, func(d state.ChangeDetail) error {
+		if shown == planListLimit {
 			shown++
+			return nil
 		}
-		after = page[len(page)-1].ID
+		shown++
+		c := d.Change
+		group := d.GroupName
+		if c.Operation == "update_group" && c.Payload.OldName != "" && c.Payload.OldName != c.Payload.Name {
+			group = c.Payload.OldName + " → " + c.Payload.Name
+		}
+		_, err := fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.TargetSystem, c.Operation, dash(group), groupRef(c),
+			dash(d.MemberEmail), memberRef(c), c.Status, c.Reason)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	_ = tw.Flush()
-	if shown == planListLimit {
-		fmt.Fprintf(w, "  … more changes: SELECT * FROM changes WHERE run_id = %d\n", res.RunID)
+	if shown > planListLimit {
+		fmt.Fprintf(w, "  … more changes: groupsync changes %d --limit N, or SELECT * FROM changes WHERE run_id = %d\n", res.RunID, res.RunID)
 	}
 	if shown == 0 {
 		fmt.Fprintln(w, "  no changes: the targets match the source")

@@ -87,6 +87,9 @@ type runSummary struct {
 	Planned       int64      `json:"planned"`
 	Error         string     `json:"error,omitempty"`
 	BlockedReason string     `json:"blocked_reason,omitempty"`
+	// RejectedBy and RejectReason say who cleared the run's block without pushing, and why.
+	RejectedBy   string `json:"rejected_by,omitempty"`
+	RejectReason string `json:"reject_reason,omitempty"`
 }
 
 type systemStatus struct {
@@ -206,7 +209,8 @@ func buildStatus(ctx context.Context, store *state.Store, cfg *config.Config, fa
 // engine records them) into totals by status.
 func summarizeRun(r state.Run) *runSummary {
 	rs := &runSummary{ID: r.ID, Status: r.Status, Trigger: r.Trigger, StartedAt: r.StartedAt.UTC(),
-		FinishedAt: r.FinishedAt, Error: r.Error, BlockedReason: r.BlockedReason}
+		FinishedAt: r.FinishedAt, Error: r.Error, BlockedReason: r.BlockedReason,
+		RejectedBy: r.RejectedBy, RejectReason: r.RejectReason}
 	for key, n := range r.Counts {
 		// System names may hold dots; the status is the last segment and the operation the
 		// one before it, so count from the right.
@@ -261,6 +265,9 @@ func printStatus(w io.Writer, rep *statusReport, now time.Time) {
 		if r := f.LastRun; r != nil && r.Error != "" {
 			fmt.Fprintf(w, "  %s run %d error: %s\n", f.Name, r.ID, r.Error)
 		}
+		if r := f.LastRun; r != nil && r.RejectedBy != "" {
+			fmt.Fprintf(w, "  %s run %d rejected by %s: %s (nothing of it was pushed)\n", f.Name, r.ID, r.RejectedBy, r.RejectReason)
+		}
 	}
 
 	fmt.Fprintln(w)
@@ -269,12 +276,8 @@ func printStatus(w io.Writer, rep *statusReport, now time.Time) {
 	} else {
 		fmt.Fprintf(w, "Runs awaiting approval (%d): nothing of these was pushed.\n", len(rep.PendingApprovals))
 		for _, p := range rep.PendingApprovals {
-			note := ""
-			if p.Superseded {
-				note = " (a later run of the flow succeeded; this block is likely stale)"
-			}
-			fmt.Fprintf(w, "  run %d, flow %s, %s, %d changes held%s\n    reason:  %s\n    approve: %s\n",
-				p.RunID, p.Flow, stamp(p.StartedAt, now), p.BlockedChanges, note, p.BlockedReason, p.ApproveCommand)
+			fmt.Fprintf(w, "  run %d, flow %s, %s, %d changes held\n    reason:  %s\n    approve: %s\n    reject:  %s\n",
+				p.RunID, p.Flow, stamp(p.StartedAt, now), p.BlockedChanges, p.BlockedReason, p.ApproveCommand, p.RejectCommand)
 		}
 	}
 

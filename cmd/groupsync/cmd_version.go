@@ -21,11 +21,16 @@ func newVersionCommand(_ *app) *cobra.Command {
 		Short: "Print the version and commit of this binary",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, c := buildVersion(version, commit, debug.ReadBuildInfo)
-			fmt.Fprintf(cmd.OutOrStdout(), "groupsync %s (commit %s, %s)\n", v, c, runtime.Version())
+			fmt.Fprintln(cmd.OutOrStdout(), versionLine())
 			return nil
 		},
 	}
+}
+
+// versionLine is what both `groupsync version` and `groupsync --version` print.
+func versionLine() string {
+	v, c := buildVersion(version, commit, debug.ReadBuildInfo)
+	return fmt.Sprintf("groupsync %s (commit %s, %s)", v, c, runtime.Version())
 }
 
 // buildVersion prefers the -ldflags values and falls back to what the Go toolchain recorded:

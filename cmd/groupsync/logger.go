@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/lmittmann/tint"
@@ -21,12 +22,27 @@ func newLogger(w io.Writer, level, format string, isTTY bool) *slog.Logger {
 	var h slog.Handler
 	switch {
 	case format == "json" || (format != "text" && !isTTY):
-		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})
+		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationSeconds})
 	case format == "text":
-		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})
+		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationSeconds})
 	default:
-		h = tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly})
+		h = tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly, ReplaceAttr: durationSeconds})
 	}
 	// Lines logged with a run's context (connectors, the mirror) carry its run_id and flow.
 	return slog.New(logctx.ContextHandler(h))
+}
+
+// durationSeconds writes every time.Duration attribute as seconds (a float) under its key
+// with an _s suffix: slog's JSON handler would write bare nanoseconds, which log queries
+// misread, and one unit for every duration lets them compare lines. Call sites log seconds
+// themselves ("duration_s", d.Seconds()); this catches a Duration logged anywhere else.
+func durationSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	key := a.Key
+	if !strings.HasSuffix(key, "_s") {
+		key += "_s"
+	}
+	return slog.Float64(key, a.Value.Duration().Seconds())
 }

@@ -19,6 +19,7 @@ func main() {
 		stdout:      os.Stdout,
 		stderr:      os.Stderr,
 		lookup:      envconfig.OsLookuper(),
+		environ:     os.Environ(),
 		stderrIsTTY: isatty.IsTerminal(os.Stderr.Fd()) || isatty.IsCygwinTerminal(os.Stderr.Fd()),
 	})
 	stop()

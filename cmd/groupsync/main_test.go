@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 )
@@ -34,10 +35,15 @@ type result struct {
 func execute(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
+	environ := make([]string, 0, len(env))
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
 	code := run(t.Context(), args, environment{
-		stdout: &stdout,
-		stderr: &stderr,
-		lookup: envconfig.MapLookuper(env),
+		stdout:  &stdout,
+		stderr:  &stderr,
+		lookup:  envconfig.MapLookuper(env),
+		environ: environ,
 	})
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
 }
@@ -55,6 +61,12 @@ func TestConfigValidateExample(t *testing.T) {
 	if r.stdout != "ok\n" {
 		t.Errorf("stdout = %q, want exactly ok", r.stdout)
 	}
+
+	// A variable nothing reads is warned on stderr, with the one meant; the file stays ok.
+	typo := exampleEnv()
+	typo["GROUPSYNC_DATABSE_SCHEMA"] = "mirror"
+	execute(t, typo, "config", "validate", "--config", examplePath).want(t, 0, "ok\n",
+		"warning: environment variable GROUPSYNC_DATABSE_SCHEMA is not read by groupsync: did you mean GROUPSYNC_DATABASE_SCHEMA?")
 
 	// GROUPSYNC_CONFIG names the file when --config is not given.
 	env := exampleEnv()
@@ -92,11 +104,12 @@ flows:
 	missing := filepath.Join(t.TempDir(), "groupsync.yaml")
 	execute(t, nil, "config", "validate", "--config", missing).want(t, 1, "", "cp config.example.yaml "+missing)
 
-	// An unknown key is refused with its line.
+	// An unknown key is refused with its key path, line and the key meant, among the other
+	// problems.
 	if err := os.WriteFile(path, []byte("database:\n  urls: x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	execute(t, nil, "config", "validate", "--config", path).want(t, 1, "", "line 2: field urls not found")
+	execute(t, nil, "config", "validate", "--config", path).want(t, 1, `database.urls (line 2): unknown key: did you mean "url"?`, "")
 }
 
 func TestConfigShowRedacts(t *testing.T) {
@@ -144,7 +157,10 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 func TestHelp(t *testing.T) {
 	r := execute(t, nil)
 	r.want(t, 0, "Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked", "")
-	for _, cmd := range []string{"migrate", "config", "version", "sync", "plan", "apply", "status", "demo"} {
+	if !strings.Contains(r.stdout, "groupsync check ") {
+		t.Errorf("root help does not tell a newcomer to run check first:\n%s", r.stdout)
+	}
+	for _, cmd := range []string{"migrate", "config", "version", "sync", "plan", "apply", "status", "demo", "check", "runs", "changes"} {
 		if !strings.Contains(r.stdout, "\n  "+cmd+" ") {
 			t.Errorf("root help does not list %s", cmd)
 		}
@@ -157,6 +173,10 @@ func TestHelp(t *testing.T) {
 func TestVersion(t *testing.T) {
 	r := execute(t, nil, "version")
 	r.want(t, 0, "groupsync ", "")
+	// The root flag prints the same line.
+	if flag := execute(t, nil, "--version"); flag.code != 0 || flag.stdout != r.stdout {
+		t.Errorf("--version: exit %d, stdout %q; want 0 and %q", flag.code, flag.stdout, r.stdout)
+	}
 
 	noInfo := func() (*debug.BuildInfo, bool) { return nil, false }
 	if v, c := buildVersion("v1.2.3", "abc", noInfo); v != "v1.2.3" || c != "abc" {
@@ -186,6 +206,16 @@ func TestNewLogger(t *testing.T) {
 	}
 	if rec["msg"] != "shown" || rec["flow_name"] != "hr-sync" {
 		t.Errorf("record = %v", rec)
+	}
+
+	// Durations are seconds under a key ending in _s, never bare nanoseconds.
+	buf.Reset()
+	newLogger(&buf, "info", "json", false).Info("waited", "retry_after", 1500*time.Millisecond, "duration_s", 2*time.Second)
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["retry_after_s"] != 1.5 || rec["duration_s"] != 2.0 || rec["retry_after"] != nil {
+		t.Errorf("durations logged as %v, want retry_after_s 1.5 and duration_s 2", rec)
 	}
 
 	buf.Reset()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/groupsync/groupsync/logctx"
 )
 
 // systemProgress is what `sync --once` shows for one system.
@@ -75,7 +78,7 @@ func newTermProgress(w io.Writer, now func() time.Time) *termProgress {
 	return &termProgress{w: w, now: now, every: 100 * time.Millisecond}
 }
 
-func (p *termProgress) Pulled(system, kind string, pages, items int) {
+func (p *termProgress) Pulled(_ context.Context, system, kind string, pages, items int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.system(system)
@@ -84,7 +87,7 @@ func (p *termProgress) Pulled(system, kind string, pages, items int) {
 	p.maybeDraw()
 }
 
-func (p *termProgress) Pushed(system string, n int) {
+func (p *termProgress) Pushed(_ context.Context, system string, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.system(system).pushed += n
@@ -144,46 +147,72 @@ func (p *termProgress) Finish() {
 	}
 }
 
-// logProgress is the display when stderr is not a terminal: a plain log line with every
-// system's counts at most once per interval, so a long pull in a CI log or a container shows
-// it is moving without a line per page.
+// logProgress is the display when stderr is not a terminal: a plain log line with the
+// counts of each system of a run at most once per interval, so a long pull in a CI log or a
+// container shows it is moving without a line per page. Lines are logged with the run's
+// context, so they carry its run_id and flow, and counts are kept per run.
 type logProgress struct {
+	mu     sync.Mutex
+	logger *slog.Logger
+	now    func() time.Time
+	every  time.Duration
+	start  time.Time
+	// runs are keyed by the run's log attributes (run_id, flow).
+	runs map[string]*loggedRun
+}
+
+// loggedRun is one run's progress: its systems' counts and when they were last logged.
+type loggedRun struct {
 	progressCounts
-	logger  *slog.Logger
-	now     func() time.Time
-	every   time.Duration
 	lastLog time.Time
 }
 
+// logProgressEvery is how often logProgress logs; a variable so a test can see every line.
+var logProgressEvery = 10 * time.Second
+
 func newLogProgress(logger *slog.Logger, now func() time.Time) *logProgress {
-	return &logProgress{logger: logger, now: now, every: 10 * time.Second, lastLog: now()}
+	return &logProgress{logger: logger, now: now, every: logProgressEvery, start: now(), runs: map[string]*loggedRun{}}
 }
 
-func (p *logProgress) Pulled(system, kind string, pages, items int) {
+// run returns the bookkeeping of ctx's run; the caller holds mu.
+func (p *logProgress) run(ctx context.Context) *loggedRun {
+	key := fmt.Sprint(logctx.Attrs(ctx))
+	r := p.runs[key]
+	if r == nil {
+		// The first line of a run comes an interval after the command started, not at once.
+		r = &loggedRun{lastLog: p.start}
+		p.runs[key] = r
+	}
+	return r
+}
+
+func (p *logProgress) Pulled(ctx context.Context, system, kind string, pages, items int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := p.system(system)
+	r := p.run(ctx)
+	s := r.system(system)
 	s.pages += pages
 	s.records[kind] += items
-	p.maybeLog()
+	p.maybeLog(ctx, r)
 }
 
-func (p *logProgress) Pushed(system string, n int) {
+func (p *logProgress) Pushed(ctx context.Context, system string, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.system(system).pushed += n
-	p.maybeLog()
+	r := p.run(ctx)
+	r.system(system).pushed += n
+	p.maybeLog(ctx, r)
 }
 
-func (p *logProgress) maybeLog() {
+func (p *logProgress) maybeLog(ctx context.Context, r *loggedRun) {
 	now := p.now()
-	if now.Sub(p.lastLog) < p.every {
+	if now.Sub(r.lastLog) < p.every {
 		return
 	}
-	p.lastLog = now
-	for _, name := range slices.Sorted(maps.Keys(p.systems)) {
-		s := p.systems[name]
-		p.logger.Info("progress", "system", name, "pages", s.pages, "groups", s.records["groups"],
+	r.lastLog = now
+	for _, name := range slices.Sorted(maps.Keys(r.systems)) {
+		s := r.systems[name]
+		p.logger.InfoContext(ctx, "progress", "system", name, "pages", s.pages, "groups", s.records["groups"],
 			"members", s.records["members"], "accounts", s.records["accounts"], "pushed", s.pushed)
 	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -137,5 +140,214 @@ func TestViewsOnASyncedMirror(t *testing.T) {
 	}
 	if len(undocumented) > 0 {
 		t.Errorf("tables and views without COMMENT ON: %v", undocumented)
+	}
+}
+
+// readmeQuery returns the sql block of README.md that follows the sentence lead, so a test
+// can check what one documented query answers.
+func readmeQuery(t *testing.T, lead string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), lead)
+	if !ok {
+		t.Fatalf("README.md has no %q", lead)
+	}
+	m := sqlBlock.FindStringSubmatch(after)
+	if m == nil {
+		t.Fatalf("README.md has no sql block after %q", lead)
+	}
+	return m[1]
+}
+
+// twoFlows splits the environment's flow in two: people pushes devrev to airtable and
+// people-community pushes the same devrev groups to community, so every group is linked by
+// two flows.
+func (e *opsEnv) twoFlows() {
+	e.t.Helper()
+	b, err := os.ReadFile(e.path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "targets: [airtable, community]", "targets: [airtable]", 1)
+	second := strings.Replace(opsFlowYAML, "flows:\n  people:", "  people-community:", 1)
+	second = strings.Replace(second, "targets: [airtable, community]", "targets: [community]", 1)
+	cfg += fmt.Sprintf(second, "@every 1h")
+	if err := os.WriteFile(e.path, []byte(cfg), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestGroupOverviewCountsMissingMembers: two of the source's people have no account in
+// the targets, so the groups they are in are not the same there although every group row
+// was written successfully. group_overview must say so, name every flow of a group in one
+// row, and no README query may repeat a row when a group is in two flows.
+func TestGroupOverviewCountsMissingMembers(t *testing.T) {
+	e := newOpsEnv(t, "@every 1h", "")
+	e.twoFlows()
+	e.airtable.Seed(simkit.Tenant{People: e.people[:10]})
+	e.community.Seed(simkit.Tenant{People: e.people[:10]})
+	e.exec("sync", "--once").want(t, 0, "succeeded", "")
+	conn := e.connect()
+
+	// What the source says: per devrev group, how many of its members have no account in
+	// the targets (each is missing in both).
+	rows, err := conn.Query(t.Context(), `
+		SELECT l.link_id, 2 * count(*) FILTER (WHERE e.email = ANY($1))
+		  FROM links l JOIN member_emails e ON e.system = l.system AND e.group_id = l.external_id
+		 WHERE l.system = 'devrev' GROUP BY l.link_id`, []string{e.people[10].Email, e.people[11].Email})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]int64{}
+	for rows.Next() {
+		var link, n int64
+		if err := rows.Scan(&link, &n); err != nil {
+			t.Fatal(err)
+		}
+		want[link] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = conn.Query(t.Context(), `SELECT link_id, in_sync, members_missing, flows FROM group_overview`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outOfSync, inSync int
+	for rows.Next() {
+		var link, missing int64
+		var ok bool
+		var flows []string
+		if err := rows.Scan(&link, &ok, &missing, &flows); err != nil {
+			t.Fatal(err)
+		}
+		if missing != want[link] || ok != (missing == 0) {
+			t.Errorf("group_overview link %d: in_sync %v, members_missing %d; the source has %d members missing in the targets",
+				link, ok, missing, want[link])
+		}
+		if !slices.Equal(flows, []string{"people", "people-community"}) {
+			t.Errorf("group_overview link %d: flows %v, want both flows", link, flows)
+		}
+		if ok {
+			inSync++
+		} else {
+			outOfSync++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != 4 || outOfSync == 0 {
+		t.Fatalf("want 4 groups, some with members missing: %d groups, %d in sync, %d not", len(want), inSync, outOfSync)
+	}
+
+	// Every README query on this mirror: no row twice.
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range sqlBlock.FindAllStringSubmatch(string(b), -1) {
+		rows, err := conn.Query(t.Context(), m[1])
+		if err != nil {
+			t.Errorf("README sql block %d fails: %v", i+1, err)
+			continue
+		}
+		seen := map[string]bool{}
+		for rows.Next() {
+			v, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			row := fmt.Sprint(v)
+			if seen[row] {
+				t.Errorf("README sql block %d returns %s twice:\n%s", i+1, row, m[1])
+			}
+			seen[row] = true
+		}
+		if err := rows.Err(); err != nil {
+			t.Errorf("README sql block %d fails: %v", i+1, err)
+		}
+	}
+
+	// What groupsync wrote: only the targets, never the source it read from, and as many
+	// records as it applied changes for.
+	rows, err = conn.Query(t.Context(), readmeQuery(t, "What groupsync wrote per system"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote := map[string]int64{}
+	for rows.Next() {
+		v, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		system, _ := v[0].(string)
+		n, _ := v[3].(int64)
+		wrote[system] += n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var applied map[string]int64
+	one := func(q string, dst ...any) {
+		t.Helper()
+		if err := conn.QueryRow(t.Context(), q).Scan(dst...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var at, co int64
+	one(`SELECT count(*) FILTER (WHERE target_system = 'airtable'), count(*) FILTER (WHERE target_system = 'community')
+	       FROM changes WHERE status = 'applied'`, &at, &co)
+	applied = map[string]int64{"airtable": at, "community": co}
+	if !maps.Equal(wrote, applied) || at == 0 {
+		t.Errorf("README \"what groupsync wrote\" = %v, want the applied changes per target %v (nothing in the source devrev)", wrote, applied)
+	}
+}
+
+// TestGroupOverviewHeldByABlock: a blocked run holds back the removal of every member of
+// one group and the creation of a new one. Neither group's rows show a failure (nothing was
+// written), yet neither is in step: group_overview must not call them in sync.
+func TestGroupOverviewHeldByABlock(t *testing.T) {
+	e := newOpsEnv(t, "@every 1h", "")
+	gen := simkit.Generate(simkit.GenOptions{Groups: 4, People: 12, MembersPerGroup: 4, Seed: 11})
+	e.exec("sync", "--once").want(t, 0, "succeeded", "")
+
+	// Emptying one group removes 4 of each target's 16 members (25%, above the flow's 20%),
+	// so the guard blocks; a new source group waits for its creation meanwhile.
+	emptied := gen.Groups[0].Name
+	gen.Groups[0].Members = nil
+	gen.Groups = append(gen.Groups, simkit.TenantGroup{Name: "Held 0004", Members: []int32{0, 1, 2, 3}})
+	e.devrev.Seed(gen)
+	e.exec("sync", "--once").want(t, 3, "BLOCKED", "")
+
+	conn := e.connect()
+	rows, err := conn.Query(t.Context(), `SELECT name, in_sync, changes_held FROM group_overview ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for rows.Next() {
+		var name string
+		var ok bool
+		var held int64
+		if err := rows.Scan(&name, &ok, &held); err != nil {
+			t.Fatal(err)
+		}
+		got[name] = fmt.Sprintf("in_sync=%v held=%v", ok, held > 0)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, g := range gen.Groups {
+		want[g.Name] = "in_sync=true held=false"
+	}
+	want[emptied] = "in_sync=false held=true"
+	want["Held 0004"] = "in_sync=false held=true"
+	if !maps.Equal(got, want) {
+		t.Errorf("group_overview after a block:\n got %v\nwant %v", got, want)
 	}
 }

@@ -21,7 +21,8 @@ const (
 	exitFailure = 1
 	// exitUsage is a bad command line: unknown command or flag, wrong arguments.
 	exitUsage = 2
-	// exitBlocked is for runs stopped by a safety limit (returned by the sync commands).
+	// exitBlocked is for runs the guard stopped for approval (returned by the sync
+	// commands), and only those: a system that could not be read is exitFailure.
 	exitBlocked = 3
 )
 
@@ -49,7 +50,10 @@ func usageError(format string, args ...any) error {
 type environment struct {
 	stdout, stderr io.Writer
 	lookup         envconfig.Lookuper
-	stderrIsTTY    bool
+	// environ is the process environment as KEY=value entries, for warning about
+	// GROUPSYNC_* variables nothing reads (config.UnknownEnv); nil in most tests.
+	environ     []string
+	stderrIsTTY bool
 }
 
 // app is the state shared by the commands: the environment and the persistent flags.
@@ -98,15 +102,22 @@ each system's rate limit.
 Start with:
   cp config.example.yaml groupsync.yaml   # then edit it
   groupsync config validate
+  groupsync check                         # credentials and access, read-only
   groupsync migrate
   groupsync sync --once --dry-run
 
-Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.`,
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.
+A system that cannot be read (refused, DNS, TLS, timeout, credentials) is a failure (1);
+3 is only the guard holding a plan for approval (groupsync apply RUN --allow-deletes) or
+rejection (groupsync reject RUN).`,
 		Args:          cobra.ArbitraryArgs,
 		RunE:          groupCommand,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what the version subcommand does, as operators try both.
+		Version: versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}
 	})
@@ -127,8 +138,13 @@ Exit codes: 0 ok, 1 failure, 2 usage error, 3 blocked by a safety limit.`,
 		newSyncCommand(a),
 		newPlanCommand(a),
 		newApplyCommand(a),
+		newRejectCommand(a),
 		newStatusCommand(a),
+		newTriggerCommand(a),
 		newDemoCommand(a),
+		newCheckCommand(a),
+		newRunsCommand(a),
+		newChangesCommand(a),
 	)
 	return root
 }
@@ -198,7 +214,11 @@ func (a *app) setup() (*config.Config, *slog.Logger, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return cfg, newLogger(a.env.stderr, cfg.Log.Level, cfg.Log.Format, a.env.stderrIsTTY), nil
+	logger := newLogger(a.env.stderr, cfg.Log.Level, cfg.Log.Format, a.env.stderrIsTTY)
+	for _, w := range config.UnknownEnv(a.env.environ, cfg) {
+		logger.Warn(w)
+	}
+	return cfg, logger, nil
 }
 
 // setupFromEnv is setup for a process without a configuration file: the environment alone.

@@ -47,23 +47,29 @@ func printSummary(w io.Writer, results []*syncengine.Result) {
 	}
 }
 
-// exitFor maps run outcomes to the process exit code: 1 when any run failed (or partly
-// failed), else 3 when any was blocked, else 0.
+// exitFor maps run outcomes to the process exit code: 1 when any run failed, partly
+// failed or could not read a system (a blocked run whose target failed included), else 3
+// when any was blocked by the guard, else 0.
 func exitFor(results []*syncengine.Result) error {
-	blocked, failed := 0, 0
+	blocked, failed, interrupted := 0, 0, 0
 	for _, r := range results {
-		switch r.Status {
-		case state.RunFailed, state.RunPartial:
+		switch {
+		case r.Status == state.RunInterrupted:
+			interrupted++
+		case r.Status == state.RunFailed, r.Status == state.RunPartial, r.Err != nil:
 			failed++
-		case state.RunBlocked:
+		case r.Status == state.RunBlocked:
 			blocked++
 		}
 	}
 	switch {
+	case interrupted > 0:
+		// SIGTERM or Ctrl-C asked for it: not a failure, but the runs did not finish.
+		return &exitError{code: exitFailure, err: fmt.Errorf("%d of %d runs interrupted by a signal before they finished; the next run carries on", interrupted, len(results))}
 	case failed > 0:
 		return &exitError{code: exitFailure, err: fmt.Errorf("%d of %d runs failed", failed, len(results))}
 	case blocked > 0:
-		return &exitError{code: exitBlocked, err: fmt.Errorf("%d of %d runs blocked by a safety limit; approve with groupsync apply RUN --allow-deletes", blocked, len(results))}
+		return &exitError{code: exitBlocked, err: fmt.Errorf("%d of %d runs blocked by a safety limit; approve with groupsync apply RUN --allow-deletes or reject with groupsync reject RUN", blocked, len(results))}
 	}
 	return nil
 }

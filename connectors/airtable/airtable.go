@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -111,6 +112,9 @@ type conn struct {
 	concurrency int
 	pageSize    int
 	log         *slog.Logger
+	// memberForm is the members value form of a SCIM add that the server took last
+	// (formObject, formArray), 0 until one did (push.go).
+	memberForm atomic.Int32
 }
 
 // Open validates cfg and returns the connector. Options: enterprise_account_id (required),

@@ -400,7 +400,7 @@ func TestConcurrentFetches(t *testing.T) {
 	}
 }
 
-func TestListingSkipsVanishedAndRepeatedGroups(t *testing.T) {
+func TestListingKeepsUnreadableAndSkipsRepeatedGroups(t *testing.T) {
 	h := newHarness(t, defaultOptions())
 	h.sim.Seed(tenant(7, 3, 1))
 	h.sim.DuplicateGroupIDs(true)
@@ -412,8 +412,10 @@ func TestListingSkipsVanishedAndRepeatedGroups(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil || !l.Complete || len(ids) != 7 {
-		t.Fatalf("ListGroups = %+v, %v, %d groups; want the 7 live groups once, complete", l, err, len(ids))
+	// The dangling id (404) is not taken as a group gone: it is unreadable, and the
+	// listing incomplete, so the mirror keeps whatever it knew of it.
+	if err != nil || l.Complete || len(ids) != 7 || len(l.Unreadable) != 1 {
+		t.Fatalf("ListGroups = %+v, %v, %d groups; want the 7 live groups once, the dangling one unreadable, incomplete", l, err, len(ids))
 	}
 	slices.Sort(ids)
 	if len(slices.Compact(ids)) != 7 {
@@ -677,5 +679,47 @@ func TestMetricLabelsAreRouteTemplates(t *testing.T) {
 		if got := h.sim.Counter().Count(label); got != n {
 			t.Errorf("%s: connector observed %d requests, simulator counted %d", label, n, got)
 		}
+	}
+}
+
+// TestSCIMAddTakesEitherMembersForm: the connector sends Airtable's documented form (one add
+// per member, a single object value) and, against a server that takes only RFC 7644's array,
+// falls back to it once and keeps it; both servers end with the members added.
+func TestSCIMAddTakesEitherMembersForm(t *testing.T) {
+	for _, form := range []string{airtablesim.MemberValueObject, airtablesim.MemberValueArray} {
+		t.Run(form, func(t *testing.T) {
+			h := newHarness(t, defaultOptions())
+			h.sim.SetMemberValue(form)
+			h.sim.Seed(tenant(1, 6, 0))
+			ctx := t.Context()
+			var gid string
+			if _, err := h.conn.ListGroups(ctx, func(gs []connectors.Group) error { gid = gs[0].ID; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			if _, err := h.conn.ListAccounts(ctx, nil, func(as []connectors.Account) error {
+				for _, a := range as {
+					ids = append(ids, a.ID)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for _, batch := range [][]string{ids[:3], ids[3:]} {
+				if err := h.conn.(connectors.Writer).AddMembers(ctx, gid, batch); err != nil {
+					t.Fatalf("add against a server taking the %s form: %v", form, err)
+				}
+			}
+			want := 2
+			if form == airtablesim.MemberValueArray {
+				want = 3 // the first batch is refused once in the documented form
+			}
+			if n := h.sim.Counter().Count(airtablesim.RouteSCIMPatch); n != want {
+				t.Fatalf("%d PATCH calls, want %d", n, want)
+			}
+			if _, adds, _ := h.sim.Effects().Totals(); adds != len(ids) {
+				t.Fatalf("%d members added, want %d", adds, len(ids))
+			}
+		})
 	}
 }

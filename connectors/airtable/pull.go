@@ -129,8 +129,10 @@ type groupResult struct {
 
 // eachGroup reads the enterprise's group ids, fetches the groups concurrently and hands
 // each to deliver from the calling goroutine, so deliver is never called concurrently.
-// Listing.Pages counts the responses read. A group deleted between the id listing and its
-// fetch (404) is skipped: it is gone, which a complete listing rightly reports.
+// Listing.Pages counts the responses read. A listed group that cannot be read (404: deleted
+// meanwhile, or a route problem; 403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND once another
+// group was read: the token may not see that one) is not taken as gone: it goes to Listing.Unreadable and the listing is not
+// complete, so the mirror keeps it and its targets lose nobody this run.
 func (c *conn) eachGroup(ctx context.Context, deliver func(connectors.Group, []connectors.Member) error) (connectors.Listing, error) {
 	var l connectors.Listing
 	ent, err := c.getEnterprise(ctx)
@@ -155,16 +157,24 @@ func (c *conn) eachGroup(ctx context.Context, deliver func(connectors.Group, []c
 		return l, nil
 	}
 
+	var lastUnreadable error
+	read := 0
 	handle := func(r groupResult) error {
 		if r.err != nil {
-			if errors.Is(r.err, connectors.ErrNotFound) {
-				c.log.InfoContext(ctx, "group vanished while listing", "group_id", r.id)
+			// A 403 before any group was read is the token's, not the group's: it fails the
+			// listing at once instead of costing one refused request per group.
+			if unreadable(r.err) && (read > 0 || errors.Is(r.err, connectors.ErrNotFound)) {
+				lastUnreadable = r.err
+				c.log.WarnContext(ctx, "listed group could not be read: kept as it was, no removals from its targets",
+					"group_id", r.id, "error", r.err)
 				l.Pages++
+				l.Unreadable = append(l.Unreadable, r.id)
 				return nil
 			}
 			return r.err
 		}
 		l.Pages++
+		read++
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%s: list groups: %w", c.name, err)
 		}
@@ -179,8 +189,7 @@ func (c *conn) eachGroup(ctx context.Context, deliver func(connectors.Group, []c
 	}
 	rest := ids[1:]
 	if len(rest) == 0 {
-		l.Complete = true
-		return l, nil
+		return allUnreadable(l, len(ids), lastUnreadable)
 	}
 
 	wctx, cancel := context.WithCancel(ctx)
@@ -236,8 +245,7 @@ func (c *conn) eachGroup(ctx context.Context, deliver func(connectors.Group, []c
 	if firstErr != nil {
 		return l, firstErr
 	}
-	l.Complete = true
-	return l, nil
+	return allUnreadable(l, len(ids), lastUnreadable)
 }
 
 // usersPath is the users-by-id-or-email path.
@@ -358,4 +366,25 @@ func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Gro
 		return c.GetGroup(ctx, loose)
 	}
 	return connectors.Group{}, &connectors.Error{System: c.name, Op: epSCIMList, Class: connectors.ErrNotFound, Message: "no group with that name"}
+}
+
+// unreadable reports a group fetch that failed for that group alone: a 404, or Airtable's
+// 403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND (which it also answers for a model it will not
+// show). A 401, or a 403 of another type, is about the token and fails the listing.
+func unreadable(err error) bool {
+	var e *connectors.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return errors.Is(err, connectors.ErrNotFound) || (e.Status == 403 && e.Type == "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND")
+}
+
+// allUnreadable ends a listing of n groups: complete when every one was read; failed with
+// the last refusal when none could be (that is the token or the route, not n groups).
+func allUnreadable(l connectors.Listing, n int, last error) (connectors.Listing, error) {
+	if len(l.Unreadable) == n && last != nil {
+		return l, last
+	}
+	l.Complete = len(l.Unreadable) == 0
+	return l, nil
 }

@@ -137,20 +137,68 @@ func (c *conn) DeleteGroup(ctx context.Context, id string, mode connectors.Delet
 	return err
 }
 
-// AddMembers adds accounts in one PatchOp with one add operation. Adding a member who is
-// already there changes nothing and succeeds (SCIM add semantics on a multi-valued
-// attribute).
+// Forms of the members value of a SCIM add: Airtable's example sends one object per add
+// operation ({"value": "usr…"}); RFC 7644 §3.5.2.1 an array of them.
+const (
+	formObject int32 = 1 + iota
+	formArray
+)
+
+// AddMembers adds accounts in one PatchOp. Adding a member who is already there changes
+// nothing and succeeds (SCIM add semantics on a multi-valued attribute). It sends the form
+// Airtable documents (one add operation per member, a single object each) and, when the
+// server refuses that with a 400 and has not taken it before, the RFC's array form once;
+// whichever the server takes is kept for the connection.
 func (c *conn) AddMembers(ctx context.Context, groupID string, accountIDs []string) error {
 	ids, err := c.memberBatch(accountIDs)
 	if err != nil || len(ids) == 0 {
 		return err
 	}
-	refs := make([]memberRef, len(ids))
-	for i, id := range ids {
-		refs[i] = memberRef{Value: id}
+	form := c.memberForm.Load()
+	if form == 0 {
+		form = formObject
 	}
-	_, err = c.patch(ctx, groupID, []patchOp{{Op: "add", Path: "members", Value: refs}})
+	_, err = c.patch(ctx, groupID, addOps(ids, form))
+	if err != nil && c.memberForm.Load() == 0 && isStatus(err, 400) {
+		other := formArray + formObject - form
+		if _, oerr := c.patch(ctx, groupID, addOps(ids, other)); oerr == nil {
+			c.log.InfoContext(ctx, "SCIM add: the server takes the other members value form", "form", formName(other))
+			c.memberForm.Store(other)
+			return nil
+		}
+	}
+	if err == nil {
+		c.memberForm.CompareAndSwap(0, form)
+	}
 	return err
+}
+
+// addOps is the PatchOp of an add of ids in form.
+func addOps(ids []string, form int32) []patchOp {
+	if form == formArray {
+		refs := make([]memberRef, len(ids))
+		for i, id := range ids {
+			refs[i] = memberRef{Value: id}
+		}
+		return []patchOp{{Op: "add", Path: "members", Value: refs}}
+	}
+	ops := make([]patchOp, len(ids))
+	for i, id := range ids {
+		ops[i] = patchOp{Op: "add", Path: "members", Value: memberRef{Value: id}}
+	}
+	return ops
+}
+
+func formName(f int32) string {
+	if f == formArray {
+		return "array"
+	}
+	return "object"
+}
+
+func isStatus(err error, status int) bool {
+	var e *connectors.Error
+	return errors.As(err, &e) && e.Status == status
 }
 
 // RemoveMembers removes accounts in one PatchOp, one filtered remove per member. SCIM may
@@ -251,4 +299,21 @@ func (c *conn) scimMembers(ctx context.Context, groupID string) (map[string]bool
 		present[string(m.Value)] = true
 	}
 	return present, nil
+}
+
+var _ connectors.WriteProber = (*conn)(nil)
+
+// ProbeWrite lists one SCIM group: SCIM answers only an enterprise admin's token with the
+// enterprise.scim.usersAndGroups:manage scope, which every write here goes through, while
+// the meta API that pulls use needs other scopes. A token missing it is refused (403) by
+// this read as it would be by the first write.
+func (c *conn) ProbeWrite(ctx context.Context) (string, error) {
+	_, _, err := c.scim.DoRaw(ctx, apiclient.Request{
+		Method: "GET", Path: c.scimPath("/Groups"), Endpoint: epSCIMList,
+		Query: url.Values{"count": {"1"}},
+	})
+	if err != nil {
+		return "", err
+	}
+	return "SCIM API answered (the writes' scope)", nil
 }

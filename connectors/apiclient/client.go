@@ -88,6 +88,9 @@ type Config struct {
 	Now func() time.Time
 	// InitialBackoff is the first retry wait before jitter; 0 means 500ms.
 	InitialBackoff time.Duration
+	// AllowInsecureHTTP permits an http:// BaseURL on a host that is not loopback
+	// (allow_insecure_http): credentials then cross the network in clear text.
+	AllowInsecureHTTP bool
 }
 
 // Client performs requests against one system.
@@ -110,12 +113,20 @@ func New(cfg Config) (*Client, error) {
 	}
 	base, err := url.Parse(cfg.BaseURL)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("%s: base url %q must be an absolute http(s) URL", cfg.System, cfg.BaseURL)
+		return nil, fmt.Errorf("%s: base url %q must be an absolute http(s) URL", cfg.System, RedactURL(cfg.BaseURL))
+	}
+	if err := CheckScheme(base, cfg.AllowInsecureHTTP); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.System, err)
 	}
 	base.Path = strings.TrimSuffix(base.Path, "/")
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
+	// A copy: the shared client's transport (and its fencing) is kept, with a redirect
+	// policy bound to this system's host.
+	hc := *cfg.HTTPClient
+	hc.CheckRedirect = sameOrigin(base)
+	cfg.HTTPClient = &hc
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = DefaultUserAgent
 	}
@@ -436,7 +447,11 @@ func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, 
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
-		return nil, nil, &connectors.Error{System: c.cfg.System, Op: req.label(), Class: connectors.ErrRetryable,
+		class := connectors.ErrRetryable
+		if errors.Is(err, errRedirectRefused) {
+			class = connectors.ErrPermanent // the same request would be redirected again
+		}
+		return nil, nil, &connectors.Error{System: c.cfg.System, Op: req.label(), Class: class,
 			Err: transportError(err, actx, c.cfg.Timeout)}
 	}
 	defer resp.Body.Close()
@@ -525,8 +540,15 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// transportError names a timeout as such, so a hung request reads as one in the logs.
+// transportError names a timeout as such, so a hung request reads as one in the logs, and
+// takes the query string out of the URL net/http quotes (emails, tokens: see RedactURL).
 func transportError(err error, actx context.Context, timeout time.Duration) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		redacted := *ue
+		redacted.URL = RedactURL(ue.URL)
+		err = &redacted
+	}
 	if errors.Is(actx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("request timed out after %s: %w", timeout, err)
 	}

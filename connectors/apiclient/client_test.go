@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -320,5 +322,67 @@ func TestIDDecoding(t *testing.T) {
 		if (err == nil) != tc.ok || string(id) != tc.want {
 			t.Errorf("ID(%s) = %q, %v; want %q ok=%v", tc.in, id, err, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestCredentialsStayOnTheConfiguredHost: a redirect to another host, a subdomain or down
+// to http is not followed (the Authorization header would go with it) and fails the call
+// without a retry; a redirect on the same host is followed. An http:// base URL is refused
+// unless loopback or allowed; an error quoting the URL never shows its query string.
+func TestCredentialsStayOnTheConfiguredHost(t *testing.T) {
+	var leaked atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked.Add(1)
+		}
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer other.Close()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		switch r.URL.Path {
+		case "/away":
+			http.Redirect(w, r, other.URL+"/x", http.StatusFound)
+		case "/moved":
+			http.Redirect(w, r, "/here", http.StatusMovedPermanently)
+		default:
+			_, _ = w.Write([]byte(`{"ok": true}`))
+		}
+	}))
+	defer srv.Close()
+	// The other server is also loopback: "another host" here is another port.
+	c, err := apiclient.New(apiclient.Config{System: "sys", BaseURL: srv.URL, MaxAttempts: 3, Sleep: func(context.Context, time.Duration) error { return nil },
+		Auth: func(_ context.Context, r *http.Request) error {
+			r.Header.Set("Authorization", "Bearer s3cret")
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	err = c.Do(t.Context(), apiclient.Request{Method: "GET", Path: "/away", Query: url.Values{"email": {"ann@example.com"}}}, &out)
+	if err == nil || !errors.Is(err, connectors.ErrPermanent) || leaked.Load() != 0 || calls.Load() != 1 {
+		t.Fatalf("redirect to another host: err %v, leaked %d, calls %d; want a permanent error, no leak, no retry", err, leaked.Load(), calls.Load())
+	}
+	if strings.Contains(err.Error(), "ann@example.com") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("the error shows the query or the token: %v", err)
+	}
+	if err := c.Do(t.Context(), apiclient.Request{Method: "GET", Path: "/moved"}, &out); err != nil || out["ok"] != true {
+		t.Fatalf("same-host redirect: %v %v", err, out)
+	}
+	for _, tc := range []struct {
+		base     string
+		insecure bool
+		ok       bool
+	}{{"http://api.example.com", false, false}, {"http://api.example.com", true, true}, {"http://127.0.0.1:9", false, true},
+		{"http://localhost:9", false, true}, {"https://api.example.com", false, true}} {
+		_, err := apiclient.New(apiclient.Config{System: "sys", BaseURL: tc.base, AllowInsecureHTTP: tc.insecure})
+		if (err == nil) != tc.ok {
+			t.Errorf("New(%s, insecure %v): %v, want ok %v", tc.base, tc.insecure, err, tc.ok)
+		}
+	}
+	if got := apiclient.RedactURL("https://u:p@x.io/a?email=ann%40example.com#f"); got != "https://REDACTED@x.io/a?REDACTED" {
+		t.Errorf("RedactURL = %s", got)
 	}
 }

@@ -38,5 +38,7 @@ func ForSystem(cfg connectors.SystemConfig, deps connectors.Deps, d Limits) Conf
 		Logger:       deps.Logger,
 		Observer:     deps.Observer,
 		Sleep:        deps.Sleep,
+
+		AllowInsecureHTTP: cfg.AllowInsecureHTTP,
 	}
 }

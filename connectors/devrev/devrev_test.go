@@ -596,3 +596,36 @@ func TestPausesWhenQuotaSpent(t *testing.T) {
 		t.Fatalf("waits = %v, want a pause up to the window reset each time the budget ran out", waits)
 	}
 }
+
+// TestNotFoundMeansGoneOnlyFromDevRev: dev-users.get answering 404 with DevRev's own
+// not_found body means the account is gone (skipped); a 404 with any other body (a wrong
+// route, a proxy) fails the lookup instead of dropping the account. A duplicate add,
+// answered with one of the spec's 400s, is success.
+func TestNotFoundMeansGoneOnlyFromDevRev(t *testing.T) {
+	h := newHarness(t, devrevsim.Options{}, nil)
+	h.sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 1, People: 3, MembersPerGroup: 2, Seed: 4}))
+	ctx := t.Context()
+	members, _ := collectMembers(t, h.conn, firstGroupID(t, h.conn))
+	id := members[0].AccountID
+	h.sim.Faults().Inject(simkit.Rule{Path: "dev-users.get", Status: 404, ResponseBody: `{"error": "no route"}`, Times: 1})
+	if _, err := h.conn.ListAccounts(ctx, []string{id}, func([]connectors.Account) error { return nil }); err == nil {
+		t.Fatal("a 404 without DevRev's not_found body was taken as a deleted account")
+	}
+	gone := "don:identity:dvrv-us-1:devo/acme:devu/999999"
+	as, _ := collectAccounts(t, h.conn, []string{gone, id})
+	if len(as) != 1 || as[0].ID != id {
+		t.Fatalf("accounts = %+v, want only %s (the other is gone)", as, id)
+	}
+	if err := h.conn.AddMembers(ctx, firstGroupID(t, h.conn), []string{id}); err != nil {
+		t.Fatalf("adding a member who is already there: %v", err)
+	}
+}
+
+func firstGroupID(t *testing.T, c connectors.Connector) string {
+	t.Helper()
+	gs, _ := collectGroups(t, c)
+	if len(gs) == 0 {
+		t.Fatal("no groups")
+	}
+	return gs[0].ID
+}

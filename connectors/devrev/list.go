@@ -248,7 +248,7 @@ func (c *conn) ListAccounts(ctx context.Context, ids []string, fn func([]connect
 func (c *conn) getUser(ctx context.Context, endpoint, key, id string, l *connectors.Listing, fn func([]connectors.Account) error) error {
 	data, err := c.post(ctx, endpoint, idRequest{ID: id}, true)
 	l.Pages++
-	if errors.Is(err, connectors.ErrNotFound) {
+	if notFoundBody(err) {
 		c.log.DebugContext(ctx, "account no longer exists", "account_id", id)
 		return nil
 	}
@@ -420,4 +420,12 @@ func (c *conn) withType(ctx context.Context, rec groupRecord) (connectors.Group,
 		return connectors.Group{}, fmt.Errorf("checking group type: %w", err)
 	}
 	return g, nil
+}
+
+// notFoundBody reports a 404 whose body is DevRev's own not_found error. Only that one
+// means the account is gone: a 404 from a wrong route, a proxy or a base URL pointing
+// elsewhere must fail the lookup, or every account would be taken as deleted.
+func notFoundBody(err error) bool {
+	var e *connectors.Error
+	return errors.Is(err, connectors.ErrNotFound) && errors.As(err, &e) && e.Type == "not_found"
 }

@@ -84,15 +84,41 @@ func (c *conn) DeleteGroup(_ context.Context, id string, mode connectors.DeleteM
 }
 
 // AddMembers adds each account with its own groups.members.add call (DevRev takes one
-// member per call). A member who is already there answers 409 conflict, which is success.
+// member per call). A member who is already there is success, however the API words it:
+// the spec lists no status for a duplicate (a 409 or one of its 400s), so a 400 or 409 is
+// settled by looking for the member in the group.
 func (c *conn) AddMembers(ctx context.Context, groupID string, accountIDs []string) error {
 	for _, id := range accountIDs {
 		_, err := c.post(ctx, epMembersAdd, c.memberRequest(groupID, id), true)
-		if err != nil && !isStatus(err, http.StatusConflict) {
+		if err != nil && (isStatus(err, http.StatusConflict) || isStatus(err, http.StatusBadRequest)) {
+			if in, lerr := c.isMember(ctx, groupID, id); lerr == nil && in {
+				err = nil
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("add %s to group %s: %w", id, groupID, err)
 		}
 	}
 	return nil
+}
+
+// errFound stops a member listing once the member sought is seen.
+var errFound = errors.New("member found")
+
+// isMember reports whether memberID is in the group, paging its members until found.
+func (c *conn) isMember(ctx context.Context, groupID, memberID string) (bool, error) {
+	_, err := c.ListMembers(ctx, groupID, func(page []connectors.Member) error {
+		for _, m := range page {
+			if m.AccountID == memberID {
+				return errFound
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errFound) {
+		return true, nil
+	}
+	return false, err
 }
 
 // RemoveMembers removes each account with its own groups.members.remove call. DevRev

@@ -80,6 +80,7 @@ const (
 	epUsersList     = "GET /api/v2/user/"
 	epUserGet       = "GET /api/v2/user/{id}/"
 	epAccountSearch = "GET /api/v2/account/search/"
+	epInvitesList   = "GET /api/v2/group/{id}/invite/"
 )
 
 var (
@@ -100,6 +101,10 @@ type conn struct {
 	// member list itself carries no role).
 	mu       sync.Mutex
 	managers map[string]string
+
+	// actor is the user id the JWTs are minted for (options.jwt_user_id); "" with a static
+	// token, whose user the connector does not know.
+	actor string
 }
 
 // Open validates cfg and opens a SelfCommunity connector.
@@ -171,6 +176,9 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 		concurrency: cfg.Concurrency,
 		maxPages:    MaxPages,
 		managers:    map[string]string{},
+	}
+	if cfg.JWTSecret.IsSet() {
+		c.actor = cfg.Options[OptionJWTUserID]
 	}
 	if c.pageSize == 0 {
 		c.pageSize = DefaultPageSize

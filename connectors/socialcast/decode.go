@@ -267,6 +267,7 @@ type userRecord struct {
 	// should not fail the whole page.
 	ContactInfo json.RawMessage
 	Active      *bool
+	Inactive    *bool
 	Terminated  *bool
 }
 
@@ -277,7 +278,7 @@ func accountFromRecord(raw json.RawMessage) (connectors.Account, error) {
 	}
 	var rec userRecord
 	if err := fields(obj, map[string]any{"id": &rec.ID, "name": &rec.Name, "email": &rec.Email,
-		"contact_info": &rec.ContactInfo, "active": &rec.Active, "terminated": &rec.Terminated}); err != nil {
+		"contact_info": &rec.ContactInfo, "active": &rec.Active, "inactive": &rec.Inactive, "terminated": &rec.Terminated}); err != nil {
 		return connectors.Account{}, fmt.Errorf("user: %w", err)
 	}
 	if rec.ID == "" {
@@ -299,8 +300,8 @@ func accountFromRecord(raw json.RawMessage) (connectors.Account, error) {
 	switch {
 	case rec.Terminated != nil && *rec.Terminated:
 		a.State = "terminated"
-	case rec.Active != nil && !*rec.Active:
-		a.State = "inactive"
+	case (rec.Active != nil && !*rec.Active) || (rec.Inactive != nil && *rec.Inactive):
+		a.State = "inactive" // Socialcastr's fixtures carry inactive, not active
 	}
 	if a.Hash, err = connectors.ContentHash(raw, callerRelative(obj, "following")...); err != nil {
 		return connectors.Account{}, fmt.Errorf("user %s: %w", a.ID, err)

@@ -25,6 +25,11 @@ const maxSearchPages = 10
 // error, not an endless listing.
 func paginate[T any](ctx context.Context, c *conn, path, endpoint string, query url.Values,
 	decode func([]byte) ([]T, error), fn func([]T) error) (connectors.Listing, error) {
+	// Only the memberships list documents its per_page maximum (500, apis.md §2.3): there a
+	// short page is the last. Elsewhere a server capping per_page lower would answer full
+	// pages shorter than asked, so the listing ends only on an empty page (one request more),
+	// a repeated page being a loop.
+	shortEnds := endpoint == endpointMemberships
 	var l connectors.Listing
 	seen := map[[sha256.Size]byte]int{}
 	for page := 1; ; page++ {
@@ -60,7 +65,7 @@ func paginate[T any](ctx context.Context, c *conn, path, endpoint string, query 
 			}
 			l.Items += len(items)
 		}
-		if len(items) < c.pageSize {
+		if len(items) == 0 || (shortEnds && len(items) < c.pageSize) {
 			l.Complete = true
 			return l, nil
 		}

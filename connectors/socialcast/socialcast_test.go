@@ -104,21 +104,28 @@ func newEnv(t *testing.T, o conformance.Options, so socialcastsim.Options, edit 
 
 func newFixture(t *testing.T, o conformance.Options) *conformance.Fixture {
 	e := newEnv(t, o, socialcastsim.Options{})
-	// Stop on a short page: n items take n/size+1 requests (a full last page costs one
-	// more, empty, request; no scheme without a total or next link can do better).
+	// Memberships (documented max 500) stop on a short page: n items take n/size+1 requests
+	// (a full last page costs one more, empty, request). The groups list has no documented
+	// max, so it stops only on an empty page: ceil(n/size)+1 requests.
 	minReqs := func(n int) int { return n/o.PageSize + 1 }
 	return &conformance.Fixture{
 		Conn:              e.conn,
 		Sim:               e.sim,
 		GroupsEndpoint:    socialcastsim.RouteGroupsList,
 		MembersEndpoint:   socialcastsim.RouteMemberships,
-		MinGroupRequests:  minReqs,
+		MinGroupRequests:  untilEmpty(o.PageSize),
 		MinMemberRequests: minReqs,
 		Waits:             e.time.Waits,
 	}
 }
 
 func TestConformance(t *testing.T) { conformance.Run(t, newFixture) }
+
+// untilEmpty is the requests of a listing that ends on an empty page: ceil(n/size) pages
+// with items, then the empty one.
+func untilEmpty(size int) func(n int) int {
+	return func(n int) int { return (n+size-1)/size + 1 }
+}
 
 func TestEndpointLabelsMatchSimulator(t *testing.T) {
 	pairs := [][2]string{
@@ -237,8 +244,8 @@ func TestPullAndWrites(t *testing.T) {
 	e.sim.Seed(tn)
 
 	groups, l := listAllGroups(t, e.conn)
-	if l.Items != 12 || l.Pages != 3 {
-		t.Fatalf("listing = %+v, want 12 items in 3 pages of 5", l)
+	if l.Items != 12 || l.Pages != 4 {
+		t.Fatalf("listing = %+v, want 12 items in 3 pages of 5 and the empty page that ends it", l)
 	}
 	e.sim.SetRuleManaged(groups[1].ID, true)
 	if err := e.conn.DeleteGroup(ctx, groups[2].ID, connectors.DeleteArchive); err != nil {
@@ -382,7 +389,7 @@ func TestPagingRequestCounts(t *testing.T) {
 			e := newEnv(t, conformance.DefaultOptions(), socialcastsim.Options{GroupsRoot: root})
 			e.sim.Seed(simkit.Generate(simkit.GenOptions{Groups: n, People: 2, Seed: 1}))
 			gs, l := listAllGroups(t, e.conn)
-			if want := n/5 + 1; len(gs) != n || l.Pages != want || e.sim.Counter().Count(socialcastsim.RouteGroupsList) != want {
+			if want := untilEmpty(5)(n); len(gs) != n || l.Pages != want || e.sim.Counter().Count(socialcastsim.RouteGroupsList) != want {
 				t.Fatalf("root=%v n=%d: %d groups, %+v, %d requests; want %d requests", root, n, len(gs), l,
 					e.sim.Counter().Count(socialcastsim.RouteGroupsList), want)
 			}
@@ -518,8 +525,8 @@ func TestRetriesAndRateLimits(t *testing.T) {
 	count.Reset()
 	e.sim.Faults().StatusNext(socialcastsim.RouteGroupsList, o.MaxAttempts-1, 502)
 	listAllGroups(t, e.conn)
-	if n := count.Count(socialcastsim.RouteGroupsList); n != o.MaxAttempts {
-		t.Fatalf("%d requests with %d 502s, want %d", n, o.MaxAttempts-1, o.MaxAttempts)
+	if n := count.Count(socialcastsim.RouteGroupsList); n != o.MaxAttempts+1 { // the retried page, then the empty one
+		t.Fatalf("%d requests with %d 502s, want %d and the empty page", n, o.MaxAttempts-1, o.MaxAttempts)
 	}
 	e.sim.Faults().StatusNext(socialcastsim.RouteGroupShow, -1, 500)
 	_, err := e.conn.GetGroup(t.Context(), "1")
@@ -713,5 +720,26 @@ func TestObserverSeesRouteTemplates(t *testing.T) {
 	}
 	if len(obs.endpoints) != 4 {
 		t.Errorf("observed endpoints %v, want only the four route templates", obs.endpoints)
+	}
+}
+
+// TestListingsEndOnAnEmptyPage: a server that caps per_page below what was asked (the
+// groups and users lists document no maximum) answers full pages shorter than asked; the
+// listing goes on to the empty page instead of stopping early and looking complete. Users
+// marked inactive (Socialcastr's fixtures) or terminated are read as such.
+func TestListingsEndOnAnEmptyPage(t *testing.T) {
+	e := newEnv(t, conformance.DefaultOptions(), socialcastsim.Options{ListCap: 3})
+	e.sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 11, People: 7, Seed: 2}))
+	gs, l := listAllGroups(t, e.conn)
+	if len(gs) != 11 || !l.Complete {
+		t.Fatalf("groups under a per_page cap of 3: %d of 11, %+v", len(gs), l)
+	}
+	var n int
+	if _, err := e.conn.ListAccounts(t.Context(), nil, func(as []connectors.Account) error { n += len(as); return nil }); err != nil || n != 7 {
+		t.Fatalf("users under a per_page cap of 3: %d of 7 (%v)", n, err)
+	}
+	as, err := decodeUsersPage([]byte(`[{"id": 1, "inactive": true}, {"id": 2, "terminated": true}, {"id": 3, "active": true}]`))
+	if err != nil || len(as) != 3 || as[0].State != "inactive" || as[1].State != "terminated" || as[2].State != "active" {
+		t.Fatalf("states = %+v (%v)", as, err)
 	}
 }

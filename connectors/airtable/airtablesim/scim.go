@@ -300,7 +300,14 @@ func (s *Server) newDraft(g *group) *draft {
 func (s *Server) resolveMembers(raw json.RawMessage) ([]int32, *scimError) {
 	raw = bytes.TrimSpace(raw)
 	var refs []scimMemberOut
-	if len(raw) > 0 && raw[0] == '{' {
+	object := len(raw) > 0 && raw[0] == '{'
+	switch {
+	case object && s.opt.MemberValue == MemberValueArray:
+		return nil, badRequest("invalidValue", "members value must be an array of {\"value\": userId}")
+	case !object && s.opt.MemberValue == MemberValueObject:
+		return nil, badRequest("invalidValue", "members value must be an object {\"value\": userId}")
+	}
+	if object {
 		var one scimMemberOut
 		if err := json.Unmarshal(raw, &one); err != nil {
 			return nil, badRequest("invalidValue", "members value: %v", err)

@@ -64,7 +64,24 @@ type Options struct {
 	// (2024-01-02T03:04:05.000Z) that advances one second per write, so output is
 	// reproducible.
 	Now func() time.Time
+	// MemberValue is the form a SCIM PATCH add on members must take: "" accepts both,
+	// MemberValueObject only Airtable's documented single object ({"value": "usr…"}),
+	// MemberValueArray only RFC 7644's array ([{"value": "usr…"}]).
+	MemberValue string
 }
+
+// SetMemberValue changes Options.MemberValue: the form of members value a SCIM add takes.
+func (s *Server) SetMemberValue(form string) {
+	s.mu.Lock()
+	s.opt.MemberValue = form
+	s.mu.Unlock()
+}
+
+// Forms of a SCIM PATCH add's members value (Options.MemberValue).
+const (
+	MemberValueObject = "object"
+	MemberValueArray  = "array"
+)
 
 // Server is the simulator. It implements simkit.Sim.
 type Server struct {

@@ -661,7 +661,8 @@ func (s *Server) membersWrite(add bool, body map[string]any) (int, any, *badRequ
 	canonical := s.memberID(ref)
 	switch {
 	case add && pos >= 0:
-		return 0, nil, &badRequest{typ: "conflict", msg: "member already exists in the group"}
+		// The spec lists no 409 for groups.members.add: a duplicate is one of its 400s.
+		return 0, nil, &badRequest{typ: "bad_request", msg: "member already exists in the group"}
 	case add:
 		g.members = append(g.members, ref)
 		s.effects.Added(groupID, canonical)

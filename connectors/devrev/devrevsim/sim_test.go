@@ -162,8 +162,8 @@ func TestMembershipWrites(t *testing.T) {
 	if r := do(t, srv, "POST", "/groups.members.add", `{"group":"`+gid+`","member":"DEVU-10"}`, auth); r.status != 200 || r.raw != "{}" {
 		t.Fatalf("add: %d %s", r.status, r.raw)
 	}
-	if r := do(t, srv, "POST", "/groups.members.add", `{"group":"`+gid+`","member":"DEVU-10"}`, auth); r.status != 409 {
-		t.Fatalf("second add: %d %s, want 409 conflict", r.status, r.raw)
+	if r := do(t, srv, "POST", "/groups.members.add", `{"group":"`+gid+`","member":"DEVU-10"}`, auth); r.status != 400 {
+		t.Fatalf("second add: %d %s, want 400 bad_request (the spec lists no 409 here)", r.status, r.raw)
 	}
 	if r := do(t, srv, "POST", "/groups.members.remove", `{"group":"`+gid+`","member":"DEVU-10"}`, auth); r.status != 200 {
 		t.Fatalf("remove: %d %s", r.status, r.raw)

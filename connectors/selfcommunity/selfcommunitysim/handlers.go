@@ -486,3 +486,21 @@ func (s *Server) accountSearch(w http.ResponseWriter, r *http.Request, c caller)
 	}
 	writeJSON(w, http.StatusOK, s.full(u, c))
 }
+
+// invitesList is the manager-only `GET /api/v2/group/{id}/invite/`. The simulator keeps no
+// invitations (groupsync adds members directly), so a manager gets an empty page; anyone
+// else a 403, as for writes.
+func (s *Server) invitesList(w http.ResponseWriter, r *http.Request, c caller) {
+	s.mu.Lock()
+	g := s.groupFor(w, r, c)
+	if g == nil {
+		s.mu.Unlock()
+		return
+	}
+	if !canManage(g, c) {
+		s.mu.Unlock()
+		writeDetail(w, http.StatusForbidden, "You do not have permission to perform this action.")
+		return
+	}
+	s.paged(w, r, RouteInvitesList, 0, func(int) any { return nil })
+}

@@ -39,6 +39,7 @@ const (
 	RouteUsersList    = "GET /api/v2/user/"
 	RouteUserGet      = "GET /api/v2/user/{id}/"
 	RouteAccountFind  = "GET /api/v2/account/search/"
+	RouteInvitesList  = "GET /api/v2/group/{id}/invite/"
 	// RouteUnmatched labels requests no route matched.
 	RouteUnmatched = "unmatched"
 )
@@ -183,6 +184,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v2/user/{$}", s.authed(s.usersList))
 	s.mux.HandleFunc("GET /api/v2/user/{id}/{$}", s.authed(s.userGet))
 	s.mux.HandleFunc("GET /api/v2/account/search/{$}", s.authed(s.accountSearch))
+	s.mux.HandleFunc("GET /api/v2/group/{id}/invite/{$}", s.authed(s.invitesList))
 }
 
 // route maps a request to its route template.

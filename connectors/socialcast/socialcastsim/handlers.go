@@ -147,9 +147,18 @@ func window(n, page, perPage int) (lo, hi int) {
 	return lo, min(n, lo+perPage)
 }
 
+// listCap applies Options.ListCap to an undocumented list's per_page.
+func (s *Server) listCap(perPage int) int {
+	if s.opts.ListCap > 0 {
+		return min(perPage, s.opts.ListCap)
+	}
+	return perPage
+}
+
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	page, perPage := s.pageParams(r)
+	perPage = s.listCap(perPage)
 	lo, hi := window(len(s.order), page, perPage)
 	out := make([]groupJSON, 0, hi-lo)
 	for _, id := range s.order[lo:hi] {
@@ -335,6 +344,7 @@ func (s *Server) listMemberships(w http.ResponseWriter, r *http.Request, param s
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	page, perPage := s.pageParams(r)
+	perPage = s.listCap(perPage)
 	lo, hi := window(len(s.users), page, perPage)
 	out := make([]userJSON, 0, hi-lo)
 	for i := lo; i < hi; i++ {

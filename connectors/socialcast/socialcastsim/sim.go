@@ -78,6 +78,10 @@ type Options struct {
 	// GroupsRoot makes the groups list answer `{"groups": […]}` instead of a bare array
 	// (both shapes are seen in Socialcast clients).
 	GroupsRoot bool
+	// ListCap, when > 0, caps per_page on the groups and users lists below what was asked
+	// (their maximum is undocumented): a full page then comes back shorter than per_page
+	// without being the last.
+	ListCap int
 }
 
 // Server is the simulator. It implements simkit.Sim.
