@@ -63,6 +63,9 @@ func newWorld(t *testing.T, seed uint64) *world {
 	w.seedSims()
 	w.conns = w.openConnectors()
 	cfg := &config.Config{Systems: map[string]config.System{}, Flows: map[string]config.Flow{}}
+	if w.m.rereadEveryRun {
+		cfg.Accounts.MaxAge = time.Nanosecond
+	}
 	for name, s := range org.Systems {
 		cfg.Systems[name] = config.System{Kind: s.Kind, BaseURL: s.Config.BaseURL}
 	}
@@ -163,5 +166,5 @@ func (w *world) policies() string {
 	for _, f := range w.m.flows {
 		fmt.Fprintf(&b, "%s: delete_groups=%s membership=%s; ", f.name, f.delete, f.membership)
 	}
-	return b.String() + "order " + strings.Join(w.order, ",")
+	return fmt.Sprintf("%sorder %s; accounts re-read every run: %v", b.String(), strings.Join(w.order, ","), w.m.rereadEveryRun)
 }
