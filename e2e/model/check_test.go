@@ -124,8 +124,34 @@ func (w *world) checkMembers(step int, t string, g *sgroup, tg simkit.GroupState
 		}
 	}
 	if len(missing)+len(extra) > 0 {
-		w.errorf(step, "%s: group %q (%s, %s): missing %v, extra %v", t, g.name, g.flow.name, g.flow.membership, missing, extra)
+		w.errorf(step, "%s: group %q (%s, %s): missing %v, extra %v; the last run's changes for them: %v",
+			t, g.name, g.flow.name, g.flow.membership, missing, extra, w.memberChanges(g, t, append(missing, extra...)))
 	}
+}
+
+// memberChanges describes the member changes of the flow's last run for these people in
+// one group and target: what the engine decided about them, for the failure message.
+func (w *world) memberChanges(g *sgroup, t string, people []string) []string {
+	rows, err := w.store.Pool().Query(w.t.Context(), `
+		SELECT operation || ' ' || coalesce(account_email, '') || ' ' || status || coalesce(' (' || reason || ')', '') ||
+		       coalesce(': ' || last_error, '')
+		  FROM changes
+		 WHERE run_id = (SELECT max(id) FROM runs WHERE flow = $1) AND target_system = $2
+		   AND source_group_id = $3 AND account_email = ANY($4::text[])
+		 ORDER BY 1`, g.flow.name, t, g.id, people)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return []string{err.Error()}
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // memberSnapshot is, per target and target group id, who is a member now.
