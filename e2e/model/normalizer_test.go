@@ -19,7 +19,8 @@ import (
 // on every run (found by the model test, seed 14).
 func TestInvariantOneNormalizerFindsAccountsInEitherUnicodeForm(t *testing.T) {
 	org, err := simorg.Start(simorg.Spec{Name: "at", Kind: connectors.KindAirtable},
-		simorg.Spec{Name: "scm", Kind: connectors.KindSelfCommunity}, simorg.Spec{Name: "dvt", Kind: connectors.KindDevRev})
+		simorg.Spec{Name: "scm", Kind: connectors.KindSelfCommunity}, simorg.Spec{Name: "dvt", Kind: connectors.KindDevRev},
+		simorg.Spec{Name: "sc", Kind: connectors.KindSocialcast})
 	if err != nil {
 		t.Fatal(err)
 	}
