@@ -24,7 +24,11 @@ var (
 	seedFlag = flag.Uint64("seed", 0, "run only this seed")
 	soak     = flag.Duration("soak", 0, "run random seeds until this much time has passed")
 	steps    = flag.Int("steps", 4, "churn steps per seed")
-	without  = flag.String("without", "", "churn ops to leave out, comma-separated (e.g. targetDelete,targetMove)")
+	// strictArchived expects the README's rule for a target group archived behind the
+	// engine's back (a new group is created beside it) even where the target refuses the
+	// name: it fails on SelfCommunity today (see the report of seed 1).
+	strictArchived = flag.Bool("strict-archived", false, "expect a new group beside an archived one even where the target refuses its name")
+	without        = flag.String("without", "", "churn ops to leave out, comma-separated (e.g. targetDelete,targetMove)")
 )
 
 // fixedSeeds run in make test (a few seconds each under -race on the 2-core CI machine).

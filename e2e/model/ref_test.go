@@ -146,8 +146,10 @@ func newModel(rng *rand.Rand) *model {
 		}
 	}
 	m.targets["scm"] = &targetModel{name: "scm", caps: connectors.Capabilities{DeleteGroup: true},
-		conflicts: map[*sgroup]bool{}, stuck: map[*sgroup]bool{},
-		archivedHoldsName: func(n string) string { return strings.ToLower(strings.TrimSpace(n)) }}
+		conflicts: map[*sgroup]bool{}, stuck: map[*sgroup]bool{}}
+	if !*strictArchived {
+		m.targets["scm"].archivedHoldsName = func(n string) string { return strings.ToLower(strings.TrimSpace(n)) }
+	}
 	m.targets["dvt"] = &targetModel{name: "dvt", caps: connectors.Capabilities{}, conflicts: map[*sgroup]bool{}, stuck: map[*sgroup]bool{}}
 	return m
 }
