@@ -31,14 +31,14 @@ var (
 	without        = flag.String("without", "", "churn ops to leave out, comma-separated (e.g. targetDelete,targetMove)")
 )
 
-// fixedSeeds run in make test (a few seconds each under -race on the 2-core CI machine).
-//
-// Seeds left out, each with the bug that fails it (reproduce with
-// `go test ./e2e/model -run TestModel -args -seed=N`); add them back when they pass:
-//   - 4: a DevRev account deleted in the target is re-added every run: the mirror's stale
-//     target account row is not re-read before the add (account freshness, Trust I item 3,
-//     is not finished).
-var fixedSeeds = []uint64{1, 2, 3}
+// fixedSeeds run in make test (about 8 s each under -race on the 2-core CI machine). They
+// were picked to cover the model's cases: 11 a cross-flow name conflict, an archived
+// target group and a recreate that converges in two rounds; 13 delete_groups: delete on
+// both flows with a recreate, a swap and an archive; 14 an email stored decomposed (NFD)
+// in DevRev (skipped no_account before the look-ups sent both forms) and cross-flow
+// conflicts; 18 swaps and account churn on both sides. Seeds 1-50 all pass; heavier
+// variety runs behind -soak.
+var fixedSeeds = []uint64{11, 13, 14, 18}
 
 func TestModel(t *testing.T) {
 	switch {
