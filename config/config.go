@@ -40,6 +40,14 @@ const (
 	// DefaultAccountMaxAge is how old the mirror's copy of an account a plan relies on may
 	// be before the engine reads it again (Trust I, fresh accounts).
 	DefaultAccountMaxAge = 24 * time.Hour
+
+	// DefaultLeaseTTL is how long a flow's lease lasts unless renewed.
+	DefaultLeaseTTL = 2 * time.Minute
+	// MinLeaseTTL is the shortest lease.ttl accepted. A run renews its lease every TTL/6,
+	// each renewal bounded by TTL/6, and stops writing when none got through for 3/4 of the
+	// TTL: below a second a renewal would have less than 170 ms to reach the database, and
+	// one slow round trip would fence a healthy run out.
+	MinLeaseTTL = time.Second
 )
 
 // EnvPrefix starts every environment variable the configuration reads.
@@ -58,6 +66,7 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	HTTP     HTTP     `yaml:"http"`
 	Accounts Accounts `yaml:"accounts"`
+	Lease    Lease    `yaml:"lease"`
 	// Systems are the configured connector instances by name ([a-z0-9][a-z0-9-]*).
 	// At least one is required.
 	Systems map[string]System `yaml:"systems"`
@@ -111,6 +120,17 @@ type HTTP struct {
 	// Listen is the address of /healthz, /readyz and /metrics. Default ":8080"; an explicit
 	// "" disables the listener. Env GROUPSYNC_HTTP_LISTEN.
 	Listen string `yaml:"listen"`
+}
+
+// Lease configures the per-flow leases through which replicas sharing one database run each
+// flow once.
+type Lease struct {
+	// TTL is how long a flow's lease lasts unless renewed. A replica that dies mid-run hands
+	// its flows over within it; a run that could not renew for three quarters of it (database
+	// unreachable, process paused) stops writing. Shorter hands flows over sooner but fences
+	// runs out after a shorter database outage. Default 2m, at least 1s; every replica of one
+	// database should use the same. Env GROUPSYNC_LEASE_TTL.
+	TTL time.Duration `yaml:"ttl"`
 }
 
 // System is one configured system (`systems.<name>`). Every credential can also be given as

@@ -9,9 +9,6 @@ import (
 	"github.com/agnivade/levenshtein"
 )
 
-// EnvLeaseTTL overrides the lease TTL (see syncengine.Options.LeaseTTL).
-const EnvLeaseTTL = EnvPrefix + "LEASE_TTL"
-
 // envIgnoredPrefixes are GROUPSYNC_* variables of the project's own tests and benchmarks,
 // never read by a running groupsync and never worth a warning.
 var envIgnoredPrefixes = []string{EnvPrefix + "TEST_", EnvPrefix + "BENCH_"}
@@ -22,7 +19,7 @@ var systemEnvKeys = []string{"BASE_URL", "USERNAME", "TOKEN", "TOKEN_FILE", "PAS
 
 // KnownEnv lists every GROUPSYNC_* variable the configuration reads, for cfg's systems.
 func KnownEnv(cfg *Config) []string {
-	known := []string{EnvPrefix + "CONFIG", EnvLeaseTTL}
+	known := []string{EnvPrefix + "CONFIG"}
 	t := reflect.TypeFor[fixedEnv]()
 	for i := range t.NumField() {
 		known = append(known, EnvPrefix+t.Field(i).Tag.Get("env"))

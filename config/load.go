@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 	"gopkg.in/yaml.v3"
@@ -198,6 +199,7 @@ type fixedEnv struct {
 	LogLevel         envValue `env:"LOG_LEVEL"`
 	LogFormat        envValue `env:"LOG_FORMAT"`
 	HTTPListen       envValue `env:"HTTP_LISTEN"`
+	LeaseTTL         envValue `env:"LEASE_TTL"`
 }
 
 func applyEnv(cfg *Config, present *presence, lookup envconfig.Lookuper, p *problems) error {
@@ -231,6 +233,15 @@ func applyEnv(cfg *Config, present *presence, lookup envconfig.Lookuper, p *prob
 	if env.HTTPListen.set {
 		cfg.HTTP.Listen = env.HTTPListen.value
 		present.set["http.listen"] = true
+	}
+	if e := env.LeaseTTL; e.set && e.value != "" {
+		d, err := time.ParseDuration(e.value)
+		if err != nil {
+			p.add("lease.ttl", "GROUPSYNC_LEASE_TTL=%q is not a duration (e.g. 30s, 2m)", e.value)
+		} else {
+			cfg.Lease.TTL = d
+			present.set["lease.ttl"] = true
+		}
 	}
 
 	// Per-system variables are named after the systems in the file, so they are looked up
@@ -374,6 +385,10 @@ func applyDefaults(cfg *Config, present *presence) {
 	}
 	if !present.has("http", "listen") {
 		cfg.HTTP.Listen = DefaultHTTPListen
+	}
+	// An explicit 0 is refused by validation rather than taken for the default.
+	if !present.has("lease", "ttl") {
+		cfg.Lease.TTL = DefaultLeaseTTL
 	}
 	for name, s := range cfg.Systems {
 		if s.BaseURL == "" {

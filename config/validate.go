@@ -143,6 +143,9 @@ func validate(cfg *Config, p *problems) {
 	default:
 		p.add("log.format", "%q is not a format: use auto, json or text", cfg.Log.Format)
 	}
+	if cfg.Lease.TTL < MinLeaseTTL {
+		p.add("lease.ttl", "must be at least %s (renewed every ttl/6, each renewal bounded by ttl/6), got %s", MinLeaseTTL, cfg.Lease.TTL)
+	}
 	if cfg.HTTP.Listen != "" && !strings.Contains(cfg.HTTP.Listen, ":") {
 		p.add("http.listen", "%q is not a host:port address (e.g. \":8080\"; \"\" disables the listener)", cfg.HTTP.Listen)
 	}

@@ -27,6 +27,9 @@ func TestValidationRules(t *testing.T) {
 		{"log level", "database:\n", "log: {level: loud}\ndatabase:\n", "log.level", `"loud" is not a level`},
 		{"log format", "database:\n", "log: {format: xml}\ndatabase:\n", "log.format", `"xml" is not a format`},
 		{"http listen", "database:\n", "http: {listen: localhost}\ndatabase:\n", "http.listen", "not a host:port"},
+		{"lease ttl too short", "database:\n", "lease: {ttl: 500ms}\ndatabase:\n", "lease.ttl", "must be at least 1s"},
+		{"lease ttl zero", "database:\n", "lease: {ttl: 0s}\ndatabase:\n", "lease.ttl", "must be at least 1s"},
+		{"lease ttl negative", "database:\n", "lease: {ttl: -1m}\ndatabase:\n", "lease.ttl", "must be at least 1s"},
 		{"system name", "  dst:\n", "  Dst_1:\n    kind: devrev\n    token: x\n  dst:\n", "systems.Dst_1", "must match [a-z0-9][a-z0-9-]*"},
 		{"unknown kind", "    kind: devrev\n    token: t-dst\n", "    kind: jira\n    token: t-dst\n", "systems.dst.kind", `unknown kind "jira"`},
 		{"kind required", "    kind: devrev\n    token: t-dst\n", "    token: t-dst\n", "systems.dst.kind", "required"},
@@ -239,4 +242,40 @@ func TestTwoFlowsCannotLinkTwoSourceGroupsToOneTargetGroup(t *testing.T) {
 	if _, err := config.Load(writeConfig(t, ringConfig(a, other)), envconfig.MapLookuper(nil)); err != nil {
 		t.Errorf("links to different target groups refused: %v", err)
 	}
+}
+
+// lease.ttl: default 2m, the file's value, GROUPSYNC_LEASE_TTL over the file (the variable
+// the engine read before the key existed), and a bad variable reported with the key.
+func TestLeaseTTL(t *testing.T) {
+	load := func(body string, env map[string]string) (*config.Config, error) {
+		return config.Load(writeConfig(t, body), envconfig.MapLookuper(env))
+	}
+	cfg, err := load(baseConfig, nil)
+	if err != nil || cfg.Lease.TTL != config.DefaultLeaseTTL {
+		t.Fatalf("default: ttl %v, err %v; want %v", cfg.Lease.TTL, err, config.DefaultLeaseTTL)
+	}
+	withKey := "lease:\n  ttl: 45s\n" + baseConfig
+	for _, tt := range []struct {
+		body string
+		env  map[string]string
+		want time.Duration
+	}{
+		{withKey, nil, 45 * time.Second},
+		{withKey, map[string]string{"GROUPSYNC_LEASE_TTL": "2s"}, 2 * time.Second},
+		{baseConfig, map[string]string{"GROUPSYNC_LEASE_TTL": "1s"}, time.Second},
+		{withKey, map[string]string{"GROUPSYNC_LEASE_TTL": ""}, 45 * time.Second}, // empty counts as unset
+	} {
+		cfg, err := load(tt.body, tt.env)
+		if err != nil || cfg.Lease.TTL != tt.want {
+			t.Errorf("env %v: ttl %v, err %v; want %v", tt.env, cfg.Lease.TTL, err, tt.want)
+		}
+		out, err := cfg.Redacted()
+		if err != nil || !strings.Contains(string(out), "lease:\n    ttl: "+tt.want.String()+"\n") {
+			t.Errorf("config show does not show lease.ttl %v:\n%s", tt.want, out)
+		}
+	}
+	_, err = load(baseConfig, map[string]string{"GROUPSYNC_LEASE_TTL": "soon"})
+	assertProblem(t, err, "lease.ttl", `GROUPSYNC_LEASE_TTL="soon" is not a duration`)
+	_, err = load(withKey, map[string]string{"GROUPSYNC_LEASE_TTL": "999ms"})
+	assertProblem(t, err, "lease.ttl", "must be at least 1s")
 }

@@ -19,9 +19,10 @@ func killPoints() []killPoint {
 	pts := []killPoint{
 		// Mid page: the source answers slowly, the kill lands while its listing is half read.
 		{"mid_source_listing", func(o *org) bool { return o.sim("airtable").Counter().Total() >= 4 }},
-		// Mid merge: pages are staged by short COPYs into a merge's unlogged staging table
-		// while the listing goes on; the kill lands while a merge is registered (staged,
-		// not yet applied), so its staging table is left for the sweep.
+		// Mid merge: the kill lands while a merge is registered (open, not yet applied).
+		// A first sync's merges spool their pages to an unlinked local file, which dies
+		// with the process; later merges stage by short COPYs. Either way the registered
+		// staging tables are left for the sweep and nothing reached the mirror.
 		{"mid_merge", func(o *org) bool {
 			return o.queryInt(`SELECT count(*) FROM merge_stages`) > 0
 		}},
@@ -73,9 +74,9 @@ func TestKillNineThenConverge(t *testing.T) {
 			p.kill9()
 			o.sim("airtable").Faults().Clear()
 			o.sim("devrev").Faults().Clear()
-			// The dead process holds the flow's lease until it expires (2 minutes in the binary,
-			// not configurable): a restart before then is refused as "already running". The
-			// test lets the lease's time pass instead of waiting for it.
+			// The dead process holds the flow's lease until it expires (lease.ttl, 2 minutes by
+			// default): a restart before then is refused as "already running". The test lets
+			// the lease's time pass instead of waiting for it.
 			o.expireLeases()
 
 			code, p2 := runOnce(t, cfg)

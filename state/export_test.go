@@ -28,3 +28,18 @@ func SetStageTimes(s *Store, touchEvery, staleAfter time.Duration) {
 	k.touchEvery, k.staleAfter = touchEvery, staleAfter
 	mergeKnobsByStore.Store(s, k)
 }
+
+// DisableFirstLoadSpool makes s's first loads stage and insert with INSERT … SELECT at
+// Commit instead of spooling to a local file, so tests can compare both first loads.
+func DisableFirstLoadSpool(s *Store) {
+	k := s.knobs()
+	k.noSpool = true
+	mergeKnobsByStore.Store(s, k)
+}
+
+// SetMaxKnownGroups bounds how many group ids s's spooling membership merges hold.
+func SetMaxKnownGroups(s *Store, n int) {
+	k := s.knobs()
+	k.maxGroups = n
+	mergeKnobsByStore.Store(s, k)
+}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -86,9 +87,11 @@ const stageBatchBytes = 1 << 20
 // the per-(schema, kind, system) merge lock, classifies the staged rows against the mirror
 // with set-based SQL, applies the result and drops the staging area. Rollback drops it.
 //
-// First load: when the system has no rows of the merge's kind at Commit (checked under the
-// lock), every staged row is new, so Commit inserts them with one INSERT … SELECT instead
-// of classifying them.
+// First load: when the system has no rows of the merge's kind at Begin, Writes spool to a
+// local file instead and Commit COPYs it straight into the mirror table (merge_spool.go).
+// When it has none at Commit (checked under the lock) but the spool cannot go direct, or
+// nothing was spooled, every staged row is new, so Commit inserts them with one
+// INSERT … SELECT instead of classifying them.
 type merge struct {
 	store   *Store
 	kind    string // group, account, membership: for errors
@@ -96,10 +99,18 @@ type merge struct {
 	area    stageArea
 	columns []string
 	begun   time.Time // Begin's database clock: when the pull of this kind started
-	seq     int64
-	staged  int64 // rows written to the merge (all are staged)
+	// beginTook is how long Begin took and opened when it returned (for the debug log).
+	beginTook time.Duration
+	opened    time.Time
+	seq       int64
+	staged    int64 // rows written to the merge (all are staged)
 
 	stager *stager
+	// spool holds the rows instead of the staging table on a first load; unfit says a
+	// row cannot go straight into the mirror table (a membership of a group the mirror
+	// did not hold at Begin), so Commit stages the spool.
+	spool *spool
+	unfit bool
 
 	// Duplicate detection: hashes of the keys staged so far, partitioned by the key's first
 	// column when it has two (a membership's group). While no key repeats, Commit skips the
@@ -112,6 +123,11 @@ type merge struct {
 	nkeys     int
 	forgotten map[string]struct{} // partitions dropped by forgetKeys
 	dups      bool
+	maxKeys   int // the store's bound, read once: noteKey runs per row
+	// curPart and curSet are the partition of the last key: a listing gives a group's
+	// members one after the other, so most rows skip the two partition lookups.
+	curPart string
+	curSet  map[uint64]struct{}
 
 	err   error // first failure; the merge is unusable after it
 	ended bool  // committed or rolled back
@@ -120,11 +136,17 @@ type merge struct {
 // maxTrackedKeys bounds the duplicate-detection set (about 40 MB at the limit).
 const maxTrackedKeys = 1 << 20
 
+// maxKnownGroups bounds the group ids a spooling membership merge holds (about 20 MB at the
+// limit); a system with more groups stages its first membership load instead.
+const maxKnownGroups = 1 << 18
+
 // mergeKnobs are test settings of one Store's merges (see export_test.go), kept beside
 // the Store so that tests of other stores are unaffected.
 type mergeKnobs struct {
 	maxKeys     int           // duplicate-detection set bound
 	noFirstLoad bool          // always classify, even when the system has no rows of the kind
+	noSpool     bool          // first loads stage (INSERT … SELECT at Commit) instead of spooling
+	maxGroups   int           // most group ids a spooling membership merge holds
 	touchEvery  time.Duration // staging heartbeat period
 	staleAfter  time.Duration // age at which an untouched staging area is dropped
 }
@@ -135,7 +157,7 @@ func (s *Store) knobs() mergeKnobs {
 	if k, ok := mergeKnobsByStore.Load(s); ok {
 		return k.(mergeKnobs)
 	}
-	return mergeKnobs{maxKeys: maxTrackedKeys, touchEvery: stageTouchEvery, staleAfter: stageStaleAfter}
+	return mergeKnobs{maxKeys: maxTrackedKeys, maxGroups: maxKnownGroups, touchEvery: stageTouchEvery, staleAfter: stageStaleAfter}
 }
 
 // noteKey records a staged key (b is "" for single-column keys) for duplicate detection.
@@ -151,20 +173,23 @@ func (m *merge) noteKey(a, b string) {
 	part := ""
 	if b != "" {
 		part = a
-		if _, done := m.forgotten[part]; done {
+	}
+	set := m.curSet
+	if set == nil || part != m.curPart {
+		if _, done := m.forgotten[part]; done && b != "" {
 			// A key of a partition already forgotten: it may repeat one we no longer hold.
-			m.dups, m.keys, m.forgotten = true, nil, nil
+			m.dups, m.keys, m.forgotten, m.curSet = true, nil, nil, nil
 			return
 		}
-	}
-	set := m.keys[part]
-	if set == nil {
-		set = map[uint64]struct{}{}
-		m.keys[part] = set
+		if set = m.keys[part]; set == nil {
+			set = map[uint64]struct{}{}
+			m.keys[part] = set
+		}
+		m.curPart, m.curSet = part, set
 	}
 	h := maphash.Comparable(m.seed, [2]string{a, b})
-	if _, seen := set[h]; seen || m.nkeys >= m.store.knobs().maxKeys {
-		m.dups, m.keys, m.forgotten = true, nil, nil
+	if _, seen := set[h]; seen || m.nkeys >= m.maxKeys {
+		m.dups, m.keys, m.forgotten, m.curSet = true, nil, nil, nil
 		return
 	}
 	set[h] = struct{}{}
@@ -180,6 +205,9 @@ func (m *merge) forgetKeys(part string) {
 	m.nkeys -= len(m.keys[part])
 	delete(m.keys, part)
 	m.forgotten[part] = struct{}{}
+	if part == m.curPart {
+		m.curSet = nil
+	}
 }
 
 // source is the SQL for the staged rows, one per key (the last occurrence): the plain
@@ -193,7 +221,9 @@ func (m *merge) source(cols, key string) string {
 
 // beginMerge creates the merge's staging area. stageCols and deltaCols are the column lists
 // of its staging and delta tables; columns are the staging columns COPY fills, seq first.
-func (s *Store) beginMerge(ctx context.Context, kind, system, stageCols, deltaCols string, columns []string) (*merge, error) {
+// table is the kind's mirror table: a system without rows in it spools (see merge_spool.go).
+func (s *Store) beginMerge(ctx context.Context, kind, system, table, stageCols, deltaCols string, columns []string) (*merge, error) {
+	start := time.Now()
 	if err := s.sweepStages(ctx); err != nil {
 		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
 	}
@@ -201,13 +231,45 @@ func (s *Store) beginMerge(ctx context.Context, kind, system, stageCols, deltaCo
 	if err != nil {
 		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
 	}
-	m := &merge{store: s, kind: kind, system: system, area: area, columns: columns, begun: begun}
+	m := &merge{store: s, kind: kind, system: system, area: area, columns: columns, begun: begun, maxKeys: s.knobs().maxKeys}
 	batch := stageBatchBytes
 	if s.copyMode == copyPerPage {
 		batch = 0
 	}
+	// The stager runs on a first load too: it keeps the area's heartbeat, and the area
+	// receives the spool when Commit cannot COPY it straight into the mirror.
 	m.stager = startStager(ctx, s, area, m.copySQL(), batch)
+	if err := m.startSpool(ctx, table); err != nil {
+		m.rollback(ctx)
+		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
+	}
+	m.opened = time.Now()
+	m.beginTook = m.opened.Sub(start)
 	return m, nil
+}
+
+// startSpool makes the merge spool when the system has no rows in table. The probe is not
+// under the merge lock: Commit probes again under it, and stages the spool if rows came.
+func (m *merge) startSpool(ctx context.Context, table string) error {
+	k := m.store.knobs()
+	if k.noFirstLoad || k.noSpool || m.store.noSpool.Load() {
+		return nil
+	}
+	first := false
+	if err := m.store.pool.QueryRow(ctx, firstLoadProbe(table), m.system).Scan(&first); err != nil {
+		return fmt.Errorf("check for a first load: %w (%s)", err, unreachableHint)
+	}
+	if !first {
+		return nil
+	}
+	sp, err := newSpool()
+	if err != nil {
+		// Staging works without local disk, only slower.
+		m.store.logger.Warn("cannot create a first-load spool file; staging instead", "dir", os.TempDir(), "error", err)
+		return nil
+	}
+	m.spool = sp
+	return nil
 }
 
 // copySQL is the COPY statement filling the staging table.
@@ -306,6 +368,14 @@ func (m *merge) write(ctx context.Context, page stagedPage) error {
 		return nil
 	}
 	m.staged += int64(page.len())
+	if m.spool != nil {
+		if err := m.spool.write(page); err != nil {
+			// Later first loads of this store stage: they need no local disk.
+			m.store.noSpool.Store(true)
+			return m.fail(fmt.Errorf("state: %s merge for system %q: %w", m.kind, m.system, err))
+		}
+		return nil
+	}
 	if err := m.stager.write(ctx, page); err != nil {
 		return m.fail(fmt.Errorf("state: %s merge for system %q: stage rows: %w", m.kind, m.system, err))
 	}
@@ -347,8 +417,9 @@ func firstLoadProbe(table string) string {
 }
 
 // commit sends the last staged rows, then classifies and applies them in one transaction
-// that also drops the staging area.
-func (m *merge) commit(ctx context.Context, probe string, apply applyFunc) (MergeCounts, error) {
+// that also drops the staging area. A first load that spooled goes straight into the
+// mirror table (d) when it can.
+func (m *merge) commit(ctx context.Context, d directCopy, apply applyFunc) (MergeCounts, error) {
 	if err := m.usable(); err != nil {
 		m.rollback(ctx)
 		return MergeCounts{}, err
@@ -375,14 +446,15 @@ func (m *merge) commit(ctx context.Context, probe string, apply applyFunc) (Merg
 	}
 	tx = began
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
-	first, err := m.prepare(ctx, tx, probe)
+	first, err := m.prepare(ctx, tx, firstLoadProbe(d.table))
 	if err != nil {
 		return wrap("prepare", err)
 	}
 	t2 := time.Now()
-	counts, err := apply(ctx, tx, first)
+	direct := m.canGoDirect(first)
+	counts, what, err := m.apply(ctx, tx, first, direct, d, apply)
 	if err != nil {
-		return wrap("merge", err)
+		return wrap(what, err)
 	}
 	t3 := time.Now()
 	if err := m.area.drop(ctx, tx); err != nil {
@@ -392,15 +464,46 @@ func (m *merge) commit(ctx context.Context, probe string, apply applyFunc) (Merg
 		return wrap("commit", err)
 	}
 	m.ended = true
+	m.spool.close()
 	// With ctx, the line carries the run's run_id and flow (logctx). Durations are seconds,
 	// as everywhere in the log.
 	m.store.logger.DebugContext(ctx, "merged", "kind", m.kind, "system", m.system, "rows", m.seq,
-		"first_load", first, "deduped", m.dups, "batches", m.stager.batches,
+		"first_load", first, "deduped", m.dups, "spooled", m.spool != nil, "direct", direct, "batches", m.stager.batches,
 		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
 		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
+		"begin_s", m.beginTook.Seconds(), "writes_s", t0.Sub(m.opened).Seconds(),
 		"stage_wait_s", t1.Sub(t0).Seconds(), "prepare_s", t2.Sub(t1).Seconds(), "apply_s", t3.Sub(t2).Seconds(),
 		"commit_s", time.Since(t3).Seconds())
 	return counts, nil
+}
+
+// apply writes the merge into the mirror in tx: the spool straight into the mirror table
+// (direct), or the staged rows (the spool first COPYed into the staging table) by the
+// kind's apply. what names the step that failed.
+func (m *merge) apply(ctx context.Context, tx pgx.Tx, first, direct bool, d directCopy, apply applyFunc) (c MergeCounts, what string, err error) {
+	if direct {
+		n, err := m.copyDirect(ctx, tx, d)
+		if err != nil {
+			return c, "copy into the mirror", err
+		}
+		c, err = d.finish(ctx, tx, n)
+		return c, "merge", err
+	}
+	if m.spool != nil && m.staged > 0 {
+		if err := m.unspool(ctx, tx); err != nil {
+			return c, "stage rows", err
+		}
+	}
+	// Without statistics the planner guesses the staging table's size and may pick nested
+	// loops over the mirror; ANALYZE samples it (a few ms) so it hash-joins. A first load
+	// only scans it once, and an empty stage needs no plan.
+	if !first && m.staged > 0 {
+		if _, err := tx.Exec(ctx, `ANALYZE `+m.area.stage); err != nil {
+			return c, "prepare", fmt.Errorf("analyze staging table: %w", err)
+		}
+	}
+	c, err = apply(ctx, tx, first)
+	return c, "merge", err
 }
 
 // prepare takes the merge lock in tx, sets the merge's settings and says whether this is
@@ -427,14 +530,6 @@ func (m *merge) prepare(ctx context.Context, tx pgx.Tx, probe string) (bool, err
 			return false, fmt.Errorf("check for a first load: %w", err)
 		}
 	}
-	// Without statistics the planner guesses the staging table's size and may pick nested
-	// loops over the mirror; ANALYZE samples it (a few ms) so it hash-joins. A first load
-	// only scans it once, and an empty stage needs no plan.
-	if !first && m.staged > 0 {
-		if _, err := tx.Exec(ctx, `ANALYZE `+m.area.stage); err != nil {
-			return false, fmt.Errorf("analyze staging table: %w", err)
-		}
-	}
 	return first, nil
 }
 
@@ -445,6 +540,7 @@ func (m *merge) rollback(ctx context.Context) {
 	}
 	m.ended = true
 	m.stager.abort()
+	m.spool.close()
 	m.store.dropStage(context.WithoutCancel(ctx), m.area)
 }
 

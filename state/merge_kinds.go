@@ -30,7 +30,7 @@ type GroupMerge struct{ m *merge }
 // stage at the same time and apply in turns, each against the mirror as the previous one
 // left it.
 func (s *Store) BeginGroupMerge(ctx context.Context, system string) (*GroupMerge, error) {
-	m, err := s.beginMerge(ctx, "group", system, `(
+	m, err := s.beginMerge(ctx, "group", system, "groups", `(
 		seq bigint, external_id text, name text, name_key text, description text, visibility text, state text,
 		membership_managed boolean, is_system boolean, remote_created_at timestamptz,
 		remote_modified_at timestamptz, raw text, hash text)`, `(op text, external_id text, name text, name_key text,
@@ -124,19 +124,22 @@ const (
 // live groups absent from the stream are tombstoned, and so are their memberships. An
 // incomplete listing tombstones nothing.
 func (w *GroupMerge) Commit(ctx context.Context, complete bool) (MergeCounts, error) {
-	return w.m.commit(ctx, firstLoadProbe("groups"), func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
+	// The system had no groups: the live count is what was inserted.
+	loaded := func(ctx context.Context, tx pgx.Tx, n int64) (MergeCounts, error) {
+		return MergeCounts{Inserted: n}, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, group_count = %d`, n), &complete)
+	}
+	d := directCopy{table: "groups", columns: groupColumns, jsonb: 11, finish: loaded}
+	return w.m.commit(ctx, d, func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
 		var c MergeCounts
 		if first {
 			// Every staged group is new and there is nothing to tombstone: insert them
-			// without classifying. The system had no groups: the live count is what was
-			// inserted.
+			// without classifying.
 			tag, err := tx.Exec(ctx, `INSERT INTO groups (`+groupColumns+`)
 				SELECT `+groupValues+` FROM (`+w.m.source("*", "external_id")+`) src`, w.m.system)
 			if err != nil {
 				return c, fmt.Errorf("insert groups: %w", err)
 			}
-			c.Inserted = tag.RowsAffected()
-			return c, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, group_count = %d`, c.Inserted), &complete)
+			return loaded(ctx, tx, tag.RowsAffected())
 		}
 		// Two statements. The first makes one pass over the system's groups: it takes
 		// the stream (deduped when a key repeated: last occurrence wins), full-joins it
@@ -234,7 +237,7 @@ type AccountMerge struct{ m *merge }
 
 // BeginAccountMerge starts an account merge for a registered system.
 func (s *Store) BeginAccountMerge(ctx context.Context, system string) (*AccountMerge, error) {
-	m, err := s.beginMerge(ctx, "account", system,
+	m, err := s.beginMerge(ctx, "account", system, "accounts",
 		`(seq bigint, external_id text, email text, display_name text, state text, raw text, hash text)`,
 		`(op text, external_id text, email text, display_name text, state text, raw text, hash text)`,
 		[]string{"seq", "external_id", "email", "display_name", "state", "raw", "hash"})
@@ -307,7 +310,11 @@ const (
 // Commit merges the staged accounts; with complete, live accounts absent from the stream
 // are tombstoned.
 func (w *AccountMerge) Commit(ctx context.Context, complete bool) (MergeCounts, error) {
-	return w.m.commit(ctx, firstLoadProbe("accounts"), func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
+	loaded := func(ctx context.Context, tx pgx.Tx, n int64) (MergeCounts, error) {
+		return MergeCounts{Inserted: n}, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, account_count = %d`, n), nil)
+	}
+	d := directCopy{table: "accounts", columns: accountColumns, jsonb: 5, finish: loaded}
+	return w.m.commit(ctx, d, func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
 		var c MergeCounts
 		if first {
 			tag, err := tx.Exec(ctx, `INSERT INTO accounts (`+accountColumns+`)
@@ -315,8 +322,7 @@ func (w *AccountMerge) Commit(ctx context.Context, complete bool) (MergeCounts, 
 			if err != nil {
 				return c, fmt.Errorf("insert accounts: %w", err)
 			}
-			c.Inserted = tag.RowsAffected()
-			return c, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, account_count = %d`, c.Inserted), nil)
+			return loaded(ctx, tx, tag.RowsAffected())
 		}
 		// Same shape as the group merge.
 		tag, err := tx.Exec(ctx, `
@@ -387,18 +393,56 @@ func (w *AccountMerge) Rollback(ctx context.Context) { w.m.rollback(ctx) }
 type MembershipMerge struct {
 	m        *merge
 	complete []string
+	// known holds the system's group ids at Begin while the merge spools: a member of any
+	// other group keeps the spool out of the mirror table (Commit stages it and decides,
+	// against the groups then, whether the member is an orphan). Groups are never deleted,
+	// so every group known at Begin is still there at Commit.
+	known map[string]struct{}
 }
 
 // BeginMembershipMerge starts a membership merge for a registered system.
 func (s *Store) BeginMembershipMerge(ctx context.Context, system string) (*MembershipMerge, error) {
-	m, err := s.beginMerge(ctx, "membership", system,
+	m, err := s.beginMerge(ctx, "membership", system, "memberships",
 		`(seq bigint, group_id text, account_id text, member_type text, role text, email text)`,
 		`(op text, group_id text, account_id text, member_type text, role text, email text)`,
 		[]string{"seq", "group_id", "account_id", "member_type", "role", "email"})
 	if err != nil {
 		return nil, err
 	}
-	return &MembershipMerge{m: m}, nil
+	w := &MembershipMerge{m: m}
+	if m.spool != nil {
+		if w.known, err = s.groupIDs(ctx, system, s.knobs().maxGroups); err != nil {
+			m.rollback(ctx)
+			return nil, fmt.Errorf("state: begin membership merge for system %q: %w", system, err)
+		}
+		if w.known == nil {
+			// Too many groups to hold in memory: stage, as without a spool.
+			m.spool.close()
+			m.spool = nil
+		}
+	}
+	return w, nil
+}
+
+// groupIDs are the external ids of the system's groups (tombstoned ones too), or nil when
+// it has more than limit.
+func (s *Store) groupIDs(ctx context.Context, system string, limit int) (map[string]struct{}, error) {
+	rows, err := s.pool.Query(ctx, `SELECT external_id FROM groups WHERE system = $1 LIMIT $2`, system, limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("list group ids: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(ids) > limit {
+		if err != nil {
+			return nil, fmt.Errorf("list group ids: %w", err)
+		}
+		return nil, nil
+	}
+	known := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		known[id] = struct{}{}
+	}
+	return known, nil
 }
 
 // Write stages one page of members (of one group or several).
@@ -422,6 +466,10 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 	}
 	for i := range rows {
 		w.m.noteKey(rows[i].group, rows[i].account)
+		if w.known != nil && !w.m.unfit {
+			_, ok := w.known[rows[i].group]
+			w.m.unfit = !ok
+		}
 		w.m.seq++
 		rows[i].seq = w.m.seq
 	}
@@ -467,7 +515,13 @@ const (
 // Commit merges the staged memberships. Memberships of groups the mirror does not hold
 // are counted as Orphaned and not stored.
 func (w *MembershipMerge) Commit(ctx context.Context) (MergeCounts, error) {
-	return w.m.commit(ctx, firstLoadProbe("memberships"), func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
+	// Straight from the spool: every group was known and no key repeated, so nothing is
+	// orphaned and the live count is what went in.
+	loaded := func(ctx context.Context, tx pgx.Tx, n int64) (MergeCounts, error) {
+		return MergeCounts{Inserted: n}, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, membership_count = %d`, n), nil)
+	}
+	d := directCopy{table: "memberships", columns: membershipColumns, finish: loaded}
+	return w.m.commit(ctx, d, func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
 		if first {
 			return w.firstLoad(ctx, tx)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -14,6 +16,45 @@ import (
 // in Go at ingest by connectors.NormalizeName): the one place plan SQL compares group names,
 // which it does by stored key and never by normalizing in SQL.
 func nameKey(col string) string { return col + "_key" }
+
+// planTx is a link or plan transaction whose statements are named and timed: each is
+// logged at debug level with its rows and duration, so a slow plan shows which statement
+// it spends its time in (BenchmarkPlan -v prints the same figures).
+type planTx struct {
+	pgx.Tx
+	log *slog.Logger
+}
+
+// planStep is one named statement of a plan transaction with its arguments.
+type planStep struct {
+	name string
+	sql  string
+	args []any
+}
+
+// step runs one named statement.
+func (t planTx) step(ctx context.Context, name, sql string, args ...any) error {
+	start := time.Now()
+	tag, err := t.Exec(ctx, sql, args...)
+	if t.log.Enabled(ctx, slog.LevelDebug) {
+		t.log.LogAttrs(ctx, slog.LevelDebug, "plan statement", slog.String("step", name),
+			slog.Int64("rows", tag.RowsAffected()), slog.Duration("duration", time.Since(start)))
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// steps runs statements in order, stopping at the first that fails.
+func (t planTx) steps(ctx context.Context, steps []planStep) error {
+	for _, st := range steps {
+		if err := t.step(ctx, st.name, st.sql, st.args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // ConfigLink is an explicit source ↔ target pair from a flow's configuration.
 type ConfigLink struct {
@@ -45,12 +86,13 @@ func (s *Store) LinkFlow(ctx context.Context, in LinkInput) error {
 	if err := checkConfigLinks(in.ConfigLinks); err != nil {
 		return fmt.Errorf("state: links of flow %q: %w", in.Flow, err)
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := s.checkFence(ctx, tx); err != nil {
+	return pgx.BeginFunc(ctx, s.pool, func(ptx pgx.Tx) error {
+		if err := s.checkFence(ctx, ptx); err != nil {
 			return err
 		}
+		tx := planTx{Tx: ptx, log: s.logger}
 		// One link per in-scope source group.
-		if _, err := tx.Exec(ctx, `
+		if err := tx.step(ctx, "link_source", `
 			INSERT INTO links (link_id, system, external_id, flow, created_by_run)
 			SELECT nextval('link_id_seq'), $1, g.external_id, $2, $3
 			  FROM groups g
@@ -96,13 +138,13 @@ func checkConfigLinks(cls []ConfigLink) error {
 // applyConfigLinks makes the flow's configured links, refusing one whose target group
 // another flow configured for a different source group (the two flows would take the
 // group from each other on every run).
-func applyConfigLinks(ctx context.Context, tx pgx.Tx, in LinkInput) error {
+func applyConfigLinks(ctx context.Context, tx planTx, in LinkInput) error {
 	// Links this flow no longer configures are ordinary links from now on.
 	sys, ids := make([]string, len(in.ConfigLinks)), make([]string, len(in.ConfigLinks))
 	for i, cl := range in.ConfigLinks {
 		sys[i], ids[i] = cl.TargetSystem, cl.TargetID
 	}
-	if _, err := tx.Exec(ctx, `
+	if err := tx.step(ctx, "release_config_links", `
 		UPDATE links SET configured_by_flow = NULL
 		 WHERE configured_by_flow = $1
 		   AND (system, external_id) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))`, in.Flow, sys, ids); err != nil {
@@ -127,14 +169,14 @@ func applyConfigLinks(ctx context.Context, tx pgx.Tx, in LinkInput) error {
 		case !errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("state: check %s: %w", what, err)
 		}
-		if _, err := tx.Exec(ctx, `
+		if err := tx.step(ctx, "config_link_unlink", `
 			DELETE FROM links l USING links sl
 			 WHERE sl.system = $1 AND sl.external_id = $2
 			   AND l.system = $3 AND l.link_id = sl.link_id AND l.external_id <> $4`,
 			in.Source, cl.SourceID, cl.TargetSystem, cl.TargetID); err != nil {
 			return fmt.Errorf("state: apply %s: %w", what, err)
 		}
-		if _, err := tx.Exec(ctx, `
+		if err := tx.step(ctx, "config_link", `
 			INSERT INTO links (link_id, system, external_id, flow, created_by_run, configured_by_flow)
 			SELECT sl.link_id, $3, $4, $5, $6, $5 FROM links sl WHERE sl.system = $1 AND sl.external_id = $2
 			ON CONFLICT (system, external_id) DO UPDATE
@@ -151,16 +193,16 @@ func applyConfigLinks(ctx context.Context, tx pgx.Tx, in LinkInput) error {
 // unlinked, live, non-archived group, and only when exactly one source group claims its
 // name in this target: two claimants are a name conflict the plan reports, never a link
 // that moves between them from run to run.
-func linkTarget(ctx context.Context, tx pgx.Tx, in LinkInput, target string) error {
+func linkTarget(ctx context.Context, tx planTx, in LinkInput, target string) error {
 	// A link whose target group was deleted remotely no longer stands for anything.
-	if _, err := tx.Exec(ctx, `
+	if err := tx.step(ctx, "drop_stale_links", `
 		DELETE FROM links l USING groups g
 		 WHERE l.system = $1 AND g.system = l.system AND g.external_id = l.external_id
 		   AND g.deleted_at IS NOT NULL`, target); err != nil {
 		return fmt.Errorf("drop stale links: %w", err)
 	}
 	if in.DeletePolicy == "never" {
-		if _, err := tx.Exec(ctx, `
+		if err := tx.step(ctx, "release_deleted_sources", `
 			DELETE FROM links tl USING links sl, groups sg
 			 WHERE sg.system = $1 AND sg.external_id = ANY($3::text[]) AND sg.deleted_at IS NOT NULL
 			   AND sl.system = sg.system AND sl.external_id = sg.external_id
@@ -172,7 +214,7 @@ func linkTarget(ctx context.Context, tx pgx.Tx, in LinkInput, target string) err
 	if err := stageNameClaims(ctx, tx, in.Flow, in.Source, target, in.ScopeIDs); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, fmt.Sprintf(`
+	if err := tx.step(ctx, "adopt", fmt.Sprintf(`
 		INSERT INTO links (link_id, system, external_id, flow, created_by_run)
 		SELECT DISTINCT ON (sl.link_id) sl.link_id, $2, tg.external_id, $4, $5
 		  FROM groups sg
@@ -194,13 +236,10 @@ func linkTarget(ctx context.Context, tx pgx.Tx, in LinkInput, target string) err
 // source groups not linked in the target claim each name key there (this flow's in-scope
 // groups, and the groups other flows into the same target linked from their sources), and
 // name_taken, the name keys of the live, non-archived target groups some link holds.
-func stageNameClaims(ctx context.Context, tx pgx.Tx, flow, source, target string, scopeIDs []string) error {
-	steps := []struct {
-		sql  string
-		args []any
-	}{
-		{`DROP TABLE IF EXISTS name_claims, name_taken`, nil},
-		{fmt.Sprintf(`
+func stageNameClaims(ctx context.Context, tx planTx, flow, source, target string, scopeIDs []string) error {
+	steps := []planStep{
+		{"drop_name_claims", `DROP TABLE IF EXISTS name_claims, name_taken`, nil},
+		{"name_claims", fmt.Sprintf(`
 			CREATE TEMP TABLE name_claims ON COMMIT DROP AS
 			SELECT %s AS key, count(*) AS n
 			  FROM (SELECT sg.name_key, sl.link_id
@@ -215,19 +254,17 @@ func stageNameClaims(ctx context.Context, tx pgx.Tx, flow, source, target string
 			         WHERE f.name <> $4 AND $2 = ANY(f.targets)) c
 			 WHERE NOT EXISTS (SELECT 1 FROM links x WHERE x.system = $2 AND x.link_id = c.link_id)
 			 GROUP BY 1`, nameKey("c.name")), []any{source, target, scopeIDs, flow}},
-		{fmt.Sprintf(`
+		{"name_taken", fmt.Sprintf(`
 			CREATE TEMP TABLE name_taken ON COMMIT DROP AS
 			SELECT DISTINCT %s AS key
 			  FROM links tl
 			  JOIN groups tg ON tg.system = tl.system AND tg.external_id = tl.external_id
 			 WHERE tl.system = $1 AND tg.deleted_at IS NULL AND tg.state <> 'archived'`, nameKey("tg.name")), []any{target}},
-		{`ANALYZE name_claims`, nil},
-		{`ANALYZE name_taken`, nil},
+		{"analyze_name_claims", `ANALYZE name_claims`, nil},
+		{"analyze_name_taken", `ANALYZE name_taken`, nil},
 	}
-	for _, st := range steps {
-		if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
-			return fmt.Errorf("stage name claims: %w", err)
-		}
+	if err := tx.steps(ctx, steps); err != nil {
+		return fmt.Errorf("stage name claims: %w", err)
 	}
 	return nil
 }
@@ -299,8 +336,12 @@ type PlanStats struct {
 // account skipped/no_account.
 func (s *Store) PlanFlow(ctx context.Context, in PlanInput) (PlanStats, error) {
 	stats := PlanStats{TargetMembers: map[string]int64{}, IncompleteGroups: len(in.IncompleteSourceGroups)}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := s.checkFence(ctx, tx); err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(ptx pgx.Tx) error {
+		if err := s.checkFence(ctx, ptx); err != nil {
+			return err
+		}
+		tx := planTx{Tx: ptx, log: s.logger}
+		if err := tx.steps(ctx, planSetup); err != nil {
 			return err
 		}
 		if err := stageSource(ctx, tx, in); err != nil {
@@ -318,7 +359,7 @@ func (s *Store) PlanFlow(ctx context.Context, in PlanInput) (PlanStats, error) {
 			}
 			stats.TargetMembers[t.System] = n
 		}
-		return carryAttempts(ctx, tx, in.RunID, in.MaxAttempts)
+		return storeChanges(ctx, tx, in.MaxAttempts)
 	})
 	if err != nil {
 		return stats, fmt.Errorf("state: plan flow %q run %d: %w", in.Flow, in.RunID, err)
@@ -332,7 +373,7 @@ func (s *Store) PlanFlow(ctx context.Context, in PlanInput) (PlanStats, error) {
 // resolve (no inline email and no live account with one); members whose account is
 // tombstoned are left out. Stored emails are normalized at ingest, so they are compared
 // as they are.
-func stageSource(ctx context.Context, tx pgx.Tx, in PlanInput) error {
+func stageSource(ctx context.Context, tx planTx, in PlanInput) error {
 	ovSource, ovTarget := make([]string, 0, len(in.Overrides)), make([]string, 0, len(in.Overrides))
 	for k, v := range in.Overrides {
 		ovSource, ovTarget = append(ovSource, k), append(ovTarget, v)
@@ -341,12 +382,9 @@ func stageSource(ctx context.Context, tx pgx.Tx, in PlanInput) error {
 	if incomplete == nil {
 		incomplete = []string{}
 	}
-	steps := []struct {
-		sql  string
-		args []any
-	}{
+	steps := []planStep{
 		// Members without an email are kept apart (keyed by account) so each is reported.
-		{`CREATE TEMP TABLE plan_src ON COMMIT DROP AS
+		{"plan_src", `CREATE TEMP TABLE plan_src ON COMMIT DROP AS
 			SELECT DISTINCT ON (sl.link_id, k.key)
 			       sl.link_id, sg.external_id AS sgid, m.account_id AS source_account_id, k.email
 			  FROM groups sg
@@ -364,19 +402,18 @@ func stageSource(ctx context.Context, tx pgx.Tx, in PlanInput) error {
 			   -- is known not to belong anywhere: not desired, and not an unresolved member either.
 			   AND a.deleted_at IS NULL
 			 ORDER BY sl.link_id, k.key, m.account_id`, []any{in.Source, in.ScopeIDs, ovSource, ovTarget}},
-		{`CREATE INDEX ON plan_src (link_id, email)`, nil},
-		{`ANALYZE plan_src`, nil},
-		{`CREATE TEMP TABLE plan_unsure ON COMMIT DROP AS
+		{"index_plan_src", `CREATE INDEX ON plan_src (link_id, email)`, nil},
+		// Only the columns later steps join on.
+		{"analyze_plan_src", `ANALYZE plan_src (link_id, email)`, nil},
+		{"plan_unsure", `CREATE TEMP TABLE plan_unsure ON COMMIT DROP AS
 			SELECT link_id FROM plan_src WHERE email = ''
 			UNION
 			SELECT sl.link_id FROM links sl WHERE sl.system = $1 AND sl.external_id = ANY($2::text[])`,
 			[]any{in.Source, incomplete}},
-		{`ANALYZE plan_unsure`, nil},
+		{"analyze_plan_unsure", `ANALYZE plan_unsure`, nil},
 	}
-	for _, st := range steps {
-		if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
-			return fmt.Errorf("stage source members: %w", err)
-		}
+	if err := tx.steps(ctx, steps); err != nil {
+		return fmt.Errorf("stage source members: %w", err)
 	}
 	return nil
 }
@@ -385,9 +422,9 @@ func stageSource(ctx context.Context, tx pgx.Tx, in PlanInput) error {
 // cannot restore a group (InvariantArchivedIsNotGone: a new group is created instead, an
 // archived one is never taken back by name), then stages plan_pairs (each in-scope source
 // group with its linked target group) and plan_tgt (the linked target groups' members).
-func stagePairs(ctx context.Context, tx pgx.Tx, in PlanInput, t PlanTarget) error {
+func stagePairs(ctx context.Context, tx planTx, in PlanInput, t PlanTarget) error {
 	if !t.Caps.RestoreGroup {
-		if _, err := tx.Exec(ctx, `
+		if err := tx.step(ctx, "unlink_archived", `
 			DELETE FROM links tl USING links sl, groups sg, groups tg
 			 WHERE sg.system = $1 AND sg.external_id = ANY($2::text[]) AND sg.deleted_at IS NULL
 			   AND sl.system = sg.system AND sl.external_id = sg.external_id
@@ -400,14 +437,11 @@ func stagePairs(ctx context.Context, tx pgx.Tx, in PlanInput, t PlanTarget) erro
 	if err := stageNameClaims(ctx, tx, in.Flow, in.Source, t.System, in.ScopeIDs); err != nil {
 		return err
 	}
-	stage := []struct {
-		sql  string
-		args []any
-	}{
-		{`DROP TABLE IF EXISTS plan_pairs, plan_tgt`, nil},
+	stage := []planStep{
+		{"drop_plan_pairs", `DROP TABLE IF EXISTS plan_pairs, plan_tgt`, nil},
 		// conflict: the group would be created, but its name key is held by a linked
 		// target group or claimed by another source group (InvariantOneLinkPerTargetGroup).
-		{fmt.Sprintf(`CREATE TEMP TABLE plan_pairs ON COMMIT DROP AS
+		{"plan_pairs", fmt.Sprintf(`CREATE TEMP TABLE plan_pairs ON COMMIT DROP AS
 		SELECT sl.link_id, sg.external_id AS sgid, sg.name, sg.description, sg.visibility,
 		       sg.deleted_at IS NOT NULL AS source_gone,
 		       tl.external_id AS tgid, tg.name AS tname, tg.description AS tdesc, tg.visibility AS tvis,
@@ -425,48 +459,60 @@ func stagePairs(ctx context.Context, tx pgx.Tx, in PlanInput, t PlanTarget) erro
 		  LEFT JOIN name_claims nc ON nc.key = %[1]s
 		 WHERE sg.system = $1 AND sg.external_id = ANY($2::text[])`, nameKey("sg.name")),
 			[]any{in.Source, in.ScopeIDs, t.System}},
-		{`CREATE TEMP TABLE plan_tgt ON COMMIT DROP AS
+		{"plan_tgt", `CREATE TEMP TABLE plan_tgt ON COMMIT DROP AS
 		SELECT p.link_id, m.account_id, coalesce(nullif(m.email, ''), a.email, '') AS email
 		  FROM plan_pairs p
 		  JOIN memberships m ON m.system = $1 AND m.group_id = p.tgid AND m.deleted_at IS NULL
 		                    AND m.member_type NOT LIKE 'group%'
 		  LEFT JOIN accounts a ON a.system = m.system AND a.external_id = m.account_id AND a.deleted_at IS NULL
 		 WHERE p.target_live AND NOT p.source_gone`, []any{t.System}},
-		{`CREATE INDEX ON plan_tgt (link_id, email)`, nil},
-		{`ANALYZE plan_pairs`, nil},
-		{`ANALYZE plan_tgt`, nil},
+		{"index_plan_tgt", `CREATE INDEX ON plan_tgt (link_id, email)`, nil},
+		{"analyze_plan_pairs", `ANALYZE plan_pairs`, nil},
+		{"analyze_plan_tgt", `ANALYZE plan_tgt`, nil},
 	}
-	for _, st := range stage {
-		if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
-			return fmt.Errorf("stage pairs: %w", err)
-		}
+	if err := tx.steps(ctx, stage); err != nil {
+		return fmt.Errorf("stage pairs: %w", err)
 	}
 	return nil
 }
 
-// planInsert is the column list every plan step inserts.
-const planInsert = `INSERT INTO changes (run_id, flow, target_system, operation, link_id, source_system,
+// planColumns are the change columns every plan step sets; the rest take their defaults.
+const planColumns = `run_id, flow, target_system, operation, link_id, source_system,
 	source_group_id, target_group_id, account_email, source_account_id, target_account_id, payload, status, reason,
-	last_error) `
+	last_error`
 
-// planStep is one set-based INSERT of planTarget with its arguments after the common four
-// ($1 run, $2 flow, $3 target, $4 source).
-type planStep struct {
-	name string
-	sql  string
-	args []any
+// planInsert stages one plan step's changes in plan_changes; storeChanges writes them to
+// changes once, attempts carried.
+const planInsert = `INSERT INTO plan_changes (` + planColumns + `) `
+
+// planSetup prepares a plan transaction. The plan sorts and hashes whole plans: with the
+// default 4MB work_mem they spill to disk from about 50k changes. JIT compilation pays
+// only for long analytical queries; here it costs a fixed few hundred ms as soon as a
+// plan's estimated cost crosses jit_above_cost, which makes big plans dearer per change.
+// Both are SET LOCAL: they end with the transaction (nothing relies on session state).
+//
+// plan_changes stages the run's changes. Its ids and intents come from the same default
+// and generated expression as changes' (LIKE … INCLUDING DEFAULTS, GENERATED), so each
+// change has the id and intent it would have had written straight to changes: the steps
+// write a temporary table (no WAL, no indexes, no foreign key check), and changes gets
+// each row once, its carried attempts already in place, instead of an INSERT and then an
+// UPDATE that rewrote every carried row.
+var planSetup = []planStep{
+	{"plan_settings", `SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true)`, nil},
+	{"plan_changes", `CREATE TEMP TABLE plan_changes (LIKE changes INCLUDING DEFAULTS INCLUDING GENERATED) ON COMMIT DROP`, nil},
 }
 
 // planTarget stores one target's changes and returns the number of members its linked
 // groups hold (the denominator of the removal percentage).
-func planTarget(ctx context.Context, tx pgx.Tx, in PlanInput, t PlanTarget) (int64, error) {
+func planTarget(ctx context.Context, tx planTx, in PlanInput, t PlanTarget) (int64, error) {
 	if err := stagePairs(ctx, tx, in, t); err != nil {
 		return 0, err
 	}
+	// Each step's own arguments follow the common four ($1 run, $2 flow, $3 target, $4 source).
 	args := []any{in.RunID, in.Flow, t.System, in.Source}
 	for _, st := range append(groupSteps(in, t.Caps), memberSteps(in, t.Caps)...) {
-		if _, err := tx.Exec(ctx, st.sql, append(append([]any{}, args...), st.args...)...); err != nil {
-			return 0, fmt.Errorf("plan %s: %w", st.name, err)
+		if err := tx.step(ctx, st.name, st.sql, append(append([]any{}, args...), st.args...)...); err != nil {
+			return 0, fmt.Errorf("plan %w", err)
 		}
 	}
 	var n int64
@@ -537,6 +583,10 @@ func memberSteps(in PlanInput, c connectors.Capabilities) []planStep {
 	const missing = `NOT EXISTS (SELECT 1 FROM plan_tgt t WHERE t.link_id = s.link_id AND t.email = s.email AND s.email <> '')`
 	const extra = `t.email <> '' AND NOT EXISTS (SELECT 1 FROM plan_src s WHERE s.link_id = t.link_id AND s.email = t.email)`
 	return []planStep{
+		// A member's target account is the first live account with its email. Resolved
+		// for the plan's emails as one set, the planner picks a hash join over the
+		// target's accounts for a big plan and an index probe per email for a small one,
+		// instead of a probe (and a sort) per member whatever the size.
 		{"add", planInsert + `
 			SELECT $1, $2, $3, 'add_member', s.link_id, $4, s.sgid, p.tgid, s.email, s.source_account_id, ta.external_id,
 			       NULL,
@@ -544,9 +594,11 @@ func memberSteps(in PlanInput, c connectors.Capabilities) []planStep {
 			       CASE WHEN s.email = '' THEN 'no_email' WHEN ta.external_id IS NULL THEN 'no_account' END, NULL
 			  FROM plan_src s
 			  JOIN plan_pairs p ON p.link_id = s.link_id
-			  LEFT JOIN LATERAL (SELECT a.external_id FROM accounts a
-			                      WHERE a.system = $3 AND a.email = s.email AND s.email <> '' AND a.deleted_at IS NULL
-			                      ORDER BY a.external_id LIMIT 1) ta ON true
+			  LEFT JOIN (SELECT a.email, min(a.external_id) AS external_id
+			               FROM accounts a
+			              WHERE a.system = $3 AND a.deleted_at IS NULL
+			                AND a.email IN (SELECT email FROM plan_src WHERE email <> '')
+			              GROUP BY a.email) ta ON ta.email = s.email AND s.email <> ''
 			 WHERE $5 AND NOT p.managed AND ` + wanted + ` AND ` + missing, []any{c.AddMember, canCreate}},
 		// A group-level reason (the target cannot write members at all, or computes this
 		// group's membership itself) is one row per group with the member count, not one
@@ -578,33 +630,50 @@ func memberSteps(in PlanInput, c connectors.Capabilities) []planStep {
 	}
 }
 
-// carryAttempts gives each planned change the attempts of its intent
-// (InvariantAttemptsBelongToAnIntent): those of the intent's latest attempted row (failed
-// or applied), when that row failed and belongs to the intent's current presence in the
-// flow's pushed plans (change_intents.since_run_id). An intent that left a pushed plan, or
-// was applied, starts again at 0; previews' rows were never attempted, so they neither
-// reset nor inflate the count. A change that used up its attempts is failed for good with
-// reason max_attempts and its last error: reported every run, not retried. One index probe
-// per planned change, whatever the flow's history.
-func carryAttempts(ctx context.Context, tx pgx.Tx, runID int64, maxAttempts int) error {
-	_, err := tx.Exec(ctx, `
-		UPDATE changes c
-		   SET attempts = p.attempts, last_error = p.last_error,
-		       status = CASE WHEN p.attempts >= $2 THEN 'failed' ELSE c.status END,
-		       reason = CASE WHEN p.attempts >= $2 THEN 'max_attempts' ELSE c.reason END
-		  FROM changes n
-		  JOIN change_intents ci ON ci.flow = n.flow AND ci.intent = n.intent
-		  CROSS JOIN LATERAL (SELECT p.attempts, p.last_error, p.status, p.run_id
-		                        FROM changes p
-		                       WHERE p.flow = n.flow AND p.intent = n.intent AND p.status IN ('failed', 'applied')
-		                         AND p.id < n.id
-		                       ORDER BY p.id DESC LIMIT 1) p
-		 WHERE n.run_id = $1 AND n.status = 'planned' AND c.id = n.id
-		   AND p.status = 'failed' AND p.attempts > 0 AND p.run_id >= ci.since_run_id`, runID, maxAttempts)
-	if err != nil {
-		return fmt.Errorf("carry attempts: %w", err)
-	}
-	return nil
+// storeChanges writes the staged changes to changes, each planned change with the attempts
+// of its intent (InvariantAttemptsBelongToAnIntent): those of the intent's latest attempted
+// row (failed or applied), when that row failed and belongs to the intent's current
+// presence in the flow's pushed plans (change_intents.since_run_id). An intent that left a
+// pushed plan, or was applied, starts again at 0; previews' rows were never attempted, so
+// they neither reset nor inflate the count. A change that used up its attempts is failed
+// for good with reason max_attempts and its last error: reported every run, not retried.
+// One index probe per planned change, whatever the flow's history.
+//
+// The latest attempted row may be one of this run's own (a name_conflict create is failed
+// with no attempts, and shadows older rows of its intent): so the changes that are not
+// planned go in first, and the planned ones, which look up what precedes them, see them
+// exactly as they did when every step wrote straight to changes. Each statement reads
+// plan_changes once; the planned rows go in in id order, so the primary key grows at its
+// right edge rather than splitting pages all over.
+func storeChanges(ctx context.Context, tx planTx, maxAttempts int) error {
+	return tx.steps(ctx, []planStep{
+		// Row count and status only: enough for the planner to hash change_intents for a
+		// big plan (and probe it per change for a small one); the whole table's statistics
+		// would cost several times as much.
+		{"analyze_plan_changes", `ANALYZE plan_changes (status)`, nil},
+		{"store_unplanned", `
+		INSERT INTO changes (id, attempts, ` + planColumns + `)
+		SELECT id, attempts, ` + planColumns + ` FROM plan_changes WHERE status <> 'planned'`, nil},
+		{"store_planned", `
+		INSERT INTO changes (id, attempts, ` + planColumns + `)
+		SELECT n.id, coalesce(c.attempts, n.attempts),
+		       n.run_id, n.flow, n.target_system, n.operation, n.link_id, n.source_system, n.source_group_id,
+		       n.target_group_id, n.account_email, n.source_account_id, n.target_account_id, n.payload,
+		       CASE WHEN c.attempts >= $1 THEN 'failed' ELSE n.status END,
+		       CASE WHEN c.attempts >= $1 THEN 'max_attempts' ELSE n.reason END,
+		       CASE WHEN c.attempts IS NULL THEN n.last_error ELSE c.last_error END
+		  FROM plan_changes n
+		  LEFT JOIN change_intents ci ON ci.flow = n.flow AND ci.intent = n.intent
+		  LEFT JOIN LATERAL (SELECT p.attempts, p.last_error
+		                       FROM (SELECT p.attempts, p.last_error, p.status, p.run_id
+		                               FROM changes p
+		                              WHERE ci.intent IS NOT NULL AND p.flow = n.flow AND p.intent = n.intent
+		                                AND p.status IN ('failed', 'applied') AND p.id < n.id
+		                              ORDER BY p.id DESC LIMIT 1) p
+		                      WHERE p.status = 'failed' AND p.attempts > 0 AND p.run_id >= ci.since_run_id) c ON true
+		 WHERE n.status = 'planned'
+		 ORDER BY n.id`, []any{maxAttempts}},
+	})
 }
 
 // RecordIntents records that run's plan is being pushed for targets: each of its intents

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,6 +59,9 @@ type Store struct {
 	logger *slog.Logger
 	// copyMode is how merges stage rows; tests and benchmarks compare the modes.
 	copyMode copyMode
+	// noSpool is set once a first-load spool file could not be written (no room in
+	// $TMPDIR, say): this store's later first loads stage instead (see merge_spool.go).
+	noSpool atomic.Bool
 }
 
 // Open connects to the database at databaseURL and checks that it answers. It does not

@@ -58,9 +58,10 @@ type Options struct {
 	// lease is re-entered only by the same holder. Default host:pid:random plus the
 	// process's boot, PID namespace and start time (see holder.go).
 	Holder string
-	// LeaseTTL is how long a lease lasts unless renewed; default 2 minutes. A replica that
-	// dies mid-run hands its flows over within this time. Renewals go every TTL/6, each
-	// with a TTL/6 timeout; a run that could not renew for 3/4 of the TTL stops writing.
+	// LeaseTTL is how long a lease lasts unless renewed; default Config.Lease.TTL (the
+	// lease.ttl key), else 2 minutes. A replica that dies mid-run hands its flows over
+	// within this time. Renewals go every TTL/6, each with a TTL/6 timeout; a run that
+	// could not renew for 3/4 of the TTL stops writing.
 	LeaseTTL time.Duration
 	// Observer and Progress are optional.
 	Observer Observer
@@ -104,7 +105,10 @@ func New(o Options) (*Engine, error) {
 		o.Holder = newHolder()
 	}
 	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = 2 * time.Minute
+		o.LeaseTTL = o.Config.Lease.TTL
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = config.DefaultLeaseTTL
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4

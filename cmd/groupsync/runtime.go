@@ -7,7 +7,6 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/connectors"
@@ -55,11 +54,6 @@ func (a *app) openRuntime(ctx context.Context, hooks runtimeHooks) (*engineRunti
 	} else if len(applied) > 0 {
 		logger.Info("migrations applied", "schema", cfg.Database.Schema, "versions", applied)
 	}
-	ttl, err := a.leaseTTL()
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
 	// One client for every system: a run that lost its lease sends nothing more.
 	client := &http.Client{Transport: syncengine.FencedTransport(nil)}
 	conns := map[string]connectors.Connector{}
@@ -76,7 +70,7 @@ func (a *app) openRuntime(ctx context.Context, hooks runtimeHooks) (*engineRunti
 		conns[name] = c
 	}
 	eng, err := syncengine.New(syncengine.Options{
-		Store: store, Config: cfg, Connectors: conns, Logger: logger, LeaseTTL: ttl,
+		Store: store, Config: cfg, Connectors: conns, Logger: logger, LeaseTTL: cfg.Lease.TTL,
 		Observer: hooks.observer, Progress: hooks.progress,
 	})
 	if err != nil {
@@ -87,21 +81,6 @@ func (a *app) openRuntime(ctx context.Context, hooks runtimeHooks) (*engineRunti
 }
 
 func (r *engineRuntime) Close() { r.store.Close() }
-
-// leaseTTL reads GROUPSYNC_LEASE_TTL, how long a flow's lease lasts unless renewed (a Go
-// duration, at least 1s); unset means the engine's default of 2m. A shorter TTL hands a dead
-// replica's flows over sooner; every replica of one database should use the same.
-func (a *app) leaseTTL() (time.Duration, error) {
-	v, ok := a.env.lookup.Lookup(config.EnvPrefix + "LEASE_TTL")
-	if !ok || v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < time.Second {
-		return 0, fmt.Errorf("%sLEASE_TTL=%q: want a duration of at least 1s, e.g. 2m", config.EnvPrefix, v)
-	}
-	return d, nil
-}
 
 // selectFlows returns the named flows (all when none is named), refusing unknown names.
 func (r *engineRuntime) selectFlows(names []string) ([]string, error) {

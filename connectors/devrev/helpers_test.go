@@ -20,11 +20,17 @@ import (
 
 const testToken = "devrev-canary-token-5f1e"
 
-// sentRequest is one request as the simulator received it, for the spec check.
+// sentRequest is one request as the simulator received it, with the simulator's answer,
+// for the spec checks.
 type sentRequest struct {
 	Method, Path string
+	Query        string
 	Body         []byte
 	Header       http.Header
+	// The response: status, headers and body.
+	Status     int
+	RespHeader http.Header
+	RespBody   []byte
 }
 
 type harness struct {
@@ -61,10 +67,17 @@ func newHarness(t testing.TB, so devrevsim.Options, edit func(*connectors.System
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		h.sim.ServeHTTP(rec, r)
 		h.mu.Lock()
-		h.sent = append(h.sent, sentRequest{Method: r.Method, Path: r.URL.Path, Body: body, Header: r.Header.Clone()})
+		h.sent = append(h.sent, sentRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body,
+			Header: r.Header.Clone(), Status: rec.Code, RespHeader: rec.Header().Clone(), RespBody: rec.Body.Bytes()})
 		h.mu.Unlock()
-		h.sim.ServeHTTP(w, r)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
 	}))
 	t.Cleanup(h.srv.Close)
 	cfg := connectors.SystemConfig{
