@@ -46,6 +46,18 @@ func NormalizeEmail(s string) string { return normalizeKey(s) }
 // NormalizeName is the group-adoption key of a group name (see the rule above).
 func NormalizeName(s string) string { return normalizeKey(s) }
 
+// EmailForms returns the spellings of an email key that a system may hold and compare as
+// bytes: the key itself (NFC) and, when it differs, its NFD form. An address a target
+// stores decomposed ("e" + U+0301) is the same mailbox by the rule above, but a look-up
+// sending only the NFC key would miss it and the member would be skipped as no_account;
+// look-ups by email send every form (in one request where the API takes a list).
+func EmailForms(key string) []string {
+	if d := norm.NFD.String(key); d != key {
+		return []string{key, d}
+	}
+	return []string{key}
+}
+
 func normalizeKey(s string) string {
 	if k, ok := asciiKey(s); ok {
 		return k

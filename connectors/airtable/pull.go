@@ -323,7 +323,7 @@ func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors
 	if email == "" {
 		return connectors.Account{}, &connectors.Error{System: c.name, Op: epUsers, Class: connectors.ErrPermanent, Message: "empty email"}
 	}
-	accs, err := c.lookupUsers(ctx, "email[]", []string{email})
+	accs, err := c.lookupUsers(ctx, "email[]", connectors.EmailForms(email))
 	if err != nil {
 		return connectors.Account{}, err
 	}

@@ -305,7 +305,7 @@ func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors
 	}
 	var found *connectors.Account
 	_, err := c.paginate(ctx, epDevUsersList, func(cursor string) any {
-		return devUsersListRequest{listParams: c.params(cursor), Email: []string{email}}
+		return devUsersListRequest{listParams: c.params(cursor), Email: connectors.EmailForms(email)}
 	}, func(data []byte) (pageInfo, error) {
 		accounts, next, err := decodeDevUsersPage(data)
 		if err != nil {

@@ -286,8 +286,22 @@ func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors
 	if email == "" {
 		return connectors.Account{}, &connectors.Error{System: c.name, Op: epAccountSearch, Class: connectors.ErrNotFound, Message: "empty email"}
 	}
+	// The search takes one address: each spelling of the key in turn (connectors.EmailForms).
+	var err error
+	for _, form := range connectors.EmailForms(email) {
+		var a connectors.Account
+		if a, err = c.searchAccount(ctx, email, form); !errors.Is(err, connectors.ErrNotFound) {
+			return a, err
+		}
+	}
+	return connectors.Account{}, err
+}
+
+// searchAccount asks the account search for one spelling of the email key and returns the
+// account whose normalized email is the key.
+func (c *conn) searchAccount(ctx context.Context, email, form string) (connectors.Account, error) {
 	body, _, err := c.api.DoRaw(ctx, apiclient.Request{Method: "GET", Path: "/api/v2/account/search/",
-		Query: url.Values{"email": {email}}, Endpoint: epAccountSearch})
+		Query: url.Values{"email": {form}}, Endpoint: epAccountSearch})
 	if err != nil {
 		return connectors.Account{}, err
 	}

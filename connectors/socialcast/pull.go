@@ -255,16 +255,32 @@ func (c *conn) getUser(ctx context.Context, id string) (connectors.Account, erro
 }
 
 // FindAccountByEmail searches users for the email and keeps only an exact (normalized)
-// match: the search also matches names and parts of addresses.
+// match: the search also matches names and parts of addresses. The search takes one
+// spelling, so each form of the key is searched in turn (connectors.EmailForms).
 func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors.Account, error) {
 	email = connectors.NormalizeEmail(email)
 	notFound := &connectors.Error{System: c.name, Op: endpointUsersSearch, Class: connectors.ErrNotFound, Message: "no account with this email"}
 	if email == "" {
 		return connectors.Account{}, notFound
 	}
+	for _, form := range connectors.EmailForms(email) {
+		found, err := c.searchAccount(ctx, email, form)
+		if err != nil {
+			return connectors.Account{}, err
+		}
+		if found != nil {
+			return *found, nil
+		}
+	}
+	return connectors.Account{}, notFound
+}
+
+// searchAccount searches users for one spelling of the email key and returns the account
+// whose normalized email is the key, or nil.
+func (c *conn) searchAccount(ctx context.Context, email, form string) (*connectors.Account, error) {
 	var found *connectors.Account
 	pages := 0
-	_, err := paginate(ctx, c, "/api/users/search.json", endpointUsersSearch, url.Values{"q": {email}}, decodeUsersPage,
+	_, err := paginate(ctx, c, "/api/users/search.json", endpointUsersSearch, url.Values{"q": {form}}, decodeUsersPage,
 		func(page []connectors.Account) error {
 			for i := range page {
 				if page[i].Email == email {
@@ -278,12 +294,9 @@ func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors
 			return nil
 		})
 	if err != nil && !errors.Is(err, errStop) {
-		return connectors.Account{}, err
+		return nil, err
 	}
-	if found == nil {
-		return connectors.Account{}, notFound
-	}
-	return *found, nil
+	return found, nil
 }
 
 // FindGroupByName pages the groups list (Socialcast has no group search) for the name.
