@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"log/slog"
 	"time"
 
@@ -76,6 +77,11 @@ type LinkInput struct {
 	// target group of a deleted source group is released (unlinked), so a source group
 	// recreated under the same name can adopt it instead of conflicting with it forever.
 	DeletePolicy string
+	// Keeping are the targets that keep a deleted source group's target group whatever the
+	// policy says, because they cannot archive or delete it (DevRev has no group delete):
+	// their groups are released as under never, or a recreated source group would be a
+	// name_conflict for good.
+	Keeping []string
 }
 
 // LinkFlow resolves every in-scope source group to its counterpart in each target: config
@@ -201,7 +207,7 @@ func linkTarget(ctx context.Context, tx planTx, in LinkInput, target string) err
 		   AND g.deleted_at IS NOT NULL`, target); err != nil {
 		return fmt.Errorf("drop stale links: %w", err)
 	}
-	if in.DeletePolicy == "never" {
+	if in.DeletePolicy == "never" || slices.Contains(in.Keeping, target) {
 		if err := tx.step(ctx, "release_deleted_sources", `
 			DELETE FROM links tl USING links sl, groups sg
 			 WHERE sg.system = $1 AND sg.external_id = ANY($3::text[]) AND sg.deleted_at IS NOT NULL

@@ -20,6 +20,7 @@ type planCase struct {
 	overrides  map[string]string
 	config     []state.ConfigLink
 	max        int
+	keeping    []string
 }
 
 func (f *factory) plan(run int64, c planCase) error {
@@ -31,7 +32,7 @@ func (f *factory) plan(run int64, c planCase) error {
 		c.max = 5
 	}
 	if err := f.s.LinkFlow(f.ctx, state.LinkInput{RunID: run, Flow: "f", Source: "src", Targets: []string{"tgt"},
-		ScopeIDs: c.scope, ConfigLinks: c.config, DeletePolicy: c.policy}); err != nil {
+		ScopeIDs: c.scope, ConfigLinks: c.config, DeletePolicy: c.policy, Keeping: c.keeping}); err != nil {
 		return err
 	}
 	_, err := f.s.PlanFlow(f.ctx, state.PlanInput{RunID: run, Flow: "f", Source: "src", ScopeIDs: c.scope,
@@ -107,6 +108,26 @@ func TestInvariantOneLinkPerTargetGroup(t *testing.T) {
 		}
 		if len(find(cs, "create_group", "")) != 0 || len(find(cs, "delete_group", "")) != 0 {
 			t.Fatalf("under never, plan = %+v, want no create and no delete", cs)
+		}
+	})
+	t.Run("a target that cannot delete releases the old group as under never", func(t *testing.T) {
+		f := newFactory(t)
+		f.systems("src", "tgt")
+		f.group("src", "old", "Eng", gone)
+		f.group("src", "new", "Eng")
+		f.group("tgt", "t1", "Eng")
+		f.link(f.link(0, "src", "old", "f"), "tgt", "t1", "f")
+		noDelete := allCaps
+		noDelete.DeleteGroup, noDelete.ArchiveGroup = false, false
+		// delete_groups: delete on a target with no delete call (DevRev): the old target group
+		// will never go, so holding its link would make the recreated group conflict for good.
+		cs := f.mustPlan(f.run("f", "schedule", "running"), planCase{scope: []string{"old", "new"}, caps: noDelete,
+			keeping: []string{"tgt"}})
+		if got := f.linkOf("tgt", "t1"); got != f.linkOf("src", "new") {
+			t.Fatalf("t1 linked to %d, want the recreated source group's link %d", got, f.linkOf("src", "new"))
+		}
+		if c := find(cs, "create_group", ""); len(c) != 0 {
+			t.Fatalf("plan = %+v, want no create (t1 adopted)", cs)
 		}
 	})
 	t.Run("two flows into one target group conflict", func(t *testing.T) {

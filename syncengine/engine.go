@@ -464,7 +464,8 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 		links = append(links, state.ConfigLink{SourceID: l.Source, TargetSystem: l.TargetSystem, TargetID: l.Target})
 	}
 	if err := e.o.Store.LinkFlow(ctx, state.LinkInput{RunID: runID, Flow: name, Source: flow.Source,
-		Targets: p.liveTargets, ScopeIDs: p.scopeIDs, ConfigLinks: links, DeletePolicy: string(flow.DeleteGroups)}); err != nil {
+		Targets: p.liveTargets, ScopeIDs: p.scopeIDs, ConfigLinks: links, DeletePolicy: string(flow.DeleteGroups),
+		Keeping: e.keeping(flow, p.liveTargets)}); err != nil {
 		return state.RunFailed, "", err
 	}
 
@@ -544,6 +545,19 @@ func (e *Engine) guardStep(ctx context.Context, log *slog.Logger, runID int64, n
 		return state.RunPlanned, "", nil
 	}
 	return "", "", nil
+}
+
+// keeping lists the targets that cannot carry out the flow's delete_groups policy (no
+// archive or no delete): their groups outlive deleted source groups, as under never.
+func (e *Engine) keeping(flow config.Flow, targets []string) []string {
+	var out []string
+	for _, t := range targets {
+		c := e.o.Connectors[t].Capabilities()
+		if (flow.DeleteGroups == config.DeleteArchive && !c.ArchiveGroup) || (flow.DeleteGroups == config.DeleteHard && !c.DeleteGroup) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // summarize fills the result's per-target counts from the run's change rows and copies

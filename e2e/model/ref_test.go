@@ -272,11 +272,13 @@ func (m *model) step(f *flowModel) bool {
 	return wrote
 }
 
-// link is LinkFlow: release the target groups of deleted source groups (never), then adopt
-// unclaimed, live, same-named groups by a single claimant.
+// link is LinkFlow: release the target groups of deleted source groups (never, or a target
+// that cannot archive or delete them), then adopt unclaimed, live, same-named groups by a
+// single claimant.
 func (m *model) link(f *flowModel, t *targetModel) bool {
 	adopted := false
-	if f.delete == config.DeleteNever {
+	keeps := (f.delete == config.DeleteArchive && !t.caps.ArchiveGroup) || (f.delete == config.DeleteHard && !t.caps.DeleteGroup)
+	if f.delete == config.DeleteNever || keeps {
 		for _, tg := range t.groups {
 			if tg.owner != nil && tg.owner.flow == f && !tg.owner.live {
 				tg.owner = nil
