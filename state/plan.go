@@ -217,7 +217,7 @@ func linkTarget(ctx context.Context, tx planTx, in LinkInput, target string) err
 			return fmt.Errorf("release groups of deleted source groups: %w", err)
 		}
 	}
-	if err := stageNameClaims(ctx, tx, in.Flow, in.Source, target, in.ScopeIDs); err != nil {
+	if err := stageNameClaims(ctx, tx, in.Flow, in.Source, target, in.ScopeIDs, false); err != nil {
 		return err
 	}
 	if err := tx.step(ctx, "adopt", fmt.Sprintf(`
@@ -242,7 +242,7 @@ func linkTarget(ctx context.Context, tx planTx, in LinkInput, target string) err
 // source groups not linked in the target claim each name key there (this flow's in-scope
 // groups, and the groups other flows into the same target linked from their sources), and
 // name_taken, the name keys of the live, non-archived target groups some link holds.
-func stageNameClaims(ctx context.Context, tx planTx, flow, source, target string, scopeIDs []string) error {
+func stageNameClaims(ctx context.Context, tx planTx, flow, source, target string, scopeIDs []string, deleting bool) error {
 	steps := []planStep{
 		{"drop_name_claims", `DROP TABLE IF EXISTS name_claims, name_taken`, nil},
 		{"name_claims", fmt.Sprintf(`
@@ -260,12 +260,20 @@ func stageNameClaims(ctx context.Context, tx planTx, flow, source, target string
 			         WHERE f.name <> $4 AND $2 = ANY(f.targets)) c
 			 WHERE NOT EXISTS (SELECT 1 FROM links x WHERE x.system = $2 AND x.link_id = c.link_id)
 			 GROUP BY 1`, nameKey("c.name")), []any{source, target, scopeIDs, flow}},
+		// With deleting, a group this plan deletes (its in-scope source group is gone) does
+		// not hold its name: it is deleted before creates are pushed (pushOrder), so a group
+		// recreated under the same name is created in the same run.
 		{"name_taken", fmt.Sprintf(`
 			CREATE TEMP TABLE name_taken ON COMMIT DROP AS
 			SELECT DISTINCT %s AS key
 			  FROM links tl
 			  JOIN groups tg ON tg.system = tl.system AND tg.external_id = tl.external_id
-			 WHERE tl.system = $1 AND tg.deleted_at IS NULL AND tg.state <> 'archived'`, nameKey("tg.name")), []any{target}},
+			 WHERE tl.system = $1 AND tg.deleted_at IS NULL AND tg.state <> 'archived'
+			   AND NOT ($4 AND NOT coalesce(tg.is_system, false) AND EXISTS (
+			       SELECT 1 FROM links sl JOIN groups sg ON sg.system = sl.system AND sg.external_id = sl.external_id
+			        WHERE sl.link_id = tl.link_id AND sl.system = $2 AND sg.external_id = ANY($3::text[])
+			          AND sg.deleted_at IS NOT NULL))`, nameKey("tg.name")),
+			[]any{target, source, scopeIDs, deleting}},
 		{"analyze_name_claims", `ANALYZE name_claims`, nil},
 		{"analyze_name_taken", `ANALYZE name_taken`, nil},
 	}
@@ -459,7 +467,8 @@ func stagePairs(ctx context.Context, tx planTx, in PlanInput, t PlanTarget) erro
 			return fmt.Errorf("unlink archived groups: %w", err)
 		}
 	}
-	if err := stageNameClaims(ctx, tx, in.Flow, in.Source, t.System, in.ScopeIDs); err != nil {
+	deleting := in.DeletePolicy == "delete" && t.Caps.DeleteGroup
+	if err := stageNameClaims(ctx, tx, in.Flow, in.Source, t.System, in.ScopeIDs, deleting); err != nil {
 		return err
 	}
 	stage := []planStep{

@@ -84,6 +84,8 @@ func TestInvariantOneLinkPerTargetGroup(t *testing.T) {
 		}
 	})
 	t.Run("a source group recreated under the same name does not take the old target group", func(t *testing.T) {
+		// Under delete, the old target group is deleted (pushed before creates), which frees
+		// its name: the recreated group is created in the same run, never linked to t1.
 		f := newFactory(t)
 		f.systems("src", "tgt")
 		f.group("src", "old", "Eng", gone)
@@ -95,8 +97,13 @@ func TestInvariantOneLinkPerTargetGroup(t *testing.T) {
 		if d := find(cs, "delete_group", "old"); len(d) != 1 || d[0].Status != "planned" || d[0].TargetGroup != "t1" {
 			t.Fatalf("delete of the old group = %+v, want planned on t1", d)
 		}
-		if c := find(cs, "create_group", "new"); len(c) != 1 || c[0].Reason != "name_conflict" {
-			t.Fatalf("create of the new group = %+v, want name_conflict while t1 stands for the old one", c)
+		if c := find(cs, "create_group", "new"); len(c) != 1 || c[0].Status != "planned" {
+			t.Fatalf("create of the new group = %+v, want planned (t1's delete frees the name)", c)
+		}
+		// Under archive the old group keeps its name this run: the create is a name_conflict.
+		ca := f.mustPlan(f.run("f", "schedule", "running"), planCase{scope: []string{"old", "new"}, caps: allCaps, policy: "archive"})
+		if c := find(ca, "create_group", "new"); len(c) != 1 || c[0].Reason != "name_conflict" {
+			t.Fatalf("under archive, create of the new group = %+v, want name_conflict while t1 stands for the old one", c)
 		}
 		if got := f.linkOf("tgt", "t1"); got != l {
 			t.Fatalf("t1 moved to link %d, want it to stay with %d", got, l)

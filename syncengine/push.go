@@ -17,8 +17,11 @@ import (
 // pushOrder is the order operations are pushed in: groups exist before members are added
 // to them, and removals come after additions so a failing run errs on the side of access.
 // A restore comes before updates because an archived group refuses changes (Socialcast).
-var pushOrder = []string{"create_group", "restore_group", "update_group", "add_member", "remove_member",
-	"archive_group", "delete_group"}
+// Deletions come first: a group deleted and recreated under the same name at the source has
+// its old target group deleted (planned, and past the guard) before the new one is created
+// under the name it frees (the plan counts that name free), so it converges in one run.
+var pushOrder = []string{"delete_group", "create_group", "restore_group", "update_group", "add_member", "remove_member",
+	"archive_group"}
 
 // pushAll pushes every target's planned changes at once (each under its own rate limit);
 // one target failing does not stop the others.

@@ -119,10 +119,10 @@ func (e *env) recreate(source, name string, n int) (old, fresh connectors.Group)
 }
 
 // A source group deleted and recreated under the same name, with delete_groups: delete: the
-// recreated group's create finds the old target group by name, still linked to the deleted
-// group's link. Push must not take it over (the old link's delete would then delete the
-// group the new link points at); the create fails as name_conflict, the old group is deleted
-// as planned, and the next run gives the recreated group a new target group.
+// old target group, still linked to the deleted group's link, is deleted first (pushOrder),
+// which frees its name, and the recreated group gets a new target group in the same run.
+// Push never takes the old group over (the old link's delete would then delete the group the
+// new link points at), and a second run writes nothing.
 func TestInvariantPushNeverMovesALink(t *testing.T) {
 	t.Parallel()
 	flow := defaultFlow("airtable", "selfcommunity")
@@ -141,29 +141,24 @@ func TestInvariantPushNeverMovesALink(t *testing.T) {
 	_, fresh := e.recreate("airtable", name, 4)
 
 	res := e.run("f", syncengine.RunOptions{})
-	e.mustStatus(res, state.RunPartial)
+	e.mustStatus(res, state.RunSucceeded)
 	e.assertLinksPointAtLiveGroups("airtable", "selfcommunity")
-	if got := e.failureReasons(res.RunID, "create_group"); got["name_conflict"] != 1 {
-		t.Fatalf("create of the recreated group: failures by reason %v, want one name_conflict", got)
-	}
-	if got := res.Targets["selfcommunity"].Reasons["name_conflict"]; got != 1 {
-		t.Fatalf("run summary counts %d name_conflict, want 1", got)
+	if ts := res.Targets["selfcommunity"]; ts.Deleted != 1 || ts.Created != 1 || ts.Failed != 0 {
+		t.Fatalf("recreate under delete: %s, want the old target group deleted and a new one created in one run", describe(res))
 	}
 	if _, err := tgt.GetGroup(ctx, oldTarget.ID); !errors.Is(err, connectors.ErrNotFound) {
 		t.Fatalf("the deleted source group's target group: GetGroup = %v, want it deleted", err)
 	}
-	if tid := e.linkedTargetOf("airtable", fresh.ID, "selfcommunity"); tid == oldTarget.ID {
-		t.Fatalf("the recreated group's link took over the old target group %s", tid)
-	}
-
-	res = e.run("f", syncengine.RunOptions{})
-	e.mustStatus(res, state.RunSucceeded)
-	e.assertLinksPointAtLiveGroups("airtable", "selfcommunity")
 	tid := e.linkedTargetOf("airtable", fresh.ID, "selfcommunity")
 	if tid == "" || tid == oldTarget.ID {
 		t.Fatalf("recreated group linked to %q, want a new target group (old one was %s)", tid, oldTarget.ID)
 	}
 	e.assertMirrored("airtable", "selfcommunity")
+	before := effects(e.sim("selfcommunity"))
+	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
+	if after := effects(e.sim("selfcommunity")); after != before {
+		t.Fatalf("the second run wrote (%v → %v), want nothing", before, after)
+	}
 }
 
 // With deletes off, a source group deleted and recreated under the same name never leads

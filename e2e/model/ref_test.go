@@ -305,8 +305,8 @@ func (m *model) link(f *flowModel, t *targetModel) bool {
 // engine's back is let go (neither target can restore); an unlinked group is created, or a
 // name conflict when a linked live group holds its name or another group claims it;
 // renames follow the source; deleted source groups' target groups are deleted where the
-// policy and the target allow. Conflicts are decided on the plan's view, before this run's
-// deletions.
+// policy and the target allow. Conflicts are decided on the plan's view, in which a group the
+// run deletes no longer holds its name (deletions are pushed first).
 func (m *model) plan(f *flowModel, t *targetModel) bool {
 	wrote := false
 	for _, tg := range t.groups {
@@ -314,9 +314,11 @@ func (m *model) plan(f *flowModel, t *targetModel) bool {
 			tg.owner = nil
 		}
 	}
+	deleting := f.delete == config.DeleteHard && t.caps.DeleteGroup
 	taken := map[string]bool{}
 	for _, tg := range t.groups {
-		if tg.owner != nil && !tg.archived {
+		// A group this run deletes (its source group is gone) frees its name first.
+		if tg.owner != nil && !tg.archived && !(deleting && tg.owner.flow == f && !tg.owner.live) {
 			taken[key(tg.name)] = true
 		}
 	}
