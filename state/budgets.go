@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/apiclient"
 )
 
 // Budget is one system's API budget in Postgres (table api_budgets), shared by every
@@ -99,7 +100,7 @@ func (b *Budget) Wait(ctx context.Context) error {
 			b.mu.Unlock()
 			return nil
 		}
-		if err := sleepCtx(ctx, min(wait, budgetMaxSleep)); err != nil {
+		if err := apiclient.SleepContext(ctx, min(wait, budgetMaxSleep)); err != nil {
 			return fmt.Errorf("%s: api budget: %w", b.system, err)
 		}
 	}
@@ -181,16 +182,5 @@ func (b *Budget) Feedback(ctx context.Context, fb connectors.BudgetFeedback) {
 	if _, err := b.db.Exec(ctx, `UPDATE api_budgets SET paused_until = greatest(coalesce(paused_until, '-infinity'), $2)
 		WHERE system = $1`, b.system, until); err != nil {
 		b.store.logger.WarnContext(ctx, "recording a rate-limit pause in the shared api budget failed", "system", b.system, "error", err)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -16,7 +16,7 @@ func TestSharedBudgetHoldsBackOtherClients(t *testing.T) {
 	srv := newServer(t)
 	store := statetest.Store(t)
 	mod := func(c *apiclient.Config) {
-		c.Sleep = realSleep
+		c.Sleep = apiclient.SleepContext
 		c.RateLimit, c.Burst = 50, 5
 		c.Budgets = store.Budgets()
 	}

@@ -163,7 +163,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleepContext
+		cfg.Sleep = SleepContext
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -650,7 +650,8 @@ func transportError(err error, actx context.Context, timeout time.Duration) erro
 	return err
 }
 
-func sleepContext(ctx context.Context, d time.Duration) error {
+// SleepContext waits for d, or until ctx ends (its error then): the real Sleep of a Config.
+func SleepContext(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

@@ -13,18 +13,6 @@ import (
 	"github.com/groupsync/groupsync/state/statetest"
 )
 
-// realSleep waits for real: the window tests run against the simulator's real clock.
-func realSleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // TestLongListingPacedToTheWindow: a server with a budget of 20 requests per 2 s window
 // (X-RateLimit-* on every answer) and a client with no rate limit of its own; four workers
 // sending 60 requests between them finish without a single 429, because the client spreads
@@ -32,7 +20,7 @@ func realSleep(ctx context.Context, d time.Duration) error {
 func TestLongListingPacedToTheWindow(t *testing.T) {
 	srv := newServer(t)
 	srv.faults.QuotaWindow(20, 2*time.Second)
-	c, _, _ := newClient(t, srv, func(c *apiclient.Config) { c.Sleep = realSleep })
+	c, _, _ := newClient(t, srv, func(c *apiclient.Config) { c.Sleep = apiclient.SleepContext })
 	var wg sync.WaitGroup
 	errs := make(chan error, 60)
 	for range 4 {
@@ -64,7 +52,7 @@ func TestLongListingPacedToTheWindow(t *testing.T) {
 func TestSpentWindowWaitedOut(t *testing.T) {
 	srv := newServer(t)
 	srv.faults.QuotaWindow(5, 2*time.Second).Spend()
-	c, _, _ := newClient(t, srv, func(c *apiclient.Config) { c.Sleep = realSleep })
+	c, _, _ := newClient(t, srv, func(c *apiclient.Config) { c.Sleep = apiclient.SleepContext })
 	start := time.Now()
 	if err := c.Do(t.Context(), apiclient.Request{Method: http.MethodGet, Path: "/x"}, nil); err != nil {
 		t.Fatalf("request after a spent window: %v", err)
@@ -119,7 +107,7 @@ func TestWindowWaitEndsWithContext(t *testing.T) {
 	srv := newServer(t)
 	srv.faults.QuotaWindow(5, 5*time.Minute).Spend()
 	c, _, _ := newClient(t, srv, func(c *apiclient.Config) {
-		c.Sleep = realSleep
+		c.Sleep = apiclient.SleepContext
 		c.MaxRetryWait = 6 * time.Minute
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
@@ -162,7 +150,7 @@ func TestWindowBeyondMaxRetryWaitFailsFast(t *testing.T) {
 	srv.faults.QuotaWindow(5, 5*time.Minute).Spend()
 	store := statetest.Store(t)
 	c, _, _ := newClient(t, srv, func(c *apiclient.Config) {
-		c.Sleep = realSleep
+		c.Sleep = apiclient.SleepContext
 		c.MaxRetryWait = time.Second
 		c.RateLimit, c.Burst = 100, 10
 		c.Budgets = store.Budgets()

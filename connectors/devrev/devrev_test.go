@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/apiclient"
 	"github.com/groupsync/groupsync/connectors/devrev/devrevsim"
 	"github.com/groupsync/groupsync/connectors/simkit"
 	"github.com/groupsync/groupsync/secret"
@@ -636,7 +637,7 @@ func TestLongListingUnderSmallWindow(t *testing.T) {
 	h := newHarness(t, devrevsim.Options{Quota: 20, QuotaWindow: 2 * time.Second}, func(c *connectors.SystemConfig) {
 		c.PageSize = 1
 	})
-	h.onSleep = func(ctx context.Context, d time.Duration) error { return sleepFor(ctx, d) }
+	h.onSleep = func(ctx context.Context, d time.Duration) error { return apiclient.SleepContext(ctx, d) }
 	h.sim.Seed(simkit.Generate(simkit.GenOptions{Groups: 50, People: 2}))
 	gs, l := collectGroups(t, h.conn)
 	if len(gs) != 50 || !l.Complete {
@@ -647,17 +648,6 @@ func TestLongListingUnderSmallWindow(t *testing.T) {
 	}
 	if n := h.sim.Counter().Count("groups.list"); n < 50 {
 		t.Fatalf("%d list requests for 50 one-group pages", n)
-	}
-}
-
-func sleepFor(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
