@@ -410,13 +410,26 @@ func messages(v any) []string {
 
 func htmlTitle(b []byte) string {
 	s := string(b)
-	lower := strings.ToLower(s)
+	// ASCII-only folding keeps byte offsets: strings.ToLower turns each invalid UTF-8 byte
+	// into a 3-byte U+FFFD, and the offsets found in it would overrun s.
+	lower := asciiLower(s)
 	start := strings.Index(lower, "<title>")
 	end := strings.Index(lower, "</title>")
 	if start < 0 || end < start {
 		return "HTML error page"
 	}
 	return printable(html.UnescapeString(s[start+len("<title>"):end]), 120)
+}
+
+// asciiLower lower-cases A–Z and leaves every other byte as it is.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // printable trims s, drops control characters and caps it at n runes.
