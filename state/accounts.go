@@ -130,21 +130,13 @@ func (s *Store) RecordAccounts(ctx context.Context, system string, found []conne
 		make([]string, 0, n), make([]*string, 0, n), make([]string, 0, n)
 	dead := make([]bool, 0, n)
 	for _, a := range found {
-		ch := recordChecker{system: system, kind: "account", id: a.ID}
-		ch.nonEmpty("id", a.ID)
-		ch.text("email", a.Email)
-		ch.text("display_name", a.DisplayName)
-		ch.text("state", a.State)
-		ch.text("hash", a.Hash)
-		ch.json("raw", a.Raw)
-		if ch.err != nil {
-			return c, fmt.Errorf("state: record accounts of %s: %w", system, ch.err)
+		r, err := newAccountRow(system, a)
+		if err != nil {
+			return c, fmt.Errorf("state: record accounts of %s: %w", system, err)
 		}
-		email := connectors.NormalizeEmail(a.Email)
-		ids, emails, names, states = append(ids, a.ID), append(emails, email), append(names, a.DisplayName), append(states, a.State)
-		raws = append(raws, rawText(a.Raw))
-		hashes = append(hashes, hashOr(a.Hash, a.ID, email, a.DisplayName, a.State, string(a.Raw)))
-		dead = append(dead, connectors.AccountInactive(a.State))
+		ids, emails, names, states = append(ids, r.id), append(emails, r.email), append(names, r.displayName), append(states, r.state)
+		raws, hashes = append(raws, r.raw), append(hashes, r.hash)
+		dead = append(dead, connectors.AccountInactive(r.state))
 	}
 	for _, id := range missing {
 		// An empty hash marks "not returned": the row keeps what it knew, tombstoned.

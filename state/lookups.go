@@ -32,10 +32,7 @@ func (s *Store) EachGroup(ctx context.Context, system string, fn func(GroupRef) 
 // EmailsMissingInTarget returns the target-side emails of in-scope source members that have
 // no account in the target's mirror: the ones to look up in the target by email.
 func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeIDs []string, target string, overrides map[string]string) ([]string, error) {
-	ovSource, ovTarget := make([]string, 0, len(overrides)), make([]string, 0, len(overrides))
-	for k, v := range overrides {
-		ovSource, ovTarget = append(ovSource, k), append(ovTarget, v)
-	}
+	ovSource, ovTarget := overrideArrays(overrides)
 	rows, err := s.pool.Query(ctx, `
 		SELECT DISTINCT coalesce(ov.target_email, e.email)
 		  FROM memberships m

@@ -254,19 +254,11 @@ func (w *AccountMerge) Write(ctx context.Context, page []connectors.Account) err
 	}
 	rows := make(accountRows, len(page))
 	for i, a := range page {
-		c := recordChecker{system: w.m.system, kind: "account", id: a.ID}
-		c.nonEmpty("id", a.ID)
-		c.text("email", a.Email)
-		c.text("display_name", a.DisplayName)
-		c.text("state", a.State)
-		c.text("hash", a.Hash)
-		c.json("raw", a.Raw)
-		if c.err != nil {
-			return w.m.fail(c.err)
+		r, err := newAccountRow(w.m.system, a)
+		if err != nil {
+			return w.m.fail(err)
 		}
-		email := connectors.NormalizeEmail(a.Email)
-		rows[i] = accountRow{id: a.ID, email: email, displayName: a.DisplayName, state: a.State, raw: rawText(a.Raw),
-			hash: hashOr(a.Hash, a.ID, email, a.DisplayName, a.State, string(a.Raw))}
+		rows[i] = r
 	}
 	for i := range rows {
 		w.m.noteKey(rows[i].id, "")
@@ -274,6 +266,25 @@ func (w *AccountMerge) Write(ctx context.Context, page []connectors.Account) err
 		rows[i].seq = w.m.seq
 	}
 	return w.m.write(ctx, rows)
+}
+
+// newAccountRow checks an account from a system (the text and JSON the mirror can store)
+// and normalizes it into a row: the one way accounts enter the mirror, by a listing
+// (AccountMerge) or a lookup (RecordAccounts).
+func newAccountRow(system string, a connectors.Account) (accountRow, error) {
+	c := recordChecker{system: system, kind: "account", id: a.ID}
+	c.nonEmpty("id", a.ID)
+	c.text("email", a.Email)
+	c.text("display_name", a.DisplayName)
+	c.text("state", a.State)
+	c.text("hash", a.Hash)
+	c.json("raw", a.Raw)
+	if c.err != nil {
+		return accountRow{}, c.err
+	}
+	email := connectors.NormalizeEmail(a.Email)
+	return accountRow{id: a.ID, email: email, displayName: a.DisplayName, state: a.State, raw: rawText(a.Raw),
+		hash: hashOr(a.Hash, a.ID, email, a.DisplayName, a.State, string(a.Raw))}, nil
 }
 
 type accountRow struct {

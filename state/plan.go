@@ -407,10 +407,7 @@ func lockRun(ctx context.Context, tx planTx, runID int64) error {
 // tombstoned are left out. Stored emails are normalized at ingest, so they are compared
 // as they are.
 func stageSource(ctx context.Context, tx planTx, in PlanInput) error {
-	ovSource, ovTarget := make([]string, 0, len(in.Overrides)), make([]string, 0, len(in.Overrides))
-	for k, v := range in.Overrides {
-		ovSource, ovTarget = append(ovSource, k), append(ovTarget, v)
-	}
+	ovSource, ovTarget := overrideArrays(in.Overrides)
 	incomplete := in.IncompleteSourceGroups
 	if incomplete == nil {
 		incomplete = []string{}
