@@ -1,6 +1,7 @@
 package syncengine_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -115,6 +116,32 @@ func TestInvariantAccountsAreFresh(t *testing.T) {
 			t.Fatalf("after the target's email change: %s, want 1 removed and the member skipped no_account", describe(res))
 		}
 		e.settled("selfcommunity", 2)
+	})
+	t.Run("target accounts unreadable", func(t *testing.T) {
+		t.Parallel()
+		e, _, tn := pairEnv(t, defaultFlow("airtable", "devrev"), 8, 1, 6)
+		e.cfg.Accounts.MaxAge = time.Millisecond
+		e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
+		email := tn.People[tn.Groups[0].Members[2]].Email
+		if !knobs(t, e, "devrev").DeleteAccount(email) {
+			t.Fatal("no target account to delete")
+		}
+		// The deleted account left the target group; its mirror row is stale and cannot be
+		// re-read. A plan on that row would add the deleted account back: the target is not
+		// synced this run, and says why.
+		e.sim("devrev").Faults().StatusNext("dev-users.get", -1, 500)
+		before := effects(e.sim("devrev"))
+		res := e.run("f", syncengine.RunOptions{})
+		e.mustStatus(res, state.RunFailed)
+		if after := effects(e.sim("devrev")); after != before {
+			t.Fatalf("devrev written with its accounts unreadable: %v → %v; %s", before, after, describe(res))
+		}
+		if res.Err == nil || !strings.Contains(res.Err.Error(), "target devrev not synced: accounts") {
+			t.Fatalf("run error %v, want it to name the target and its accounts", res.Err)
+		}
+		e.sim("devrev").Faults().Clear()
+		e.settled("devrev", 2)
+		e.assertMirrored("airtable", "devrev", connectors.NormalizeEmail(email))
 	})
 	t.Run("source account deactivated", func(t *testing.T) {
 		t.Parallel()

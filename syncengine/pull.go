@@ -329,18 +329,29 @@ func (e *Engine) pullTargetsAndAccounts(ctx context.Context, log *slog.Logger, f
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for _, t := range p.liveTargets {
-		tlog := log.With("system", t)
-		q := state.StaleAccounts{System: t, GroupIDs: linked[t], MatchSource: flow.Source, MatchScopeIDs: p.scopeIDs,
-			Overrides: overrides, MaxAge: e.accountMaxAge()}
-		if err := e.refreshAccounts(ctx, tlog, q, res.Pulls[t]); err != nil {
-			p.fail(fmt.Errorf("target %s: accounts: %w", t, err))
-		}
-		if err := e.findTargetAccounts(ctx, tlog, flow.Source, t, p.scopeIDs, overrides, res.Pulls[t]); err != nil {
-			p.fail(fmt.Errorf("target %s: account lookup: %w", t, err))
-		}
-	}
+	p.liveTargets = slices.DeleteFunc(p.liveTargets, func(t string) bool {
+		return !e.freshTargetAccounts(ctx, log.With("system", t), flow.Source, t, linked[t], p, overrides, res.Pulls[t])
+	})
 	return ctx.Err()
+}
+
+// freshTargetAccounts re-reads the target's accounts the plan relies on, then looks up
+// the source's emails it does not know yet. A target whose accounts could not be re-read
+// is not synced this run (false): its stale rows may map an address to a deleted account
+// or to someone else, and a plan built on them would add or remove the wrong person.
+// A failed lookup of unknown emails only leaves those adds unresolved (no_account).
+func (e *Engine) freshTargetAccounts(ctx context.Context, log *slog.Logger, source, t string, linked []string,
+	p *pullState, overrides map[string]string, sum *PullSummary) bool {
+	q := state.StaleAccounts{System: t, GroupIDs: linked, MatchSource: source, MatchScopeIDs: p.scopeIDs,
+		Overrides: overrides, MaxAge: e.accountMaxAge()}
+	if err := e.refreshAccounts(ctx, log, q, sum); err != nil {
+		p.fail(fmt.Errorf("target %s not synced: accounts: %w", t, err))
+		return false
+	}
+	if err := e.findTargetAccounts(ctx, log, source, t, p.scopeIDs, overrides, sum); err != nil {
+		p.fail(fmt.Errorf("target %s: account lookup: %w", t, err))
+	}
+	return true
 }
 
 // refreshSourceAccounts re-reads the source accounts the plan relies on. When that fails,

@@ -108,6 +108,11 @@ func (w *world) checkMembers(step int, t string, g *sgroup, tg simkit.GroupState
 			w.errorf(step, "%s: group %q holds %+q, whom the model does not know", t, g.name, e)
 			continue
 		}
+		if w.m.rereadEveryRun && w.m.accounts[t][k].state == acctDeleted {
+			// Every simulator takes a deleted account out of its groups, so this add was
+			// the engine's, through an account it should have re-read and tombstoned.
+			w.errorf(step, "%s: group %q holds %+q, whose account was deleted", t, g.name, e)
+		}
 		got[k] = true
 	}
 	want := w.m.desired(g, t)

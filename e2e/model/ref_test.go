@@ -377,10 +377,13 @@ func (t *targetModel) archivedNamed(name string) bool {
 // care reports whether the model knows what a person's membership in a target group
 // should be: not when the source or the target account is deactivated (the rules say
 // nothing about access of a deactivated account), nor for a target account moved to
-// another address that the engine need not have re-read yet (see rereadEveryRun).
+// another address or deleted, which the engine need not have re-read yet (see
+// rereadEveryRun): within accounts.max_age it may still add the old account by id, and the
+// simulators, like DevRev's API (whose spec lists no refusal), accept that add.
 func (m *model) care(f *flowModel, t, k string) bool {
 	ts := m.accounts[t][k].state
-	return m.accounts[f.source][k].state != acctDeactivated && ts != acctDeactivated && (ts != acctMoved || m.rereadEveryRun)
+	unread := ts == acctMoved || ts == acctDeleted
+	return m.accounts[f.source][k].state != acctDeactivated && ts != acctDeactivated && (!unread || m.rereadEveryRun)
 }
 
 // desired is the members g should have in target t: its source members whose target
@@ -396,10 +399,11 @@ func (m *model) desired(g *sgroup, t string) map[string]bool {
 }
 
 // person maps an email a target shows to the person key, or "" for an unknown address.
+// A deleted account keeps its address here: a group may hold it (see care).
 func (m *model) person(t, email string) string {
 	e := connectors.NormalizeEmail(email)
 	for k, a := range m.accounts[t] {
-		if a.state != acctDeleted && connectors.NormalizeEmail(a.email) == e {
+		if connectors.NormalizeEmail(a.email) == e {
 			return k
 		}
 	}
