@@ -257,10 +257,12 @@ func (e *Engine) pushGroup(ctx context.Context, log *slog.Logger, conn connector
 func (e *Engine) pushCreate(ctx context.Context, log *slog.Logger, conn connectors.Connector, w connectors.Writer, c state.Change) outcome {
 	spec := specOf(c)
 	g, err := conn.FindGroupByName(ctx, spec.Name)
+	archivedID := ""
 	switch {
 	case err == nil && g.State != "archived":
 		return e.recordWritten(ctx, log, c, g, "group already exists in the target: adopted")
 	case err == nil:
+		archivedID = g.ID
 		log.Info("an archived group holds the name: not adopted, creating a new group", "archived_group_id", g.ID)
 	case !errors.Is(err, connectors.ErrNotFound):
 		return failed("", err)
@@ -273,6 +275,12 @@ func (e *Engine) pushCreate(ctx context.Context, log *slog.Logger, conn connecto
 		}
 	}
 	switch {
+	case errors.Is(err, connectors.ErrNameTaken) && archivedID != "":
+		// A target that keeps an archived group's name and has no call to restore it
+		// (SelfCommunity: a group deactivated by hand) refuses the new group until a person
+		// acts: say what to do, the failure recurs until then.
+		return failed("name_conflict", fmt.Errorf("archived target group %s holds the name and this target cannot restore it "+
+			"through its API: reactivate it in the target (the next run adopts it) or rename the source group: %w", archivedID, err))
 	case errors.Is(err, connectors.ErrNameTaken):
 		return failed("name_conflict", err)
 	case err != nil:

@@ -315,3 +315,47 @@ func TestInvariantRenameCollisionsConvergeInOneRun(t *testing.T) {
 		t.Fatalf("run after the renames has %d changes, want 0", n)
 	}
 }
+
+// A group archived by hand in a target that keeps its name and cannot restore it
+// (SelfCommunity: deactivated, `active: false`) is not adopted and blocks a new group of
+// that name. The create fails as name_conflict naming the archived group and what to do;
+// once a person reactivates it, the next run adopts it again and the flow converges.
+func TestArchivedByHandOnATargetThatCannotRestore(t *testing.T) {
+	t.Parallel()
+	e, _, tn := pairEnv(t, defaultFlow("airtable", "selfcommunity"), 12, 2, 4)
+	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
+	name := tn.Groups[0].Name
+	g, err := e.conns["selfcommunity"].FindGroupByName(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	knob := e.sim("selfcommunity").(interface{ SetGroupArchived(string, bool) bool })
+	if !knob.SetGroupArchived(g.ID, true) {
+		t.Fatalf("no target group %s to archive", g.ID)
+	}
+
+	res := e.run("f", syncengine.RunOptions{})
+	if reasons := e.failureReasons(res.RunID, "create_group"); reasons["name_conflict"] != 1 {
+		t.Fatalf("create beside the archived group: failures %v, want one name_conflict; %s", reasons, describe(res))
+	}
+	var lastErr string
+	if err := e.store.Pool().QueryRow(t.Context(), `SELECT last_error FROM changes WHERE run_id = $1 AND operation = 'create_group'`,
+		res.RunID).Scan(&lastErr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(lastErr, "archived target group "+g.ID) || !strings.Contains(lastErr, "reactivate it") {
+		t.Fatalf("create_group last_error %q, want it to name archived group %s and say to reactivate it", lastErr, g.ID)
+	}
+
+	knob.SetGroupArchived(g.ID, false)
+	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
+	src, err := e.conns["airtable"].FindGroupByName(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tid := e.linkedTargetOf("airtable", src.ID, "selfcommunity"); tid != g.ID {
+		t.Fatalf("after reactivation the source group links to %q, want the reactivated group %s", tid, g.ID)
+	}
+	e.assertMirrored("airtable", "selfcommunity")
+	e.settled("selfcommunity", 2)
+}
