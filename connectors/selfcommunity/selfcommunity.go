@@ -65,7 +65,13 @@ const (
 	OptionJWTUserID = "jwt_user_id"
 	// OptionJWTTTL is the lifetime of a minted JWT, a Go duration (default 10m, 1m to 24h).
 	OptionJWTTTL = "jwt_ttl"
+	// OptionExtIDProvider is the `provider` the account search is asked with when matching
+	// by ext_id (default DefaultExtIDProvider); only with match_by: ext_id.
+	OptionExtIDProvider = "ext_id_provider"
 )
+
+// DefaultExtIDProvider is the provider the docs name for a community's custom SSO.
+const DefaultExtIDProvider = "external"
 
 // Route templates, used as endpoint labels in errors and metrics.
 const (
@@ -105,6 +111,11 @@ type conn struct {
 	// actor is the user id the JWTs are minted for (options.jwt_user_id); "" with a static
 	// token, whose user the connector does not know.
 	actor string
+
+	// matchBy and provider say how accounts are keyed (identity.go).
+	matchBy   connectors.MatchBy
+	provider  string
+	usernames usernameHints
 }
 
 // Open validates cfg and opens a SelfCommunity connector.
@@ -116,17 +127,7 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 	if cfg.Name == "" {
 		return nil, errors.New("selfcommunity: system name is required")
 	}
-	var problems []string
-	unknown := make([]string, 0)
-	for k := range cfg.Options {
-		if k != OptionJWTUserID && k != OptionJWTTTL {
-			unknown = append(unknown, k)
-		}
-	}
-	sort.Strings(unknown)
-	for _, k := range unknown {
-		problems = append(problems, fmt.Sprintf("unknown option %q (known: %s, %s)", k, OptionJWTUserID, OptionJWTTTL))
-	}
+	problems := optionProblems(cfg)
 	var auth func(ctx context.Context, r *http.Request) error
 	switch {
 	case cfg.Token.IsSet() && cfg.JWTSecret.IsSet():
@@ -180,6 +181,13 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 	if cfg.JWTSecret.IsSet() {
 		c.actor = cfg.Options[OptionJWTUserID]
 	}
+	c.matchBy, c.provider = connectors.MatchByEmail, DefaultExtIDProvider
+	if cfg.MatchBy == connectors.MatchByExtID {
+		c.matchBy = connectors.MatchByExtID
+	}
+	if p := strings.TrimSpace(cfg.Options[OptionExtIDProvider]); p != "" {
+		c.provider = p
+	}
 	if c.pageSize == 0 {
 		c.pageSize = DefaultPageSize
 	}
@@ -187,6 +195,34 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 		c.concurrency = DefaultConcurrency
 	}
 	return c, nil
+}
+
+// optionProblems checks the options and match_by that are not about credentials.
+func optionProblems(cfg connectors.SystemConfig) []string {
+	var problems []string
+	unknown := make([]string, 0)
+	for k := range cfg.Options {
+		if k != OptionJWTUserID && k != OptionJWTTTL && k != OptionExtIDProvider {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		problems = append(problems, fmt.Sprintf("unknown option %q (known: %s, %s, %s)", k, OptionJWTUserID, OptionJWTTTL, OptionExtIDProvider))
+	}
+	switch cfg.MatchBy {
+	case "", connectors.MatchByEmail:
+		if _, ok := cfg.Options[OptionExtIDProvider]; ok {
+			problems = append(problems, fmt.Sprintf("option %q only applies with match_by: ext_id", OptionExtIDProvider))
+		}
+	case connectors.MatchByExtID:
+		if p, ok := cfg.Options[OptionExtIDProvider]; ok && strings.TrimSpace(p) == "" {
+			problems = append(problems, fmt.Sprintf("option %q is empty (default %q)", OptionExtIDProvider, DefaultExtIDProvider))
+		}
+	default:
+		problems = append(problems, fmt.Sprintf("match_by %q is not email or ext_id", cfg.MatchBy))
+	}
+	return problems
 }
 
 func (c *conn) Name() string          { return c.name }

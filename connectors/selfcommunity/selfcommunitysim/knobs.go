@@ -62,6 +62,10 @@ func (s *Server) DeleteAccount(email string) bool {
 		return false
 	}
 	delete(s.byEmail, normEmail(email))
+	delete(s.byUsername, s.users[id].username)
+	if u := s.users[id]; u.extID != "" {
+		delete(s.byExtID, extKey{u.provider, u.extID})
+	}
 	delete(s.users, id)
 	if i, found := slices.BinarySearch(s.userOrder, id); found {
 		s.userOrder = slices.Delete(s.userOrder, i, i+1)
