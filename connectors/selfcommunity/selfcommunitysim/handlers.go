@@ -28,13 +28,13 @@ type userFull struct {
 	Username          string          `json:"username"`
 	RealName          string          `json:"real_name"`
 	DateJoined        string          `json:"date_joined"`
-	Bio               string   `json:"bio"`
-	Location          string   `json:"location"`
-	Description       string   `json:"description"`
-	Gender            string   `json:"gender"`
-	Status            string   `json:"status"`
-	Website           *string  `json:"website"`
-	Avatar            string   `json:"avatar"`
+	Bio               string          `json:"bio"`
+	Location          string          `json:"location"`
+	Description       string          `json:"description"`
+	Gender            string          `json:"gender"`
+	Status            string          `json:"status"`
+	Website           *string         `json:"website"`
+	Avatar            string          `json:"avatar"`
 	Cover             *string         `json:"cover"`
 	ExtID             json.RawMessage `json:"ext_id"`
 	Tags              []string        `json:"tags"`
