@@ -132,7 +132,7 @@ func (s *Server) canSee(g *group, c caller) bool {
 	if s.listed(g, c) {
 		return true
 	}
-	return !s.o.HiddenUnreadableByID && (c.admin || g.managedBy == c.id)
+	return !s.hiddenUnreadable && (c.admin || g.managedBy == c.id)
 }
 
 func canManage(g *group, c caller) bool { return c.admin || g.managedBy == c.id }

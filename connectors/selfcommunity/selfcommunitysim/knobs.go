@@ -94,3 +94,11 @@ func (s *Server) SetGroupArchived(id string, archived bool) bool {
 	g.active = !archived
 	return true
 }
+
+// SetHiddenUnreadableByID switches Options.HiddenUnreadableByID on a running simulator: a
+// hidden group then answers 404 by id to everyone not in it, admins included.
+func (s *Server) SetHiddenUnreadableByID(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hiddenUnreadable = on
+}

@@ -159,6 +159,8 @@ type Server struct {
 	nextUser   int64
 	repeatNext map[string]int
 	bare       map[string]bool
+	// hiddenUnreadable starts as Options.HiddenUnreadableByID (SetHiddenUnreadableByID).
+	hiddenUnreadable bool
 	// nameFold, when set, replaces defaultNameKey as the name uniqueness key (SetNameKey).
 	nameFold func(string) string
 }
@@ -196,6 +198,8 @@ func New(o Options) *Server {
 		effects:    simkit.NewEffects(),
 		repeatNext: map[string]int{},
 		bare:       map[string]bool{},
+
+		hiddenUnreadable: o.HiddenUnreadableByID,
 	}
 	s.reset()
 	s.routes()
