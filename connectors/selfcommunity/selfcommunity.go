@@ -1,8 +1,9 @@
 // Package selfcommunity is the connector for SelfCommunity communities (REST API v2,
 // https://developers.selfcommunity.com/docs/apireference/v2/). It lists groups through
-// `GET /api/v2/group/search/`, members through `GET /api/v2/group/{id}/subscribe/`, accounts
-// through `GET /api/v2/user/` and `GET /api/v2/user/{id}/`, resolves emails with the admin
-// account search, and writes groups and memberships. Its simulator is selfcommunitysim.
+// `GET /api/v2/group/search/` (reading by id the groups it leaves out, hidden.go), members
+// through `GET /api/v2/group/{id}/subscribe/`, accounts through `GET /api/v2/user/{id}/` and
+// the admin account search, the only route that returns emails (identity.go), and writes
+// groups and memberships. Its simulator is selfcommunitysim.
 //
 // Credentials: exactly one of a static bearer token (SystemConfig.Token, e.g. an OAuth2
 // access token) or the community's JWT shared secret (SystemConfig.JWTSecret). With the
@@ -43,7 +44,8 @@ const (
 	// API takes a list with no documented bound; 100 keeps a request small enough that a
 	// failure is cheap to repeat.
 	AddMembersBatchSize = 100
-	// DefaultConcurrency bounds parallel `GET /user/{id}/` lookups in ListAccounts(ids).
+	// DefaultConcurrency bounds parallel account resolutions (user reads, account searches)
+	// in ListAccounts(ids).
 	DefaultConcurrency = 4
 	// MaxPages caps one listing so a server that never ends a listing cannot hold a worker
 	// forever (10 million items at the default page size).
