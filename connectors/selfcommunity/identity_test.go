@@ -107,14 +107,12 @@ func TestEmailsComeFromTheAdminAccountSearch(t *testing.T) {
 // TestAccountSearchNeedsAnAdmin: a token whose user is not an admin cannot learn emails;
 // the error says so, names the route (never the email) and is not taken as "not found".
 func TestAccountSearchNeedsAnAdmin(t *testing.T) {
-	var uid string
 	e := newEnv(t, envOptions{sim: selfcommunitysim.Options{JWTSecret: "jwt-secret"}, cfg: func(c *connectors.SystemConfig) {
 		c.Token, c.JWTSecret = secret.Value{}, secret.New("jwt-secret")
 		c.Options = map[string]string{OptionJWTUserID: "1001"} // Ada: a member, not an admin
 	}})
 	e.sim.Seed(identityTenant())
-	uid = "1002"
-	_, err := e.conn.ListAccounts(t.Context(), []string{uid}, func([]connectors.Account) error { return nil })
+	_, err := e.conn.ListAccounts(t.Context(), []string{"1002"}, func([]connectors.Account) error { return nil })
 	if !errors.Is(err, connectors.ErrUnauthorized) || !strings.Contains(err.Error(), "admin") {
 		t.Fatalf("ListAccounts as a non-admin = %v, want ErrUnauthorized saying an admin is needed", err)
 	}
