@@ -158,12 +158,19 @@ type System struct {
 	// JWTSecretFile is a file holding JWTSecret. No default.
 	JWTSecretFile string `yaml:"jwt_secret_file,omitempty"`
 
+	// MatchBy is what identifies this system's accounts across systems: email (the
+	// default) or ext_id, the external id SelfCommunity keeps for users who signed up
+	// through single sign-on (selfcommunity only). Every system of a flow must match the
+	// same way: an email and an ext_id never identify the same person to groupsync.
+	MatchBy connectors.MatchBy `yaml:"match_by,omitempty"`
+
 	// AllowInsecureHTTP permits an http:// base_url on a host that is not loopback:
 	// credentials then cross the network in clear text. Default false.
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http,omitempty"`
 
 	// Options are kind-specific strings (airtable enterprise_account_id and scim_url,
-	// selfcommunity jwt_user_id); the connector refuses options it does not know. No default.
+	// selfcommunity jwt_user_id, jwt_ttl and ext_id_provider); the connector refuses
+	// options it does not know. No default.
 	Options map[string]string `yaml:"options,omitempty"`
 
 	// RateLimit is requests/second; default 0 = the connector's published default.
@@ -270,7 +277,8 @@ type Link struct {
 
 // Matching says how source accounts are found in a target.
 type Matching struct {
-	// By is the matching key; only "email" exists. Default email.
+	// By is the matching key: email, or ext_id for a flow whose systems all have
+	// match_by: ext_id. Default: the source system's match_by (email unless set).
 	By string `yaml:"by"`
 	// Overrides map a source email to a different target email. No default.
 	Overrides []EmailOverride `yaml:"overrides,omitempty"`
@@ -313,6 +321,7 @@ func (c *Config) SystemConfig(name string) connectors.SystemConfig {
 		Kind:    s.Kind,
 		BaseURL: s.BaseURL,
 		Token:   s.Token,
+		MatchBy: s.MatchBy,
 
 		AllowInsecureHTTP: s.AllowInsecureHTTP,
 		Username:          s.Username,

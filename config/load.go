@@ -16,6 +16,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"gopkg.in/yaml.v3"
 
+	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/secret"
 )
 
@@ -404,12 +405,19 @@ func applyDefaults(cfg *Config, present *presence) {
 		if s.MaxBodyBytes == 0 {
 			s.MaxBodyBytes = DefaultMaxBodyBytes
 		}
+		if s.MatchBy == "" {
+			s.MatchBy = connectors.MatchByEmail
+		}
 		cfg.Systems[name] = s
 	}
 	for name, f := range cfg.Flows {
 		has := func(path ...string) bool { return present.has(append([]string{"flows", name}, path...)...) }
 		if f.Matching.By == "" {
-			f.Matching.By = "email"
+			// How the systems key their accounts decides how the flow can match them.
+			f.Matching.By = string(connectors.MatchByEmail)
+			if src, ok := cfg.Systems[f.Source]; ok && src.MatchBy != "" {
+				f.Matching.By = string(src.MatchBy)
+			}
 		}
 		if f.Membership == "" {
 			f.Membership = MembershipMirror

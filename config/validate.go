@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -278,6 +279,16 @@ func validateSystem(name string, s System, p *problems) {
 		}
 	}
 
+	switch s.MatchBy {
+	case "", connectors.MatchByEmail:
+	case connectors.MatchByExtID:
+		if !s.Kind.MatchesByExtID() {
+			p.add(key+".match_by", "ext_id is only offered by kind selfcommunity (its SSO users' external id); kind %s matches by email", s.Kind)
+		}
+	default:
+		p.add(key+".match_by", "%q is not a way to match accounts: use email or ext_id", s.MatchBy)
+	}
+
 	if s.RateLimit < 0 {
 		p.add(key+".rate_limit", "must be >= 0 (0 = the connector's default), got %v", s.RateLimit)
 	}
@@ -364,25 +375,7 @@ func validateFlow(cfg *Config, name string, f Flow, p *problems) {
 		}
 	}
 
-	if f.Matching.By != "email" {
-		p.add(key+".matching.by", "%q is not supported: only email", f.Matching.By)
-	}
-	seenOverride := map[string]int{}
-	for i, o := range f.Matching.Overrides {
-		okey := fmt.Sprintf("%s.matching.overrides[%d]", key, i)
-		if !strings.Contains(o.Source, "@") {
-			p.add(okey+".source", "%q is not an email address", o.Source)
-		}
-		if !strings.Contains(o.Target, "@") {
-			p.add(okey+".target", "%q is not an email address", o.Target)
-		}
-		src := connectors.NormalizeEmail(o.Source)
-		if j, ok := seenOverride[src]; ok {
-			p.add(okey+".source", "%q is already overridden by overrides[%d]", o.Source, j)
-		} else {
-			seenOverride[src] = i
-		}
-	}
+	validateMatching(cfg, key, f, p)
 
 	switch f.Membership {
 	case MembershipMirror, MembershipAddOnly:
@@ -409,6 +402,48 @@ func validateFlow(cfg *Config, name string, f Flow, p *problems) {
 	}
 	if f.MaxChangeAttempts < 1 {
 		p.add(key+".max_change_attempts", "must be >= 1, got %d", f.MaxChangeAttempts)
+	}
+}
+
+// validateMatching checks how the flow matches accounts: the key it names must be the one
+// every system of the flow keys its accounts by (systems.<name>.match_by), since an email
+// and an ext_id never identify the same person; overrides map emails, so they only apply
+// to a flow matching by email.
+func validateMatching(cfg *Config, key string, f Flow, p *problems) {
+	by := connectors.MatchBy(f.Matching.By)
+	if by != connectors.MatchByEmail && by != connectors.MatchByExtID {
+		p.add(key+".matching.by", "%q is not supported: use email or ext_id", f.Matching.By)
+		return
+	}
+	for _, sys := range append([]string{f.Source}, f.Targets...) {
+		s, ok := cfg.Systems[sys]
+		if !ok {
+			continue // refused as an unknown system already
+		}
+		if have := cmp.Or(s.MatchBy, connectors.MatchByEmail); have != by {
+			p.add(key+".matching.by", "the flow matches by %s but system %q keys its accounts by %s (systems.%s.match_by): "+
+				"set every system of the flow to the same match_by", by, sys, have, sys)
+		}
+	}
+	if by == connectors.MatchByExtID && len(f.Matching.Overrides) > 0 {
+		p.add(key+".matching.overrides", "overrides map emails, and this flow matches by ext_id: remove them")
+		return
+	}
+	seenOverride := map[string]int{}
+	for i, o := range f.Matching.Overrides {
+		okey := fmt.Sprintf("%s.matching.overrides[%d]", key, i)
+		if !strings.Contains(o.Source, "@") {
+			p.add(okey+".source", "%q is not an email address", o.Source)
+		}
+		if !strings.Contains(o.Target, "@") {
+			p.add(okey+".target", "%q is not an email address", o.Target)
+		}
+		src := connectors.NormalizeEmail(o.Source)
+		if j, ok := seenOverride[src]; ok {
+			p.add(okey+".source", "%q is already overridden by overrides[%d]", o.Source, j)
+		} else {
+			seenOverride[src] = i
+		}
 	}
 }
 

@@ -69,7 +69,17 @@ func TestValidationRules(t *testing.T) {
 		{"link ids required", flowTail, flowTail + "    links: [{target_system: dst}]\n", "flows.f.links[0].source", "required"},
 		{"link twice", flowTail, flowTail + "    links: [{source: g1, target_system: dst, target: t1}, {source: g1, target_system: dst, target: t2}]\n", "flows.f.links[1]", "already linked on dst by links[0]"},
 		{"link target twice", flowTail, flowTail + "    links: [{source: g1, target_system: dst, target: t1}, {source: g2, target_system: dst, target: t1}]\n", "flows.f.links[1]", `target group "t1" on dst is already linked`},
-		{"matching by", flowTail, flowTail + "    matching: {by: name}\n", "flows.f.matching.by", "only email"},
+		{"matching by", flowTail, flowTail + "    matching: {by: name}\n", "flows.f.matching.by", "use email or ext_id"},
+		{"match_by unknown", "    token: t-dst\n", "    token: t-dst\n    match_by: phone\n", "systems.dst.match_by", `"phone" is not a way to match accounts`},
+		{"match_by ext_id needs selfcommunity", "    token: t-dst\n", "    token: t-dst\n    match_by: ext_id\n", "systems.dst.match_by", "only offered by kind selfcommunity"},
+		{"flow mixes match_by", devrevSource, scSource + "    match_by: ext_id\n", "flows.f.matching.by",
+			`the flow matches by ext_id but system "dst" keys its accounts by email (systems.dst.match_by)`},
+		{"flow matching.by against its systems", flowTail, flowTail + "    matching: {by: ext_id}\n", "flows.f.matching.by",
+			`system "src" keys its accounts by email`},
+		{"overrides in an ext_id flow", devrevSource + "  dst:\n    kind: devrev\n    token: t-dst\n" + flowsHead,
+			scSource + "    match_by: ext_id\n  dst:\n    kind: selfcommunity\n    base_url: https://d.example.com\n    token: t-dst\n    match_by: ext_id\n" +
+				flowsHead + "    matching: {overrides: [{source: a@x, target: b@y}]}\n",
+			"flows.f.matching.overrides", "overrides map emails"},
 		{"override email", flowTail, flowTail + "    matching: {overrides: [{source: a@x, target: nobody}]}\n", "flows.f.matching.overrides[0].target", "not an email"},
 		{"override twice", flowTail, flowTail + "    matching: {overrides: [{source: a@x, target: b@y}, {source: A@X, target: c@y}]}\n", "flows.f.matching.overrides[1].source", "already overridden by overrides[0]"},
 		{"membership", flowTail, flowTail + "    membership: sync\n", "flows.f.membership", "use mirror or add_only"},
@@ -90,6 +100,39 @@ func TestValidationRules(t *testing.T) {
 			_, err := config.Load(writeConfig(t, body), envconfig.MapLookuper(nil))
 			assertProblem(t, err, tt.key, tt.message)
 		})
+	}
+}
+
+// devrevSource is baseConfig's source; scSource makes it a SelfCommunity system.
+const devrevSource = "  src:\n    kind: devrev\n    token: t-src\n"
+
+// flowsHead is the start of baseConfig's flow.
+const flowsHead = "flows:\n  f:\n"
+
+const scSource = "  src:\n    kind: selfcommunity\n    base_url: https://c.example.com\n    token: t-src\n"
+
+// TestMatchByExtIDFlowLoads: two communities on one SSO, both keyed by ext_id: the flow
+// matches by ext_id without saying so, and the connectors are told.
+func TestMatchByExtIDFlowLoads(t *testing.T) {
+	body := strings.Replace(baseConfig, "  src:\n    kind: devrev\n    token: t-src\n  dst:\n    kind: devrev\n    token: t-dst\n",
+		scSource+"    match_by: ext_id\n  dst:\n    kind: selfcommunity\n    base_url: https://d.example.com\n    token: t-dst\n"+
+			"    match_by: ext_id\n    options: {ext_id_provider: okta}\n", 1)
+	cfg, err := config.Load(writeConfig(t, body), envconfig.MapLookuper(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if by := cfg.Flows["f"].Matching.By; by != "ext_id" {
+		t.Fatalf("flow matching.by = %q, want ext_id (from its systems)", by)
+	}
+	if sc := cfg.SystemConfig("dst"); sc.MatchBy != "ext_id" || sc.Options["ext_id_provider"] != "okta" {
+		t.Fatalf("system config = %+v", sc)
+	}
+	plain, err := config.Load(writeConfig(t, baseConfig), envconfig.MapLookuper(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Systems["src"].MatchBy != "email" || plain.Flows["f"].Matching.By != "email" {
+		t.Fatalf("defaults: system match_by %q, flow matching.by %q; want email", plain.Systems["src"].MatchBy, plain.Flows["f"].Matching.By)
 	}
 }
 

@@ -23,6 +23,11 @@ type SystemConfig struct {
 	Password  secret.Value // HTTP Basic password (Socialcast)
 	JWTSecret secret.Value // shared secret for self-minted JWTs (SelfCommunity)
 
+	// MatchBy is which identity keys this system's accounts across systems (see "Identity
+	// keys" in normalize.go): MatchByEmail ("" means it too) or MatchByExtID, which only
+	// connectors whose accounts carry an SSO external id accept (selfcommunity).
+	MatchBy MatchBy
+
 	// AllowInsecureHTTP permits an http:// base URL on a host that is not loopback.
 	AllowInsecureHTTP bool
 

@@ -26,6 +26,10 @@ const (
 	KindSocialcast    Kind = "socialcast"
 )
 
+// MatchesByExtID reports whether accounts of this kind carry an SSO external id they can be
+// matched by (systems.<name>.match_by: ext_id): only SelfCommunity's do (ext_id).
+func (k Kind) MatchesByExtID() bool { return k == KindSelfCommunity }
+
 // Visibility is a group's visibility as the mirror models it. Systems that do not model it
 // report VisibilityUnknown, and the planner never writes it to them.
 type Visibility string
@@ -67,7 +71,9 @@ type Group struct {
 // Account is a user as it exists in one system.
 type Account struct {
 	ID string
-	// Email is normalized (NormalizeEmail); empty when the system did not reveal it.
+	// Email is the account's identity key (see "Identity keys" in normalize.go): its
+	// normalized email (NormalizeEmail), or ExtIDKey of its external id on a system that
+	// matches by ext_id; empty when the system did not reveal it.
 	Email       string
 	DisplayName string
 	// State is the system's own account state (active, deactivated, provisioned, ...).
@@ -103,8 +109,9 @@ type Member struct {
 	Type string
 	// Role is "member", "manager" or "admin", lower-cased.
 	Role string
-	// Email is set when the API returns it inline with the membership (Airtable meta API),
-	// normalized; the engine then needs no account lookup for this member.
+	// Email is set when the API returns the member's identity key inline with the
+	// membership (Airtable meta API: the email; SelfCommunity matching by ext_id: ExtIDKey),
+	// normalized; the engine then needs no account lookup to know it.
 	Email string
 	// DisplayName comes inline with the membership where the API provides it.
 	DisplayName string
@@ -121,6 +128,9 @@ type Listing struct {
 	// listing is not complete: those groups are neither gone nor known, so the mirror keeps
 	// them and nobody is removed from their targets this run.
 	Unreadable []string
+	// UnreadableReasons says, by group id, why an Unreadable group could not be read, for
+	// the operator (where the connector knows more than "unreadable").
+	UnreadableReasons map[string]string
 }
 
 // GroupSpec is what the engine asks a target to create or update a group to.
@@ -184,7 +194,8 @@ type Connector interface {
 	// that no longer exist. A connector whose API cannot list every account returns
 	// ErrUnsupported for ids == nil.
 	ListAccounts(ctx context.Context, ids []string, fn func([]Account) error) (Listing, error)
-	// FindAccountByEmail looks an account up by normalized email; ErrNotFound if none.
+	// FindAccountByEmail looks an account up by its identity key (a normalized email, or an
+	// ExtIDKey on a system that matches by ext_id); ErrNotFound if none.
 	FindAccountByEmail(ctx context.Context, email string) (Account, error)
 	// FindGroupByName looks a group up by name: the exact name first, else a group whose
 	// NormalizeName key equals the name's (the key the planner adopts by); ErrNotFound if
@@ -226,6 +237,28 @@ type Restorer interface {
 // reports whether that group's member list was read whole.
 type InlineMemberLister interface {
 	ListGroupsWithMembers(ctx context.Context, fn func(g Group, members []Member, complete bool) error) (Listing, error)
+}
+
+// ExpectedGroup is a group a listing was expected to return: one the mirror holds live, or
+// an id the configuration names.
+type ExpectedGroup struct {
+	ID string
+	// Visibility is the group's last known visibility; VisibilityUnknown for an id only the
+	// configuration names.
+	Visibility Visibility
+}
+
+// UnlistedReader is implemented by connectors whose group listing can leave out groups that
+// still exist: SelfCommunity's group search omits hidden groups the token's user is not in,
+// so absence from a complete listing is not knowledge that a group is gone. After a
+// listing that read every page, the engine passes the groups it expected and did not get;
+// the connector reads each by id. fn receives the groups it could read, which the engine
+// takes as listed. Listing.Unreadable names those that exist, or may (a hidden group can
+// answer 404 to a token that is not in it), but could not be read, with the reason in
+// UnreadableReasons: the mirror keeps them and nobody is removed through them. Any other
+// expected group is gone. Listing.Complete is false when the reads stopped early.
+type UnlistedReader interface {
+	ReadUnlisted(ctx context.Context, expected []ExpectedGroup, fn func([]Group) error) (Listing, error)
 }
 
 // WriteProber is implemented by connectors whose API offers a read-only call that needs the

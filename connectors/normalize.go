@@ -58,6 +58,45 @@ func EmailForms(key string) []string {
 	return []string{key}
 }
 
+// Identity keys. Accounts are matched across systems by one key per account, which the
+// mirror stores where it stores emails (accounts.email, memberships.email, changes'
+// account_email) and SQL only compares: for a system that matches by email (the default)
+// the key is NormalizeEmail of the address; for a system that matches by ext_id
+// (SelfCommunity's external id of SSO users, systems.<name>.match_by: ext_id) it is
+// ExtIDKey of that id. The two kinds never equal each other (an ext_id key has no "@"
+// and starts with "ext_id:"), which is why a flow's systems must all match the same way
+// (config validation refuses a mix). A member with no key at all is the planner's to
+// report, as "account:<id>" (state/plan.go), never a key of its own.
+
+// MatchBy names which identity of an account is its key across systems.
+type MatchBy string
+
+// The ways to match accounts.
+const (
+	MatchByEmail MatchBy = "email"
+	MatchByExtID MatchBy = "ext_id"
+)
+
+const extIDKeyPrefix = "ext_id:"
+
+// ExtIDKey is the identity key of an account matched by its SSO external id: "ext_id:"
+// and the id under the rule above (so it survives the ingest normalizer unchanged); "" for
+// an empty id, which then matches nothing.
+func ExtIDKey(extID string) string {
+	k := normalizeKey(extID)
+	if k == "" {
+		return ""
+	}
+	return extIDKeyPrefix + k
+}
+
+// ExtIDOfKey returns the external id an ExtIDKey holds; ok is false for any other key
+// (an email).
+func ExtIDOfKey(key string) (extID string, ok bool) {
+	extID, ok = strings.CutPrefix(key, extIDKeyPrefix)
+	return extID, ok && extID != ""
+}
+
 func normalizeKey(s string) string {
 	if k, ok := asciiKey(s); ok {
 		return k

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/groupsync/groupsync/connectors"
 )
 
 // GroupRef is a group's id and name, for evaluating a flow's scope.
@@ -12,17 +14,23 @@ type GroupRef struct {
 	ID      string
 	Name    string
 	Deleted bool
+	// Visibility is the group's visibility as last listed.
+	Visibility connectors.Visibility
 }
 
 // EachGroup streams every group of a system (tombstoned ones included) to fn.
 func (s *Store) EachGroup(ctx context.Context, system string, fn func(GroupRef) error) error {
-	rows, err := s.pool.Query(ctx, `SELECT external_id, name, deleted_at IS NOT NULL FROM groups WHERE system = $1`, system)
+	rows, err := s.pool.Query(ctx, `SELECT external_id, name, deleted_at IS NOT NULL, visibility FROM groups WHERE system = $1`, system)
 	if err != nil {
 		return fmt.Errorf("state: groups of %s: %w", system, err)
 	}
 	defer rows.Close()
 	var g GroupRef
-	_, err = pgx.ForEachRow(rows, []any{&g.ID, &g.Name, &g.Deleted}, func() error { return fn(g) })
+	var vis string
+	_, err = pgx.ForEachRow(rows, []any{&g.ID, &g.Name, &g.Deleted, &vis}, func() error {
+		g.Visibility = connectors.Visibility(vis)
+		return fn(g)
+	})
 	if err != nil {
 		return fmt.Errorf("state: groups of %s: %w", system, err)
 	}

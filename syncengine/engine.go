@@ -167,6 +167,10 @@ type PullSummary struct {
 	Members  state.MergeCounts
 	Accounts state.MergeCounts
 	Err      string
+	// Unreadable are the groups, by id with the reason, that exist (or may) but the system
+	// neither listed nor let us read (SelfCommunity hidden groups): kept, not deleted, and
+	// no member is removed through them.
+	Unreadable map[string]string
 }
 
 // Result is the outcome of one run.

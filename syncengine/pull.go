@@ -67,7 +67,7 @@ func (e *Engine) pullAll(ctx context.Context, log *slog.Logger, name string, flo
 			if isSource {
 				want = func(g connectors.Group) bool { return sc.contains(g.ID, g.Name) }
 			}
-			listed, incomplete, err := e.pullSystem(ctx, log.With("system", sys), sys, want, sum)
+			listed, incomplete, err := e.pullSystem(ctx, log.With("system", sys), sys, want, configuredGroupIDs(flow, sys), sum)
 			mu.Lock()
 			defer mu.Unlock()
 			if isSource {
@@ -115,10 +115,31 @@ func (e *Engine) pullAll(ctx context.Context, log *slog.Logger, name string, flo
 	return p, err
 }
 
+// configuredGroupIDs are the group ids of sys the flow's configuration names: scope ids on
+// the source, explicit links on either side. A listing that leaves one out is asked about
+// it (readUnlisted).
+func configuredGroupIDs(flow config.Flow, sys string) []string {
+	var ids []string
+	if sys == flow.Source {
+		ids = append(ids, flow.Scope.IDs...)
+	}
+	for _, l := range flow.Links {
+		switch sys {
+		case flow.Source:
+			ids = append(ids, l.Source)
+		case l.TargetSystem:
+			ids = append(ids, l.Target)
+		}
+	}
+	return ids
+}
+
 // pullSystem streams one system's groups into the mirror and, where want selects them,
 // their members. It returns how many groups were listed and the selected groups whose
-// member listing was incomplete (completeness is per group).
-func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, want func(connectors.Group) bool, sum *PullSummary) (int, []string, error) {
+// member listing was incomplete (completeness is per group). configured are the group ids
+// the flow names on sys.
+func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, want func(connectors.Group) bool,
+	configured []string, sum *PullSummary) (int, []string, error) {
 	conn := e.o.Connectors[sys]
 	cfg := e.o.Config.Systems[sys]
 	if err := e.o.Store.UpsertSystem(ctx, sys, string(conn.Kind()), cfg.BaseURL); err != nil {
@@ -171,21 +192,31 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 		// their names are not known this run (InvariantCompletenessIsPerGroupAndKind).
 		incomplete = append(incomplete, listing.Unreadable...)
 	} else {
-		listing, listErr = conn.ListGroups(ctx, func(page []connectors.Group) error {
+		seen := map[string]bool{}
+		stage := func(page []connectors.Group) error {
 			listed += len(page)
 			if err := gm.Write(ctx, page); err != nil {
 				return err
 			}
-			if want != nil {
-				for _, g := range page {
-					if want(g) {
-						wanted = append(wanted, g.ID)
-					}
+			for _, g := range page {
+				seen[g.ID] = true
+				if want != nil && want(g) {
+					wanted = append(wanted, g.ID)
 				}
 			}
 			e.progress(ctx, sys, "groups", 1, len(page))
 			return nil
-		})
+		}
+		listing, listErr = conn.ListGroups(ctx, stage)
+		if ur, ok := conn.(connectors.UnlistedReader); ok && listErr == nil && listing.Complete {
+			var unreadable []string
+			unreadable, listErr = e.readUnlisted(ctx, log, sys, ur, seen, configured, stage, sum)
+			// A group that exists but could not be read is neither gone nor known: nothing
+			// of the system is tombstoned this run (its listing is not whole), and no member
+			// is removed through it.
+			listing.Complete = listErr == nil && len(unreadable) == 0
+			incomplete = append(incomplete, unreadable...)
+		}
 	}
 	complete := listErr == nil && listing.Complete
 	sum.Complete = complete
@@ -210,12 +241,63 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 		if err != nil {
 			return listed, nil, err
 		}
-		incomplete = failed
+		incomplete = append(incomplete, failed...)
 		ok := len(failed) == 0
 		sum.Complete = sum.Complete && ok
 	}
 	log.Info("pulled", "groups_listed", listed, "groups", sum.Groups, "members", sum.Members, "complete", sum.Complete)
 	return listed, incomplete, nil
+}
+
+// readUnlisted asks a connector whose listing can leave out groups that exist (SelfCommunity
+// hides hidden groups from its search) about the groups the mirror holds live, and those the
+// configuration names, that its complete listing did not return: the ones it reads by id
+// are staged as listed (stage), so a hidden group is never taken as deleted; the ones it
+// cannot read are returned, reported in sum and the log with the connector's reason.
+func (e *Engine) readUnlisted(ctx context.Context, log *slog.Logger, sys string, ur connectors.UnlistedReader,
+	seen map[string]bool, configured []string, stage func([]connectors.Group) error, sum *PullSummary) ([]string, error) {
+	var expected []connectors.ExpectedGroup
+	known := map[string]bool{}
+	err := e.o.Store.EachGroup(ctx, sys, func(g state.GroupRef) error {
+		known[g.ID] = true
+		if !g.Deleted && !seen[g.ID] {
+			expected = append(expected, connectors.ExpectedGroup{ID: g.ID, Visibility: g.Visibility})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range configured {
+		if !seen[id] && !known[id] {
+			known[id] = true
+			expected = append(expected, connectors.ExpectedGroup{ID: id})
+		}
+	}
+	if len(expected) == 0 {
+		return nil, nil
+	}
+	l, err := ur.ReadUnlisted(ctx, expected, stage)
+	if err != nil {
+		return nil, fmt.Errorf("groups the listing left out: %w", err)
+	}
+	if len(l.Unreadable) > 0 {
+		sum.Unreadable = l.UnreadableReasons
+		if sum.Unreadable == nil {
+			sum.Unreadable = map[string]string{}
+		}
+		for _, id := range l.Unreadable {
+			if sum.Unreadable[id] == "" {
+				sum.Unreadable[id] = "exists but could not be read"
+			}
+		}
+		log.Warn("groups left out of the listing and unreadable by id: kept in the mirror, nothing tombstoned, no removals through them",
+			"groups", l.Unreadable)
+	}
+	if l.Items > 0 {
+		log.Info("groups left out of the listing read by id", "groups", l.Items)
+	}
+	return l.Unreadable, nil
 }
 
 // pullMembers streams the members of the given groups into the mirror with a few listings

@@ -31,6 +31,9 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 	if !ok {
 		return nil, fmt.Errorf("system %q: unknown kind %q (known: %v)", cfg.Name, cfg.Kind, Kinds())
 	}
+	if cfg.MatchBy == connectors.MatchByExtID && !cfg.Kind.MatchesByExtID() {
+		return nil, fmt.Errorf("system %q: kind %s has no external id to match accounts by (match_by: ext_id)", cfg.Name, cfg.Kind)
+	}
 	c, err := open(cfg, deps)
 	if err != nil {
 		return nil, fmt.Errorf("system %q: %w", cfg.Name, err)

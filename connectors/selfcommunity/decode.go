@@ -63,13 +63,35 @@ func decodePage(body []byte) (page, error) {
 }
 
 // apiUser is the User object as far as the connector reads it. Members come trimmed (id,
-// username, real_name, ext_id, avatar); `email` only appears where the caller may see it.
+// username, real_name, ext_id, avatar). `email` is only read from the admin account
+// search's answer (decodeSearched): the public User schema no longer documents it, so an
+// email some other route happens to carry is not relied on.
 type apiUser struct {
-	ID       apiclient.ID `json:"id"`
-	Username string       `json:"username"`
-	RealName string       `json:"real_name"`
-	Email    string       `json:"email"`
-	Status   string       `json:"status"`
+	ID       apiclient.ID    `json:"id"`
+	Username string          `json:"username"`
+	RealName string          `json:"real_name"`
+	Email    string          `json:"email"`
+	ExtID    json.RawMessage `json:"ext_id"`
+	Status   string          `json:"status"`
+	Deleted  *bool           `json:"deleted"`
+}
+
+// extID returns ext_id as text: the User schema types it an integer, the external-provider
+// schema a string; null or absent is "".
+func (u apiUser) extID() string {
+	raw := bytes.TrimSpace(u.ExtID)
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return strings.TrimSpace(s)
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return ""
 }
 
 func (u apiUser) displayName() string {
@@ -215,59 +237,77 @@ func privacyOf(v connectors.Visibility) (privacy string, visible bool, ok bool) 
 	return "", false, false
 }
 
-func decodeMember(groupID, manager string, raw json.RawMessage) (connectors.Member, error) {
+// decodeMember reads one entry of a member list, with its username (for the account
+// search). Matching by ext_id, the member's key comes inline (the trimmed User carries
+// ext_id); matching by email it does not (no email there), and the engine resolves it
+// through ListAccounts.
+func decodeMember(groupID, manager string, matchBy connectors.MatchBy, raw json.RawMessage) (connectors.Member, string, error) {
 	var u apiUser
 	if err := json.Unmarshal(raw, &u); err != nil {
-		return connectors.Member{}, fmt.Errorf("decode member: %w", err)
+		return connectors.Member{}, "", fmt.Errorf("decode member: %w", err)
 	}
 	if u.ID == "" {
-		return connectors.Member{}, errNoID
+		return connectors.Member{}, "", errNoID
 	}
 	role := "member"
 	if manager != "" && u.ID.String() == manager {
 		role = "manager"
 	}
-	return connectors.Member{
+	m := connectors.Member{
 		GroupID:     groupID,
 		AccountID:   u.ID.String(),
 		Type:        connectors.MemberUser,
 		Role:        role,
-		Email:       connectors.NormalizeEmail(u.Email),
 		DisplayName: u.displayName(),
-	}, nil
+	}
+	if matchBy == connectors.MatchByExtID {
+		m.Email = connectors.ExtIDKey(u.extID())
+	}
+	return m, u.Username, nil
 }
 
 // accountStates names SelfCommunity's one-letter user statuses.
 var accountStates = map[string]string{"a": "active", "b": "blocked", "d": "deleted", "u": "unregistered"}
 
-func decodeAccount(raw json.RawMessage) (connectors.Account, error) {
+// decodeAccount reads a User object into an account keyed the way the system matches:
+// by ext_id (ExtIDKey), or by email, which only the admin account search reveals
+// (searched true); a User from any other route leaves Email "" for the search to fill.
+func decodeAccount(raw json.RawMessage, matchBy connectors.MatchBy, searched bool) (connectors.Account, string, error) {
 	var u apiUser
 	if err := json.Unmarshal(raw, &u); err != nil {
-		return connectors.Account{}, fmt.Errorf("decode user: %w", err)
+		return connectors.Account{}, "", fmt.Errorf("decode user: %w", err)
 	}
 	if u.ID == "" {
-		return connectors.Account{}, errNoID
+		return connectors.Account{}, "", errNoID
 	}
 	hash, err := connectors.ContentHash(raw, userHashExclude...)
 	if err != nil {
-		return connectors.Account{}, fmt.Errorf("decode user: %w", err)
+		return connectors.Account{}, "", fmt.Errorf("decode user: %w", err)
 	}
 	state, ok := accountStates[u.Status]
 	switch {
+	case u.Deleted != nil && *u.Deleted:
+		state = "deleted" // the search's soft-delete flag, whatever the status letter says
 	case ok:
 	case u.Status == "":
 		state = "active"
 	default:
 		state = u.Status
 	}
-	return connectors.Account{
+	a := connectors.Account{
 		ID:          u.ID.String(),
-		Email:       connectors.NormalizeEmail(u.Email),
 		DisplayName: u.displayName(),
 		State:       state,
 		Raw:         append(json.RawMessage(nil), raw...),
 		Hash:        hash,
-	}, nil
+	}
+	switch {
+	case matchBy == connectors.MatchByExtID:
+		a.Email = connectors.ExtIDKey(u.extID())
+	case searched:
+		a.Email = connectors.NormalizeEmail(u.Email)
+	}
+	return a, u.Username, nil
 }
 
 // decodeError reads SelfCommunity's error bodies. The SDK's parser expects

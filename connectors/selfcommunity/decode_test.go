@@ -117,15 +117,15 @@ func TestVisibilityMapping(t *testing.T) {
 
 func TestDecodeAccount(t *testing.T) {
 	raw := `{"id":1002,"username":"ada","real_name":"","email":" Ada@Example.COM ","status":"b","followers_counter":5,"connection_status":"followed"}`
-	a, err := decodeAccount(json.RawMessage(raw))
+	a, _, err := decodeAccount(json.RawMessage(raw), connectors.MatchByEmail, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.ID != "1002" || a.Email != "ada@example.com" || a.DisplayName != "ada" || a.State != "blocked" {
 		t.Fatalf("account %+v", a)
 	}
-	b, _ := decodeAccount(json.RawMessage(strings.NewReplacer(`"followers_counter":5`, `"followers_counter":6`,
-		`"followed"`, `null`).Replace(raw)))
+	b, _, _ := decodeAccount(json.RawMessage(strings.NewReplacer(`"followers_counter":5`, `"followers_counter":6`,
+		`"followed"`, `null`).Replace(raw)), connectors.MatchByEmail, true)
 	if b.Hash != a.Hash {
 		t.Fatal("account hash moved with a counter or the caller-relative connection status")
 	}
@@ -190,7 +190,7 @@ func FuzzDecodeMembersPage(f *testing.F) {
 			return
 		}
 		for _, r := range p.Results {
-			if m, err := decodeMember("1", "5", r); err == nil && m.AccountID == "" {
+			if m, _, err := decodeMember("1", "5", connectors.MatchByExtID, r); err == nil && m.AccountID == "" {
 				t.Fatalf("member decoded without an id from %s", r)
 			}
 		}
@@ -200,7 +200,7 @@ func FuzzDecodeMembersPage(f *testing.F) {
 func FuzzDecodeUser(f *testing.F) {
 	f.Add([]byte(`{"id":1002,"username":"ada","real_name":"Ada","email":"ada@example.com","status":"a"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if a, err := decodeAccount(body); err == nil && a.ID == "" {
+		if a, _, err := decodeAccount(body, connectors.MatchByExtID, true); err == nil && a.ID == "" {
 			t.Fatalf("account decoded without an id from %s", body)
 		}
 	})

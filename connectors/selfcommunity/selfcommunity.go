@@ -1,8 +1,9 @@
 // Package selfcommunity is the connector for SelfCommunity communities (REST API v2,
 // https://developers.selfcommunity.com/docs/apireference/v2/). It lists groups through
-// `GET /api/v2/group/search/`, members through `GET /api/v2/group/{id}/subscribe/`, accounts
-// through `GET /api/v2/user/` and `GET /api/v2/user/{id}/`, resolves emails with the admin
-// account search, and writes groups and memberships. Its simulator is selfcommunitysim.
+// `GET /api/v2/group/search/` (reading by id the groups it leaves out, hidden.go), members
+// through `GET /api/v2/group/{id}/subscribe/`, accounts through `GET /api/v2/user/{id}/` and
+// the admin account search, the only route that returns emails (identity.go), and writes
+// groups and memberships. Its simulator is selfcommunitysim.
 //
 // Credentials: exactly one of a static bearer token (SystemConfig.Token, e.g. an OAuth2
 // access token) or the community's JWT shared secret (SystemConfig.JWTSecret). With the
@@ -43,7 +44,8 @@ const (
 	// API takes a list with no documented bound; 100 keeps a request small enough that a
 	// failure is cheap to repeat.
 	AddMembersBatchSize = 100
-	// DefaultConcurrency bounds parallel `GET /user/{id}/` lookups in ListAccounts(ids).
+	// DefaultConcurrency bounds parallel account resolutions (user reads, account searches)
+	// in ListAccounts(ids).
 	DefaultConcurrency = 4
 	// MaxPages caps one listing so a server that never ends a listing cannot hold a worker
 	// forever (10 million items at the default page size).
@@ -65,7 +67,13 @@ const (
 	OptionJWTUserID = "jwt_user_id"
 	// OptionJWTTTL is the lifetime of a minted JWT, a Go duration (default 10m, 1m to 24h).
 	OptionJWTTTL = "jwt_ttl"
+	// OptionExtIDProvider is the `provider` the account search is asked with when matching
+	// by ext_id (default DefaultExtIDProvider); only with match_by: ext_id.
+	OptionExtIDProvider = "ext_id_provider"
 )
+
+// DefaultExtIDProvider is the provider the docs name for a community's custom SSO.
+const DefaultExtIDProvider = "external"
 
 // Route templates, used as endpoint labels in errors and metrics.
 const (
@@ -105,6 +113,11 @@ type conn struct {
 	// actor is the user id the JWTs are minted for (options.jwt_user_id); "" with a static
 	// token, whose user the connector does not know.
 	actor string
+
+	// matchBy and provider say how accounts are keyed (identity.go).
+	matchBy   connectors.MatchBy
+	provider  string
+	usernames usernameHints
 }
 
 // Open validates cfg and opens a SelfCommunity connector.
@@ -116,17 +129,7 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 	if cfg.Name == "" {
 		return nil, errors.New("selfcommunity: system name is required")
 	}
-	var problems []string
-	unknown := make([]string, 0)
-	for k := range cfg.Options {
-		if k != OptionJWTUserID && k != OptionJWTTTL {
-			unknown = append(unknown, k)
-		}
-	}
-	sort.Strings(unknown)
-	for _, k := range unknown {
-		problems = append(problems, fmt.Sprintf("unknown option %q (known: %s, %s)", k, OptionJWTUserID, OptionJWTTTL))
-	}
+	problems := optionProblems(cfg)
 	var auth func(ctx context.Context, r *http.Request) error
 	switch {
 	case cfg.Token.IsSet() && cfg.JWTSecret.IsSet():
@@ -180,6 +183,13 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 	if cfg.JWTSecret.IsSet() {
 		c.actor = cfg.Options[OptionJWTUserID]
 	}
+	c.matchBy, c.provider = connectors.MatchByEmail, DefaultExtIDProvider
+	if cfg.MatchBy == connectors.MatchByExtID {
+		c.matchBy = connectors.MatchByExtID
+	}
+	if p := strings.TrimSpace(cfg.Options[OptionExtIDProvider]); p != "" {
+		c.provider = p
+	}
 	if c.pageSize == 0 {
 		c.pageSize = DefaultPageSize
 	}
@@ -187,6 +197,34 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 		c.concurrency = DefaultConcurrency
 	}
 	return c, nil
+}
+
+// optionProblems checks the options and match_by that are not about credentials.
+func optionProblems(cfg connectors.SystemConfig) []string {
+	var problems []string
+	unknown := make([]string, 0)
+	for k := range cfg.Options {
+		if k != OptionJWTUserID && k != OptionJWTTTL && k != OptionExtIDProvider {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		problems = append(problems, fmt.Sprintf("unknown option %q (known: %s, %s, %s)", k, OptionJWTUserID, OptionJWTTTL, OptionExtIDProvider))
+	}
+	switch cfg.MatchBy {
+	case "", connectors.MatchByEmail:
+		if _, ok := cfg.Options[OptionExtIDProvider]; ok {
+			problems = append(problems, fmt.Sprintf("option %q only applies with match_by: ext_id", OptionExtIDProvider))
+		}
+	case connectors.MatchByExtID:
+		if p, ok := cfg.Options[OptionExtIDProvider]; ok && strings.TrimSpace(p) == "" {
+			problems = append(problems, fmt.Sprintf("option %q is empty (default %q)", OptionExtIDProvider, DefaultExtIDProvider))
+		}
+	default:
+		problems = append(problems, fmt.Sprintf("match_by %q is not email or ext_id", cfg.MatchBy))
+	}
+	return problems
 }
 
 func (c *conn) Name() string          { return c.name }

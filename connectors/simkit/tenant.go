@@ -11,6 +11,9 @@ type Person struct {
 	Email string
 	First string
 	Last  string
+	// ExtID is the person's id at a single sign-on provider, for systems that record one
+	// (SelfCommunity's ext_id); "" for none. Simulators that have no such field ignore it.
+	ExtID string
 }
 
 // TenantGroup is a group to seed, with members given as indexes into Tenant.People.

@@ -62,6 +62,10 @@ func (s *Server) DeleteAccount(email string) bool {
 		return false
 	}
 	delete(s.byEmail, normEmail(email))
+	delete(s.byUsername, s.users[id].username)
+	if u := s.users[id]; u.extID != "" {
+		delete(s.byExtID, extKey{u.provider, u.extID})
+	}
 	delete(s.users, id)
 	if i, found := slices.BinarySearch(s.userOrder, id); found {
 		s.userOrder = slices.Delete(s.userOrder, i, i+1)
@@ -89,4 +93,12 @@ func (s *Server) SetGroupArchived(id string, archived bool) bool {
 	}
 	g.active = !archived
 	return true
+}
+
+// SetHiddenUnreadableByID switches Options.HiddenUnreadableByID on a running simulator: a
+// hidden group then answers 404 by id to everyone not in it, admins included.
+func (s *Server) SetHiddenUnreadableByID(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hiddenUnreadable = on
 }

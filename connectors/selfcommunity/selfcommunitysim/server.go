@@ -68,10 +68,16 @@ type Options struct {
 	// default so tests see exactly the members they wrote. Whether the API does it is
 	// undocumented.
 	CreatorJoins bool
-	// HideHiddenFromAdmin makes group search show the admin only visible groups and hidden
-	// groups it belongs to, like any user: whether the real API shows admins every hidden
-	// group is undocumented, and this is the pessimistic case.
-	HideHiddenFromAdmin bool
+	// AdminListsHidden makes group search show admins every hidden group. The docs say the
+	// search returns visible groups plus the hidden groups the caller belongs to, with no
+	// exception for admins, so by default an admin is listed only the hidden groups it is
+	// in, like any user; whether the real API makes the exception is undocumented.
+	AdminListsHidden bool
+	// HiddenUnreadableByID makes `GET /api/v2/group/{id}/` (and the routes under it) of a
+	// hidden group answer 404 to everyone not in it, admins and its manager included. By
+	// default a hidden group the search leaves out can still be read by id by an admin or
+	// its manager (undocumented either way; this is the pessimistic case).
+	HiddenUnreadableByID bool
 	// Now is the clock for JWT expiry and created_at (default time.Now).
 	Now func() time.Time
 	// FaultSeed seeds the fault set's random source.
@@ -83,10 +89,34 @@ type user struct {
 	username string
 	realName string
 	email    string
+	// extID and provider are the SSO identity set at signup (ext_id, "" for none), as the
+	// account search's ext_id + provider pair finds it.
+	extID    string
+	provider string
 	status   byte
 	admin    bool
 	joined   time.Time
 }
+
+// extIDJSON renders ext_id as the User schema types it (an integer), or as a string when
+// the provider's id is not numeric; null when the user has none.
+func (u *user) extIDJSON() json.RawMessage {
+	if u.extID == "" {
+		return json.RawMessage("null")
+	}
+	if _, err := strconv.ParseInt(u.extID, 10, 64); err == nil {
+		return json.RawMessage(u.extID)
+	}
+	b, _ := json.Marshal(u.extID)
+	return b
+}
+
+// extKey indexes users by their SSO identity.
+type extKey struct{ provider, extID string }
+
+// ExternalProvider is the provider of every simulated SSO identity: the one the docs name
+// for a custom SSO ("external").
+const ExternalProvider = "external"
 
 type group struct {
 	id          int64
@@ -120,6 +150,8 @@ type Server struct {
 	users      map[int64]*user
 	userOrder  []int64 // ascending
 	byEmail    map[string]int64
+	byUsername map[string]int64
+	byExtID    map[extKey]int64
 	groups     map[int64]*group
 	groupOrder []int64 // ascending
 	byName     map[string]int64
@@ -127,6 +159,8 @@ type Server struct {
 	nextUser   int64
 	repeatNext map[string]int
 	bare       map[string]bool
+	// hiddenUnreadable starts as Options.HiddenUnreadableByID (SetHiddenUnreadableByID).
+	hiddenUnreadable bool
 	// nameFold, when set, replaces defaultNameKey as the name uniqueness key (SetNameKey).
 	nameFold func(string) string
 }
@@ -164,6 +198,8 @@ func New(o Options) *Server {
 		effects:    simkit.NewEffects(),
 		repeatNext: map[string]int{},
 		bare:       map[string]bool{},
+
+		hiddenUnreadable: o.HiddenUnreadableByID,
 	}
 	s.reset()
 	s.routes()
@@ -253,6 +289,8 @@ func (s *Server) reset() {
 	s.users = map[int64]*user{}
 	s.userOrder = nil
 	s.byEmail = map[string]int64{}
+	s.byUsername = map[string]int64{}
+	s.byExtID = map[extKey]int64{}
 	s.groups = map[int64]*group{}
 	s.groupOrder = nil
 	s.byName = map[string]int64{}
@@ -263,11 +301,24 @@ func (s *Server) reset() {
 }
 
 func (s *Server) putUser(u *user) {
-	s.users[u.id] = u
 	i, _ := slices.BinarySearch(s.userOrder, u.id)
 	s.userOrder = slices.Insert(s.userOrder, i, u.id)
+	s.index(u)
+}
+
+// index adds u to the look-up maps. Usernames are unique, as SelfCommunity's are: a taken
+// one gets the user id appended.
+func (s *Server) index(u *user) {
+	s.users[u.id] = u
+	if _, taken := s.byUsername[u.username]; taken {
+		u.username += "-" + strconv.FormatInt(u.id, 10)
+	}
+	s.byUsername[u.username] = u.id
 	if u.email != "" {
 		s.byEmail[normEmail(u.email)] = u.id
+	}
+	if u.extID != "" {
+		s.byExtID[extKey{u.provider, u.extID}] = u.id
 	}
 }
 
@@ -281,8 +332,12 @@ func (s *Server) newUser(p simkit.Person, joined time.Time) *user {
 	if at := strings.IndexByte(local, '@'); at > 0 {
 		local = local[:at]
 	}
-	return &user{id: id, username: local, realName: strings.TrimSpace(p.First + " " + p.Last), email: p.Email,
+	u := &user{id: id, username: local, realName: strings.TrimSpace(p.First + " " + p.Last), email: p.Email,
 		status: 'a', joined: joined}
+	if p.ExtID != "" {
+		u.extID, u.provider = p.ExtID, ExternalProvider
+	}
+	return u
 }
 
 // Seed replaces the state with the tenant (plus the admin account). Person i gets user id
@@ -297,11 +352,8 @@ func (s *Server) Seed(t simkit.Tenant) {
 	for i, p := range t.People {
 		u := s.newUser(p, now)
 		ids[i] = u.id
-		s.users[u.id] = u
 		s.userOrder = append(s.userOrder, u.id)
-		if u.email != "" {
-			s.byEmail[normEmail(u.email)] = u.id
-		}
+		s.index(u)
 	}
 	slices.Sort(s.userOrder)
 	s.groupOrder = make([]int64, 0, len(t.Groups))
