@@ -24,6 +24,8 @@ const (
 	KindDevRev        Kind = "devrev"
 	KindSelfCommunity Kind = "selfcommunity"
 	KindSocialcast    Kind = "socialcast"
+	// KindSCIM is any SCIM 2.0 service provider (RFC 7643/7644).
+	KindSCIM Kind = "scim"
 )
 
 // Visibility is a group's visibility as the mirror models it. Systems that do not model it
