@@ -29,7 +29,9 @@ type memberRef struct {
 	Value string `json:"value"`
 }
 
-func (c *conn) groupPath(f *features, id string) string { return f.groupsPath + "/" + url.PathEscape(id) }
+func (c *conn) groupPath(f *features, id string) string {
+	return f.groupsPath + "/" + url.PathEscape(id)
+}
 
 // CreateGroup creates an empty group (the engine adds members next). Description and
 // visibility have no place in SCIM's core Group and are ignored. A create is not repeated
