@@ -74,7 +74,13 @@ func (h *harness) sleep(ctx context.Context, d time.Duration) error {
 
 func newHarness(t *testing.T, o conformance.Options, opts ...func(*connectors.SystemConfig)) *harness {
 	t.Helper()
-	h := &harness{sim: scimsim.New(scimsim.Options{Token: "tok-" + t.Name()})}
+	return harnessOn(t, scimsim.New(scimsim.Options{Token: "tok-" + t.Name()}), o, opts...)
+}
+
+// harnessOn opens the connector against sim.
+func harnessOn(t *testing.T, sim *scimsim.Server, o conformance.Options, opts ...func(*connectors.SystemConfig)) *harness {
+	t.Helper()
+	h := &harness{sim: sim}
 	h.srv = httptest.NewServer(h.sim)
 	t.Cleanup(h.srv.Close)
 	h.cfg = connectors.SystemConfig{
