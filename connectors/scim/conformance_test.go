@@ -93,6 +93,10 @@ func harnessOn(t *testing.T, sim *scimsim.Server, o conformance.Options, opts ..
 		MaxBodyBytes: o.MaxBodyBytes,
 		Timeout:      o.Timeout,
 		PageSize:     o.PageSize,
+		// The default (10/s, for an unknown provider) would make the suite wait on its own
+		// limiter; the simulator has none.
+		RateLimit: 1000,
+		Burst:     50,
 	}
 	for _, opt := range opts {
 		opt(&h.cfg)
