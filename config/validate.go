@@ -15,6 +15,7 @@ import (
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/connectors/scim"
 	"github.com/groupsync/groupsync/secret"
 )
 
@@ -74,7 +75,7 @@ var (
 )
 
 var kinds = []connectors.Kind{
-	connectors.KindAirtable, connectors.KindDevRev, connectors.KindSelfCommunity, connectors.KindSocialcast,
+	connectors.KindAirtable, connectors.KindDevRev, connectors.KindSCIM, connectors.KindSelfCommunity, connectors.KindSocialcast,
 }
 
 // cronParser accepts the standard 5 fields and descriptors (@hourly, @every 10m).
@@ -229,14 +230,17 @@ func validateSystem(name string, s System, p *problems) {
 	env := SystemEnvPrefix(name)
 	if !slices.Contains(kinds, s.Kind) {
 		if s.Kind == "" {
-			p.add(key+".kind", "required: one of airtable, devrev, selfcommunity, socialcast")
+			p.add(key+".kind", "required: one of airtable, devrev, scim, selfcommunity, socialcast")
 		} else {
-			p.add(key+".kind", "unknown kind %q: use airtable, devrev, selfcommunity or socialcast", s.Kind)
+			p.add(key+".kind", "unknown kind %q: use airtable, devrev, scim, selfcommunity or socialcast", s.Kind)
 		}
 	}
 	if s.BaseURL == "" {
-		if s.Kind == connectors.KindSelfCommunity || s.Kind == connectors.KindSocialcast {
+		switch s.Kind {
+		case connectors.KindSelfCommunity, connectors.KindSocialcast:
 			p.add(key+".base_url", "required for kind %s (the customer's own host)", s.Kind)
+		case connectors.KindSCIM:
+			p.add(key+".base_url", "required for kind scim (the provider's SCIM base, e.g. https://example.com/scim/v2)")
 		}
 	} else if u, err := url.Parse(s.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		p.add(key+".base_url", "%q is not an http(s) URL", apiclient.RedactURL(s.BaseURL))
@@ -259,6 +263,11 @@ func validateSystem(name string, s System, p *problems) {
 		if s.Options["enterprise_account_id"] == "" {
 			p.add(key+".options.enterprise_account_id", "required for kind airtable")
 		}
+	case connectors.KindSCIM:
+		if !s.Token.IsSet() {
+			missing("token or token_file (the provider's bearer token)", env+"TOKEN", env+"TOKEN_FILE")
+		}
+		validateSCIMOptions(key, s, p)
 	case connectors.KindSelfCommunity:
 		if !s.Token.IsSet() && !(s.JWTSecret.IsSet() && s.Options["jwt_user_id"] != "") {
 			missing("token, or jwt_secret with options.jwt_user_id", env+"TOKEN", env+"JWT_SECRET")
@@ -600,4 +609,29 @@ func maySelect(s Scope, name string) bool {
 		}
 	}
 	return false
+}
+
+// validateSCIMOptions checks kind scim's options, each problem under its own key, with the
+// connector's own rules (scim.Open refuses the same).
+func validateSCIMOptions(key string, s System, p *problems) {
+	for k, v := range s.Options {
+		switch k {
+		case scim.OptionWriteMode:
+			if !slices.Contains([]string{"", scim.WriteModeAuto, scim.WriteModePatch, scim.WriteModePut}, strings.ToLower(strings.TrimSpace(v))) {
+				p.add(key+".options."+k, "%q must be auto, patch or put", v)
+			}
+		case scim.OptionFilter:
+			if !slices.Contains([]string{"", "auto", "off"}, strings.ToLower(strings.TrimSpace(v))) {
+				p.add(key+".options."+k, "%q must be auto or off", v)
+			}
+		default:
+			p.add(key+".options."+k, "unknown option for kind scim (known: %s, %s)", scim.OptionWriteMode, scim.OptionFilter)
+		}
+	}
+	if s.Username != "" || s.Password.IsSet() || s.JWTSecret.IsSet() {
+		p.add(key, "kind scim uses only token; username, password and jwt_secret must be empty")
+	}
+	if s.PageSize > scim.MaxPageSize {
+		p.add(key+".page_size", "must be at most %d for kind scim, got %d", scim.MaxPageSize, s.PageSize)
+	}
 }

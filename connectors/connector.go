@@ -24,6 +24,8 @@ const (
 	KindDevRev        Kind = "devrev"
 	KindSelfCommunity Kind = "selfcommunity"
 	KindSocialcast    Kind = "socialcast"
+	// KindSCIM is any SCIM 2.0 service provider (RFC 7643/7644).
+	KindSCIM Kind = "scim"
 )
 
 // MatchesByExtID reports whether accounts of this kind carry an SSO external id they can be

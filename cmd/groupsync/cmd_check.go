@@ -324,6 +324,7 @@ var credentialHints = map[connectors.Kind]func(env string) string{
 	connectors.KindAirtable:      func(env string) string { return env + "TOKEN (or " + env + "TOKEN_FILE)" },
 	connectors.KindSelfCommunity: func(env string) string { return env + "TOKEN, or " + env + "JWT_SECRET with options.jwt_user_id" },
 	connectors.KindSocialcast:    func(env string) string { return env + "TOKEN, or " + env + "USERNAME with " + env + "PASSWORD" },
+	connectors.KindSCIM:          func(env string) string { return env + "TOKEN (or " + env + "TOKEN_FILE)" },
 }
 
 // permissionHints say, per kind, what access the calls need (reference/apis.md).
@@ -332,6 +333,7 @@ var permissionHints = map[connectors.Kind]string{
 	connectors.KindAirtable:      "an enterprise admin's token with the enterprise.account:read, enterprise.groups:read, enterprise.user:read and, to write, enterprise.scim.usersAndGroups:manage scopes",
 	connectors.KindSelfCommunity: "account search and member writes need an admin: options.jwt_user_id (or the token's user) must be one",
 	connectors.KindSocialcast:    "the user needs to be a community admin",
+	connectors.KindSCIM:          "the provider's SCIM token must be allowed to read and write Users and Groups",
 }
 
 // checkFix says what to change for a failed check, by the error's class.

@@ -201,6 +201,10 @@ type Request struct {
 	Form url.Values
 	// ContentType overrides the JSON content type (SCIM wants application/scim+json).
 	ContentType string
+	// Header holds extra request headers (SCIM's If-Match, an Accept the API prefers). They
+	// are set after the client's defaults, so an Accept here replaces the default; they must
+	// not carry credentials (Auth adds those, and headers are never quoted in errors).
+	Header http.Header
 	// Endpoint is a route template for errors and metrics ("groups.list",
 	// "GET /api/v2/group/{id}/subscribe/"); empty means "METHOD path".
 	Endpoint string
@@ -555,6 +559,9 @@ func (c *Client) newRequest(ctx, actx context.Context, req Request, u *url.URL) 
 	hr.Header.Set("Accept", "application/json")
 	if contentType != "" {
 		hr.Header.Set("Content-Type", contentType)
+	}
+	for k, vs := range req.Header {
+		hr.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
 	}
 	if c.cfg.Auth != nil {
 		if err := c.cfg.Auth(ctx, hr); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/airtable"
 	"github.com/groupsync/groupsync/connectors/devrev"
+	"github.com/groupsync/groupsync/connectors/scim"
 	"github.com/groupsync/groupsync/connectors/selfcommunity"
 	"github.com/groupsync/groupsync/connectors/socialcast"
 )
@@ -20,6 +21,7 @@ var Openers = map[connectors.Kind]connectors.Opener{
 	connectors.KindDevRev:        devrev.Open,
 	connectors.KindSelfCommunity: selfcommunity.Open,
 	connectors.KindSocialcast:    socialcast.Open,
+	connectors.KindSCIM:          scim.Open,
 }
 
 // Kinds lists the known kinds, sorted.
