@@ -448,16 +448,18 @@ func (s *Store) RecordSourceSyncOut(ctx context.Context, runID int64) (err error
 	return nil
 }
 
-// PruneSkipped deletes the skipped changes of the flow's earlier runs. A skip (no_account,
-// unsupported) is re-planned by every run while its cause lasts, so only the latest run's
-// skips carry information; keeping every run's would grow the table without bound.
+// PruneSkipped deletes the skipped changes of the flow's earlier runs but reverts'. A skip
+// (no_account, unsupported) is re-planned by every run while its cause lasts, so only the
+// latest run's skips carry information; keeping every run's would grow the table without
+// bound. A revert is planned once: its skips are the only record of what it left.
 func (s *Store) PruneSkipped(ctx context.Context, flow string, beforeRun int64) (_ int64, err error) {
 	db, end, err := s.beginFenced(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { err = end(err) }()
-	tag, err := db.Exec(ctx, `DELETE FROM changes WHERE flow = $1 AND run_id < $2 AND status = 'skipped'`, flow, beforeRun)
+	tag, err := db.Exec(ctx, `DELETE FROM changes WHERE flow = $1 AND run_id < $2 AND status = 'skipped'
+		AND run_id NOT IN (SELECT id FROM runs WHERE flow = $1 AND trigger = 'revert')`, flow, beforeRun)
 	if err != nil {
 		return 0, fmt.Errorf("state: prune skipped changes of flow %q: %w", flow, err)
 	}

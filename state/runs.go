@@ -49,6 +49,9 @@ type Run struct {
 	RejectReason string
 	// SupersededBy is the newer run of the flow that made this blocked run stale, 0 if none.
 	SupersededBy int64
+	// RevertsRunID is, for a revert run (and the re-plan checking its apply), the run it
+	// undoes; 0 otherwise.
+	RevertsRunID int64
 }
 
 // NewRun is what CreateRun records.
@@ -59,6 +62,8 @@ type NewRun struct {
 	Holder    string
 	LeaseTerm int64
 	Tick      *time.Time
+	// RevertsRunID is the run a revert run undoes; 0 for other runs.
+	RevertsRunID int64
 }
 
 // CreateRun inserts a run in status running and returns its id.
@@ -70,9 +75,9 @@ func (s *Store) CreateRun(ctx context.Context, r NewRun) (_ int64, err error) {
 	defer func() { err = end(err) }()
 	var id int64
 	err = db.QueryRow(ctx, `
-		INSERT INTO runs (flow, trigger, status, dry_run, holder, lease_term, tick)
-		VALUES ($1, $2, 'running', $3, $4, $5, $6) RETURNING id`,
-		r.Flow, r.Trigger, r.DryRun, r.Holder, r.LeaseTerm, r.Tick).Scan(&id)
+		INSERT INTO runs (flow, trigger, status, dry_run, holder, lease_term, tick, reverts_run_id)
+		VALUES ($1, $2, 'running', $3, $4, $5, $6, nullif($7, 0)) RETURNING id`,
+		r.Flow, r.Trigger, r.DryRun, r.Holder, r.LeaseTerm, r.Tick, r.RevertsRunID).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("state: create run of flow %q: %w", r.Flow, err)
 	}
@@ -127,14 +132,15 @@ func (s *Store) ApproveRun(ctx context.Context, id int64, who string) (err error
 
 const runColumns = `id, flow, trigger, status, dry_run, started_at, finished_at, counts, coalesce(error, ''),
 	coalesce(blocked_reason, ''), approved_at, coalesce(approved_by, ''), coalesce(holder, ''),
-	rejected_at, coalesce(rejected_by, ''), coalesce(reject_reason, ''), coalesce(superseded_by, 0)`
+	rejected_at, coalesce(rejected_by, ''), coalesce(reject_reason, ''), coalesce(superseded_by, 0),
+	coalesce(reverts_run_id, 0)`
 
 func scanRun(row pgx.Row) (Run, error) {
 	var r Run
 	var counts []byte
 	err := row.Scan(&r.ID, &r.Flow, &r.Trigger, &r.Status, &r.DryRun, &r.StartedAt, &r.FinishedAt, &counts,
 		&r.Error, &r.BlockedReason, &r.ApprovedAt, &r.ApprovedBy, &r.Holder,
-		&r.RejectedAt, &r.RejectedBy, &r.RejectReason, &r.SupersededBy)
+		&r.RejectedAt, &r.RejectedBy, &r.RejectReason, &r.SupersededBy, &r.RevertsRunID)
 	if err != nil {
 		return r, err
 	}

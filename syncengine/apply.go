@@ -59,6 +59,13 @@ func (e *Engine) Apply(ctx context.Context, runID int64, allowDeletes bool, who 
 	if _, err := e.o.Store.ReleaseBlocked(runCtx, runID); err != nil {
 		return nil, err
 	}
+	if run.RevertsRunID != 0 {
+		// Resumed since the revert was planned: it is paused again before anything is
+		// pushed, or the next scheduled run would redo at once what this undoes.
+		if _, err := e.pauseForRevert(runCtx, run.Flow, who, runID, run.RevertsRunID); err != nil {
+			return nil, err
+		}
+	}
 	log.Info("applying stored plan", "approved_by", who, "allow_deletes", allowDeletes)
 	return e.pushStored(ctx, runCtx, log, run, flow)
 }
@@ -78,6 +85,17 @@ func (e *Engine) approvable(ctx context.Context, runID int64, allowDeletes bool)
 	if err := state.NotPending(run); err != nil {
 		return run, flow, fmt.Errorf("syncengine: %w", err)
 	}
+	// A paused flow's own plans wait for the resume: pushing one would redo what a revert
+	// undid. A revert's plan is what the pause is for.
+	if run.Trigger != TriggerRevert {
+		p, err := e.o.Store.ActivePause(ctx, run.Flow)
+		switch {
+		case err == nil:
+			return run, flow, fmt.Errorf("syncengine: run %d not applied: %w", runID, PausedError(p))
+		case !errors.Is(err, state.ErrNotFound):
+			return run, flow, err
+		}
+	}
 	switch run.Status {
 	case state.RunPlanned:
 	case state.RunBlocked:
@@ -93,7 +111,9 @@ func (e *Engine) approvable(ctx context.Context, runID int64, allowDeletes bool)
 // checkApproval re-plans the flow as a dry run and refuses the approval of run when that
 // re-plan failed (a system it needs still fails) or differs from run's stored plan.
 func (e *Engine) checkApproval(ctx context.Context, run state.Run, flow config.Flow, term int64) (*Result, error) {
-	check, err := e.run(ctx, run.Flow, flow, RunOptions{Trigger: TriggerApply, DryRun: true, approving: run.ID}, term)
+	// A revert's plan is checked against a fresh revert of the same run, not a fresh sync.
+	check, err := e.run(ctx, run.Flow, flow, RunOptions{Trigger: TriggerApply, DryRun: true, approving: run.ID,
+		revert: run.RevertsRunID}, term)
 	if err != nil {
 		return nil, err
 	}

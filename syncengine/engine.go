@@ -28,7 +28,13 @@ const (
 	TriggerManual   = "manual"
 	TriggerApply    = "apply"
 	TriggerPlan     = "plan"
+	// TriggerRevert is a revert's plan (groupsync revert RUN).
+	TriggerRevert = "revert"
 )
+
+// StatusPaused is the Result.Status of a run that did not start because its flow is
+// paused: no run row, nothing pulled or pushed.
+const StatusPaused = "paused"
 
 // Observer is told about runs and changes, for metrics. Implementations must be safe for
 // concurrent use.
@@ -148,6 +154,9 @@ type RunOptions struct {
 	// check (Apply): the guard's verdict is logged, not recorded as a block of its own,
 	// since the approval being checked is the operator's answer to it.
 	approving int64
+	// revert is the run whose applied changes this run plans to undo (Revert, and the
+	// re-plan checking a revert's apply) instead of planning from the source.
+	revert int64
 }
 
 // TargetSummary counts one target's changes in a run.
@@ -183,6 +192,8 @@ type Result struct {
 	Duration      time.Duration
 	Pulls         map[string]*PullSummary
 	Targets       map[string]*TargetSummary
+	// Paused is the pause in force when Status is StatusPaused.
+	Paused *state.Pause
 }
 
 // ErrFlowBusy is returned when the flow is already running here or on another replica.
@@ -203,6 +214,10 @@ func (e *Engine) RunFlow(ctx context.Context, name string, ro RunOptions) (*Resu
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("syncengine: flow %q: not started: %w", name, err)
 	}
+	// A paused flow's run takes no lease either: it writes nothing at all.
+	if res, err := e.pausedResult(ctx, name, ro); res != nil || err != nil {
+		return res, err
+	}
 	// ctx ending asks the run to stop; it ends its work in flight first (shutdown.go).
 	ctx, stop := graceful(ctx, e.o.ShutdownGrace)
 	defer stop()
@@ -215,6 +230,11 @@ func (e *Engine) RunFlow(ctx context.Context, name string, ro RunOptions) (*Resu
 		return nil, fmt.Errorf("syncengine: flow %q: %w", name, err)
 	}
 	defer release()
+	// Checked again under the lease: a revert pauses its flow under it, so no run that
+	// starts after the pause was recorded gets past here.
+	if res, err := e.pausedResult(runCtx, name, ro); res != nil || err != nil {
+		return res, err
+	}
 	return e.run(runCtx, name, flow, ro, lease.Term)
 }
 
@@ -378,7 +398,7 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 		return nil, err
 	}
 	runID, err := st.CreateRun(ctx, state.NewRun{Flow: name, Trigger: ro.Trigger, DryRun: ro.DryRun || ro.PlanOnly,
-		Holder: e.o.Holder, LeaseTerm: term, Tick: ro.Tick})
+		Holder: e.o.Holder, LeaseTerm: term, Tick: ro.Tick, RevertsRunID: ro.revert})
 	if err != nil {
 		return nil, err
 	}
@@ -452,6 +472,9 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	counts["source_groups_listed"] = int64(p.sourceListed)
 	counts[state.CountSourceComplete] = 0 // until the pull proves complete and healthy
 	p.narrowed = len(ro.Groups) > 0
+	if ro.revert != 0 {
+		return e.executeRevert(ctx, log, runID, flow, ro, p, res, overrides)
+	}
 	if p.narrowed && len(p.scopeIDs) == 0 {
 		return state.RunFailed, "", fmt.Errorf("no source group of %s in the flow's scope is named %s or has that id",
 			flow.Source, strings.Join(ro.Groups, ", "))
@@ -526,6 +549,13 @@ func (e *Engine) guardStep(ctx context.Context, log *slog.Logger, runID int64, n
 	if err != nil {
 		return state.RunFailed, "", err
 	}
+	return e.settleGuard(ctx, log, runID, ro, p, blocked)
+}
+
+// settleGuard ends a run at the guard when its verdict blocked the plan, or when the run is
+// a dry run or a stored plan; an empty status means: go on and push.
+func (e *Engine) settleGuard(ctx context.Context, log *slog.Logger, runID int64, ro RunOptions, p *pullState,
+	blocked string) (string, string, error) {
 	if blocked != "" && ro.approving != 0 {
 		log.Info("re-plan of an approval: the guard's limits are waived by it", "approving_run", ro.approving, "guard", blocked)
 		blocked = ""

@@ -61,12 +61,27 @@ func (e *Engine) guard(ctx context.Context, log *slog.Logger, runID int64, name 
 	if err != nil {
 		return "", err
 	}
-	for _, t := range p.liveTargets {
+	reasons = append(reasons, limitReasons(lim, p.liveTargets, gc, stats.TargetMembers)...)
+	return joinReasons(reasons), nil
+}
+
+// joinReasons is the guard's verdict: "" to push, else every limit that tripped.
+func joinReasons(reasons []string) string {
+	return strings.Join(reasons, "; ")
+}
+
+// limitReasons says which of the flow's removal and deletion limits a stored plan exceeds
+// on each target: gc are its planned destructive changes, members each target's members
+// (the denominator of the percentage). Every plan that pushes passes them: a sync's and a
+// revert's.
+func limitReasons(lim config.Limits, targets []string, gc map[string]state.TargetGuardCounts, members map[string]int64) []string {
+	var reasons []string
+	for _, t := range targets {
 		c := gc[t]
 		if c.Removals > int64(lim.MaxMemberRemovals) {
 			reasons = append(reasons, fmt.Sprintf("%s: %d member removals exceed max_member_removals %d", t, c.Removals, lim.MaxMemberRemovals))
 		}
-		if total := stats.TargetMembers[t]; total > 0 && c.Removals > 0 {
+		if total := members[t]; total > 0 && c.Removals > 0 {
 			pct := 100 * float64(c.Removals) / float64(total)
 			if pct > lim.MaxMemberRemovalsPercent {
 				reasons = append(reasons, fmt.Sprintf("%s: %d member removals are %.1f%% of %d members, above max_member_removals_percent %g",
@@ -77,8 +92,5 @@ func (e *Engine) guard(ctx context.Context, log *slog.Logger, runID int64, name 
 			reasons = append(reasons, fmt.Sprintf("%s: %d group deletions exceed max_group_deletions %d", t, c.Deletions, lim.MaxGroupDeletions))
 		}
 	}
-	if len(reasons) == 0 {
-		return "", nil
-	}
-	return strings.Join(reasons, "; "), nil
+	return reasons
 }

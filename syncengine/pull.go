@@ -32,6 +32,10 @@ type pullState struct {
 	inline map[string]bool
 	// narrowed is set for a run of chosen groups (RunOptions.Groups).
 	narrowed bool
+	// revert is set for a revert's pull: it relies on the targets alone, so the source's
+	// accounts and the targets' lookups of source emails are not needed (a source still
+	// down after a bad run does not stop its revert).
+	revert bool
 
 	mu   sync.Mutex
 	errs []error
@@ -402,7 +406,9 @@ func (e *Engine) pullTargetsAndAccounts(ctx context.Context, log *slog.Logger, f
 			mu.Unlock()
 		}()
 	}
-	e.refreshSourceAccounts(ctx, log.With("system", flow.Source), flow.Source, p, res.Pulls[flow.Source])
+	if !p.revert {
+		e.refreshSourceAccounts(ctx, log.With("system", flow.Source), flow.Source, p, res.Pulls[flow.Source])
+	}
 	wg.Wait()
 	close(dropped)
 	for t := range dropped {
@@ -429,6 +435,9 @@ func (e *Engine) freshTargetAccounts(ctx context.Context, log *slog.Logger, sour
 	if err := e.refreshAccounts(ctx, log, q, sum); err != nil {
 		p.fail(fmt.Errorf("target %s not synced: accounts: %w", t, err))
 		return false
+	}
+	if p.revert {
+		return true
 	}
 	if err := e.findTargetAccounts(ctx, log, source, t, p.scopeIDs, overrides, sum); err != nil {
 		p.fail(fmt.Errorf("target %s: account lookup: %w", t, err))

@@ -104,6 +104,8 @@ func (s *Scheduler) serve(ctx context.Context, flow string, ids []int64) {
 	case err != nil:
 		log.Error("requested run could not start", "error", err)
 		err = st.RefuseRunRequests(bg, ids, "could not start: "+err.Error())
+	case res.Status == StatusPaused:
+		err = st.RefuseRunRequests(bg, ids, PausedError(*res.Paused).Error())
 	default:
 		err = st.ServeRunRequests(bg, ids, res.RunID)
 	}
@@ -135,6 +137,9 @@ func (s *Scheduler) loop(ctx context.Context, drain <-chan struct{}, flow string
 			log.Info("tick skipped: the flow runs elsewhere or this tick already ran", "tick", tick)
 		case err != nil:
 			log.Error("run could not start", "tick", tick, "error", err)
+		case res.Status == StatusPaused:
+			log.Info("tick skipped: the flow is paused", "tick", tick, "paused_by", res.Paused.PausedBy,
+				"reason", res.Paused.Reason, "resume", "groupsync resume "+flow)
 		}
 		if s.OnResult != nil {
 			s.OnResult(flow, res, err)

@@ -72,6 +72,9 @@ type flowStatus struct {
 	NextRunApprox bool        `json:"next_run_approx,omitempty"`
 	LastRun       *runSummary `json:"last_run,omitempty"`
 	LastSuccessAt *time.Time  `json:"last_success_at,omitempty"`
+	// Paused is the pause in force (groupsync pause, or a revert): the flow's runs do
+	// nothing until groupsync resume.
+	Paused *state.Pause `json:"paused,omitempty"`
 }
 
 type runSummary struct {
@@ -158,6 +161,10 @@ func buildStatus(ctx context.Context, store *state.Store, cfg *config.Config, fa
 	if err != nil {
 		return nil, err
 	}
+	pauses, err := store.ActivePauses(ctx)
+	if err != nil {
+		return nil, err
+	}
 
 	rep := &statusReport{GeneratedAt: now.UTC(), PendingApprovals: pending, FailingChanges: failing,
 		Flows: []flowStatus{}, Systems: []systemStatus{}}
@@ -191,6 +198,11 @@ func buildStatus(ctx context.Context, store *state.Store, cfg *config.Config, fa
 		}
 		if r, ok := lastByFlow[name]; ok {
 			fs.LastRun = summarizeRun(r)
+		}
+		if p, ok := pauses[name]; ok {
+			fs.Paused = &p
+			// A paused flow's next tick does nothing.
+			fs.NextRun = nil
 		}
 		if at, ok := successes[name]; ok {
 			at = at.UTC()
@@ -244,6 +256,9 @@ func printStatus(w io.Writer, rep *statusReport, now time.Time) {
 			route = f.Source + " → " + strings.Join(f.Targets, ", ")
 		}
 		next := "-"
+		if f.Paused != nil {
+			next = "paused"
+		}
 		if f.NextRun != nil {
 			next = stamp(*f.NextRun, now)
 			if f.NextRunApprox {
@@ -264,6 +279,10 @@ func printStatus(w io.Writer, rep *statusReport, now time.Time) {
 	for _, f := range rep.Flows {
 		if r := f.LastRun; r != nil && r.Error != "" {
 			fmt.Fprintf(w, "  %s run %d error: %s\n", f.Name, r.ID, r.Error)
+		}
+		if p := f.Paused; p != nil {
+			fmt.Fprintf(w, "  %s PAUSED since %s by %s: %s; resume with groupsync resume %s\n",
+				f.Name, stamp(p.PausedAt, now), p.PausedBy, p.Reason, f.Name)
 		}
 		if r := f.LastRun; r != nil && r.RejectedBy != "" {
 			fmt.Fprintf(w, "  %s run %d rejected by %s: %s (nothing of it was pushed)\n", f.Name, r.ID, r.RejectedBy, r.RejectReason)

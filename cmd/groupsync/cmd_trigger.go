@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/groupsync/groupsync/state"
+	"github.com/groupsync/groupsync/syncengine"
 )
 
 // triggerOptions are the flags of `groupsync trigger`.
@@ -57,6 +58,13 @@ func runTrigger(ctx context.Context, a *app, flow string, opts triggerOptions) e
 		return err
 	}
 	defer store.Close()
+	// A paused flow's run would do nothing: say so now rather than queue a request that a
+	// daemon refuses. (One paused after the request is refused by the daemon, with the reason.)
+	if p, err := store.ActivePause(ctx, flow); err == nil {
+		return &exitError{code: exitFailure, err: fmt.Errorf("nothing requested: %w", syncengine.PausedError(p))}
+	} else if !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
 	by := opts.by
 	if by == "" {
 		by = osUser()

@@ -145,6 +145,9 @@ rejection (groupsync reject RUN).`,
 		newCheckCommand(a),
 		newRunsCommand(a),
 		newChangesCommand(a),
+		newRevertCommand(a),
+		newPauseCommand(a),
+		newResumeCommand(a),
 	)
 	return root
 }

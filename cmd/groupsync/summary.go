@@ -18,6 +18,10 @@ func printSummary(w io.Writer, results []*syncengine.Result) {
 	fmt.Fprintln(tw, "FLOW\tRUN\tSTATUS\tTARGET\tCREATED\tUPDATED\tDELETED\tADDED\tREMOVED\tSKIPPED\tFAILED\tBLOCKED\tPLANNED")
 	for _, r := range results {
 		targets := slices.Sorted(maps.Keys(r.Targets))
+		if r.Status == syncengine.StatusPaused {
+			fmt.Fprintf(tw, "%s\t-\t%s\t-\t0\t0\t0\t0\t0\t0\t0\t0\t0\n", r.Flow, r.Status)
+			continue
+		}
 		if len(targets) == 0 {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t0\t0\t0\t0\t0\t0\t0\t0\t0\n", r.Flow, r.RunID, r.Status)
 		}
@@ -40,6 +44,9 @@ func printSummary(w io.Writer, results []*syncengine.Result) {
 		}
 		if r.Status == state.RunBlocked {
 			fmt.Fprintf(w, "  %s run %d BLOCKED: %s\n", r.Flow, r.RunID, r.BlockedReason)
+		}
+		if r.Status == syncengine.StatusPaused && r.Paused != nil {
+			fmt.Fprintf(w, "  %s PAUSED: nothing pulled or pushed: %v\n", r.Flow, syncengine.PausedError(*r.Paused))
 		}
 		if r.Err != nil {
 			fmt.Fprintf(w, "  %s run %d error: %v\n", r.Flow, r.RunID, r.Err)
