@@ -70,8 +70,9 @@ var scimmyQuirks = quirks{
 	// `userName eq "ada@example.com"` misses "Ada@Example.com" (RFC 7643 §4.1.1 makes
 	// userName caseExact false; RFC 7644 §3.4.2.2 compares by caseExact).
 	eqCaseExact: true,
-	// SCIMMY's filter tokenizer ends a string at the first `"`, escaped or not, and
-	// answers 400 invalidFilter for `displayName eq "a \"b\""`, a valid RFC 7644 filter.
+	// SCIMMY's filter tokenizer does not read a compValue as a JSON string: `\"` ends it,
+	// so `displayName eq "a \"b\""` (a valid RFC 7644 filter) is 400 invalidFilter, and
+	// `\\` stays two backslashes (a name with one matches nothing).
 	escapes: escapesRefused,
 }
 
