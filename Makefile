@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test fuzz lint demo bench
+.PHONY: help build deps test fuzz lint demo bench
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-6s %s\n", $$1, $$2}'
@@ -12,7 +12,18 @@ help: ## list the targets
 build: ## build bin/groupsync with the version and commit stamped in
 	go build -ldflags "$(LDFLAGS)" -o bin/groupsync ./cmd/groupsync
 
-test: ## vet and run every test with the race detector (needs Postgres: GROUPSYNC_TEST_DATABASE_URL, default 127.0.0.1:5432)
+SCIMMY := connectors/scim/testdata/scimmy
+
+deps: $(SCIMMY)/node_modules/.package-lock.json ## npm ci the SCIMMY interop peer's pinned packages (make test does it when missing)
+
+# npm ci writes node_modules/.package-lock.json: newer than the lock file means installed
+# from it, so a clean clone installs once and an edited lock file installs again.
+$(SCIMMY)/node_modules/.package-lock.json: $(SCIMMY)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "the SCIMMY interop test needs node and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix $(SCIMMY) --silent
+	@touch $@
+
+test: deps ## vet and run every test with the race detector (needs Postgres: GROUPSYNC_TEST_DATABASE_URL, default 127.0.0.1:5432; node and npm)
 	go vet ./... && go test -race -count=1 ./...
 
 FUZZTIME ?= 5s

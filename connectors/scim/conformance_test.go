@@ -3,6 +3,7 @@ package scim_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -80,8 +81,15 @@ func newHarness(t *testing.T, o conformance.Options, opts ...func(*connectors.Sy
 // harnessOn opens the connector against sim.
 func harnessOn(t *testing.T, sim *scimsim.Server, o conformance.Options, opts ...func(*connectors.SystemConfig)) *harness {
 	t.Helper()
+	return harnessVia(t, sim, sim, o, opts...)
+}
+
+// harnessVia is harnessOn with the simulator served through handler (a test's wrapper
+// that records or alters requests and answers).
+func harnessVia(t *testing.T, sim *scimsim.Server, handler http.Handler, o conformance.Options, opts ...func(*connectors.SystemConfig)) *harness {
+	t.Helper()
 	h := &harness{sim: sim}
-	h.srv = httptest.NewServer(h.sim)
+	h.srv = httptest.NewServer(handler)
 	t.Cleanup(h.srv.Close)
 	h.cfg = connectors.SystemConfig{
 		Name:         "scim-test",

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/groupsync/groupsync/connectors"
@@ -298,4 +299,59 @@ func TestOpenRefusesBadOptions(t *testing.T) {
 			t.Errorf("%s: Open = %v, want an error naming %q (and no secret)", tc.name, err, tc.want)
 		}
 	}
+}
+
+// TestPutSendsIfMatchOnlyWhereETagsAnnounced: a PUT carries If-Match with the ETag its
+// read returned where /ServiceProviderConfig announces ETags, and none where it does not,
+// even when the answers carry an ETag header (Express adds a body hash to every answer:
+// not a version the provider checks).
+func TestPutSendsIfMatchOnlyWhereETagsAnnounced(t *testing.T) {
+	for _, etags := range []bool{true, false} {
+		sim := scimsim.New(scimsim.Options{Token: "tok"})
+		sim.SetETag(etags)
+		var mu sync.Mutex
+		var sent []string
+		wrap := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut {
+				mu.Lock()
+				sent = append(sent, r.Header.Get("If-Match"))
+				mu.Unlock()
+			}
+			if !etags {
+				w.Header().Set("ETag", `W/"body-hash"`)
+			}
+			sim.ServeHTTP(w, r)
+		})
+		h := harnessVia(t, sim, wrap, conformance.DefaultOptions(), func(c *connectors.SystemConfig) {
+			c.Options = map[string]string{scim.OptionWriteMode: scim.WriteModePut}
+		})
+		tn := tenant(1, 2, 0)
+		sim.Seed(tn)
+		g := firstGroup(t, h)
+		want := groupETag(t, h, g.ID)
+		if err := h.writer(t).AddMembers(t.Context(), g.ID, []string{accountID(t, h, tn.People[0].Email)}); err != nil {
+			t.Fatalf("etags=%v: AddMembers: %v", etags, err)
+		}
+		if !etags {
+			want = ""
+		}
+		mu.Lock()
+		if len(sent) != 1 || sent[0] != want || (etags && want == "") {
+			t.Errorf("etags=%v: If-Match on the PUTs = %q, want [%q]", etags, sent, want)
+		}
+		mu.Unlock()
+	}
+}
+
+// groupETag reads a group's ETag header as a client would.
+func groupETag(t *testing.T, h *harness, id string) string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.srv.URL+scimsim.Prefix+"/Groups/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+h.sim.Token())
+	resp, err := h.srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("GET group: %v", err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get("ETag")
 }
