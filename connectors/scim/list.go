@@ -269,6 +269,7 @@ func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors
 	if !c.filters(f) {
 		return c.scanAccounts(ctx, email)
 	}
+	answered := false
 	for _, attr := range emailFilterAttrs {
 		for _, form := range connectors.EmailForms(email) {
 			page, err := c.listPage(ctx, f, f.usersPath, epUsersList, 1, c.pageCount(f),
@@ -277,6 +278,7 @@ func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors
 				c.log.DebugContext(ctx, "scim provider refused a filter; trying the next", "attribute", attr)
 				continue
 			}
+			answered = true
 			if err != nil {
 				return connectors.Account{}, err
 			}
@@ -290,6 +292,10 @@ func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors
 				}
 			}
 		}
+	}
+	if !answered {
+		// Every filter refused: "not found" would be a guess, so look the slow way.
+		return c.scanAccounts(ctx, email)
 	}
 	return connectors.Account{}, c.errorf(epUsersList, connectors.ErrNotFound, "no account with that email")
 }
@@ -351,6 +357,13 @@ func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Gro
 			}
 			return len(gs), pick(gs)
 		})
+		if isInvalidFilter(err) {
+			// A provider that cannot parse this name's filter (SCIMMY refuses an escaped
+			// quote) is scanned instead: a permanent 400 would fail every create of it.
+			c.log.DebugContext(ctx, "scim provider refused the name filter; scanning the groups")
+			exact, loose = nil, nil
+			_, err = c.ListGroups(ctx, pick)
+		}
 	} else {
 		_, err = c.ListGroups(ctx, pick)
 	}
