@@ -153,26 +153,31 @@ func benchPush(b *testing.B, pc pushCase) {
 		tgt.Sim.Faults().Latency(pc.latency)
 	}
 
+	st := statetest.StoreWithOptions(b, state.Options{MaxConns: 4})
 	conns := map[string]connectors.Connector{}
 	for name, s := range org.Systems {
 		cfg := s.Config
 		cfg.Options = maps.Clone(cfg.Options)
+		var deps connectors.Deps
 		if name == "source" {
 			cfg.RateLimit, cfg.Burst = 1e6, 1000
 		} else {
-			// The target runs at the connector's defaults: those are what is measured.
+			// The target runs at the connector's defaults, wired as the daemon wires it
+			// (cmd/groupsync/runtime.go): the fenced transport (one connection per
+			// request) and the shared API budget in the mirror, whose takes compete with
+			// the push's own writes for the pool. That is what is measured.
 			cfg.BaseURL = front.URL
 			if pc.kind == connectors.KindAirtable {
 				cfg.Options[airtable.OptionSCIMURL] = front.URL + airtablesim.SCIMPrefix
 			}
+			deps = connectors.Deps{HTTPClient: &http.Client{Transport: syncengine.FencedTransport(nil)}, Budgets: st.Budgets()}
 		}
-		c, err := registry.Open(cfg, connectors.Deps{})
+		c, err := registry.Open(cfg, deps)
 		if err != nil {
 			b.Fatal(err)
 		}
 		conns[name] = c
 	}
-	st := statetest.StoreWithOptions(b, state.Options{MaxConns: 4})
 	cfg := &config.Config{Systems: map[string]config.System{}, Flows: map[string]config.Flow{"f": {
 		Source: "source", Targets: []string{"target"}, Schedule: "@every 1h", Scope: config.Scope{All: true},
 		Membership: config.MembershipMirror, CreateGroups: true, DeleteGroups: config.DeleteNever,
