@@ -34,6 +34,8 @@ type reqHit struct {
 	at     time.Time
 	write  bool
 	status int
+	method string
+	path   string
 }
 
 type statusWriter struct {
@@ -49,7 +51,7 @@ func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.next.ServeHTTP(sw, req)
 	write := req.Method != http.MethodGet && !isReadPost(req.URL.Path)
 	r.mu.Lock()
-	r.hits = append(r.hits, reqHit{at: at, write: write, status: sw.status})
+	r.hits = append(r.hits, reqHit{at: at, write: write, status: sw.status, method: req.Method, path: req.URL.Path})
 	r.mu.Unlock()
 }
 
