@@ -92,7 +92,7 @@ func benchList(b *testing.B, lc listCase) {
 			if lc.kind == connectors.KindAirtable {
 				cfg.Options[airtable.OptionSCIMURL] = front.URL + airtablesim.SCIMPrefix
 			}
-			deps = connectors.Deps{HTTPClient: &http.Client{Transport: syncengine.FencedTransport(nil)}, Budgets: st.Budgets()}
+			deps = daemonDeps(st)
 		}
 		c, err := registry.Open(cfg, deps)
 		if err != nil {

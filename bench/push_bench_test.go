@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -172,7 +173,7 @@ func benchPush(b *testing.B, pc pushCase) {
 			if pc.kind == connectors.KindAirtable {
 				cfg.Options[airtable.OptionSCIMURL] = front.URL + airtablesim.SCIMPrefix
 			}
-			deps = connectors.Deps{HTTPClient: &http.Client{Transport: syncengine.FencedTransport(nil)}, Budgets: st.Budgets()}
+			deps = daemonDeps(st)
 		}
 		c, err := registry.Open(cfg, deps)
 		if err != nil {
@@ -235,6 +236,16 @@ func benchPush(b *testing.B, pc pushCase) {
 	if pc.known && n429 > 0 {
 		b.Errorf("%s: %d 429s against a known limit", pc.kind, n429)
 	}
+}
+
+// daemonDeps are the dependencies cmd/groupsync/runtime.go opens a connector with: the
+// fenced transport and the shared API budget. GROUPSYNC_BENCH_LIMITER_ONLY=1 leaves both
+// out, to tell the client limiter's own pace from what the budget's takes cost.
+func daemonDeps(st *state.Store) connectors.Deps {
+	if os.Getenv("GROUPSYNC_BENCH_LIMITER_ONLY") != "" {
+		return connectors.Deps{}
+	}
+	return connectors.Deps{HTTPClient: &http.Client{Transport: syncengine.FencedTransport(nil)}, Budgets: st.Budgets()}
 }
 
 func summary(res *syncengine.Result) string {
