@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -34,6 +35,8 @@ type reqHit struct {
 	at     time.Time
 	write  bool
 	status int
+	method string
+	path   string
 }
 
 type statusWriter struct {
@@ -49,7 +52,7 @@ func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.next.ServeHTTP(sw, req)
 	write := req.Method != http.MethodGet && !isReadPost(req.URL.Path)
 	r.mu.Lock()
-	r.hits = append(r.hits, reqHit{at: at, write: write, status: sw.status})
+	r.hits = append(r.hits, reqHit{at: at, write: write, status: sw.status, method: req.Method, path: req.URL.Path})
 	r.mu.Unlock()
 }
 
@@ -153,26 +156,31 @@ func benchPush(b *testing.B, pc pushCase) {
 		tgt.Sim.Faults().Latency(pc.latency)
 	}
 
+	st := statetest.StoreWithOptions(b, state.Options{MaxConns: 4})
 	conns := map[string]connectors.Connector{}
 	for name, s := range org.Systems {
 		cfg := s.Config
 		cfg.Options = maps.Clone(cfg.Options)
+		var deps connectors.Deps
 		if name == "source" {
 			cfg.RateLimit, cfg.Burst = 1e6, 1000
 		} else {
-			// The target runs at the connector's defaults: those are what is measured.
+			// The target runs at the connector's defaults, wired as the daemon wires it
+			// (cmd/groupsync/runtime.go): the fenced transport (one connection per
+			// request) and the shared API budget in the mirror, whose takes compete with
+			// the push's own writes for the pool. That is what is measured.
 			cfg.BaseURL = front.URL
 			if pc.kind == connectors.KindAirtable {
 				cfg.Options[airtable.OptionSCIMURL] = front.URL + airtablesim.SCIMPrefix
 			}
+			deps = daemonDeps(st)
 		}
-		c, err := registry.Open(cfg, connectors.Deps{})
+		c, err := registry.Open(cfg, deps)
 		if err != nil {
 			b.Fatal(err)
 		}
 		conns[name] = c
 	}
-	st := statetest.StoreWithOptions(b, state.Options{MaxConns: 4})
 	cfg := &config.Config{Systems: map[string]config.System{}, Flows: map[string]config.Flow{"f": {
 		Source: "source", Targets: []string{"target"}, Schedule: "@every 1h", Scope: config.Scope{All: true},
 		Membership: config.MembershipMirror, CreateGroups: true, DeleteGroups: config.DeleteNever,
@@ -228,6 +236,16 @@ func benchPush(b *testing.B, pc pushCase) {
 	if pc.known && n429 > 0 {
 		b.Errorf("%s: %d 429s against a known limit", pc.kind, n429)
 	}
+}
+
+// daemonDeps are the dependencies cmd/groupsync/runtime.go opens a connector with: the
+// fenced transport and the shared API budget. GROUPSYNC_BENCH_LIMITER_ONLY=1 leaves both
+// out, to tell the client limiter's own pace from what the budget's takes cost.
+func daemonDeps(st *state.Store) connectors.Deps {
+	if os.Getenv("GROUPSYNC_BENCH_LIMITER_ONLY") != "" {
+		return connectors.Deps{}
+	}
+	return connectors.Deps{HTTPClient: &http.Client{Transport: syncengine.FencedTransport(nil)}, Budgets: st.Budgets()}
 }
 
 func summary(res *syncengine.Result) string {

@@ -146,6 +146,41 @@ func (s *Store) ChangeCounts(ctx context.Context, runID int64) ([]ChangeCount, e
 	return out, nil
 }
 
+// GroupWrite is a create_group or restore_group change of a run as a member change of the
+// same group sees it: whether it is still to land, and the target group it made.
+type GroupWrite struct {
+	Status string
+	// TargetGroupID is the group created, adopted or restored ("" until a create lands).
+	TargetGroupID string
+}
+
+// Pending reports whether the group write is still to be settled by this push.
+func (g GroupWrite) Pending() bool { return g.Status == ChangePlanned || g.Status == ChangeInFlight }
+
+// GroupWrites returns, by link, run's create_group and restore_group changes on target
+// among the given links (at most one per link: a link's target group is either missing or
+// archived). A create records its group on its own row in the transaction that marks it
+// applied, so a row read here that is no longer pending carries the group id too.
+func (s *Store) GroupWrites(ctx context.Context, runID int64, target string, linkIDs []int64) (map[int64]GroupWrite, error) {
+	rows, err := s.pool.Query(ctx, `SELECT link_id, status, coalesce(target_group_id, '') FROM changes
+		WHERE run_id = $1 AND target_system = $2 AND operation IN ('create_group', 'restore_group')
+		  AND link_id = ANY($3)`, runID, target, linkIDs)
+	if err != nil {
+		return nil, fmt.Errorf("state: group writes of run %d: %w", runID, err)
+	}
+	out := map[int64]GroupWrite{}
+	var link int64
+	var g GroupWrite
+	_, err = pgx.ForEachRow(rows, []any{&link, &g.Status, &g.TargetGroupID}, func() error {
+		out[link] = g
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: group writes of run %d: %w", runID, err)
+	}
+	return out, nil
+}
+
 // MarkInFlight records that the changes are about to be sent: a crash between here and
 // the outcome leaves them in_flight, and the next run reconciles before retrying.
 func (s *Store) MarkInFlight(ctx context.Context, ids []int64) (err error) {

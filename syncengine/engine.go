@@ -74,9 +74,12 @@ type Options struct {
 	Progress Progress
 	// Workers bounds concurrent member listings and account lookups per system; default 4.
 	Workers int
-	// PushWorkers bounds the member writes in flight per target; default 8. The connector's
-	// rate limiter sets the pace; this only lets latency overlap (8 calls of 150 ms cover
-	// 50 req/s).
+	// PushWorkers bounds the changes in flight per target (member batches and group
+	// writes alike); default 16. The connector's rate limiter sets the pace; this only
+	// lets latency overlap. Each change also costs two short mirror writes, and a create
+	// three calls in a row on Airtable (look up, create, read back): at 150 ms a call, 8
+	// in flight reached ~42 of Airtable's 48 req/s, 16 reach the limiter; 16 also covers
+	// 300 ms answers at 50 req/s. More only queue at the limiter.
 	PushWorkers int
 	// ShutdownGrace is how long a run's request in flight may take once the run's context
 	// ends (a shutdown); default DefaultShutdownGrace.
@@ -124,7 +127,7 @@ func New(o Options) (*Engine, error) {
 		o.Workers = 4
 	}
 	if o.PushWorkers <= 0 {
-		o.PushWorkers = 8
+		o.PushWorkers = 16
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = DefaultShutdownGrace

@@ -1,7 +1,6 @@
 package syncengine
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,15 +12,6 @@ import (
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/state"
 )
-
-// pushOrder is the order operations are pushed in: groups exist before members are added
-// to them, and removals come after additions so a failing run errs on the side of access.
-// A restore comes before updates because an archived group refuses changes (Socialcast).
-// Deletions come first: a group deleted and recreated under the same name at the source has
-// its old target group deleted (planned, and past the guard) before the new one is created
-// under the name it frees (the plan counts that name free), so it converges in one run.
-var pushOrder = []string{"delete_group", "create_group", "restore_group", "update_group", "add_member", "remove_member",
-	"archive_group"}
 
 // pushAll pushes every target's planned changes at once (each under its own rate limit);
 // one target failing does not stop the others.
@@ -90,58 +80,6 @@ func (e *Engine) pushAll(ctx context.Context, log *slog.Logger, runID int64, p *
 		}
 		return state.RunFailed, "", runErr
 	}
-}
-
-// pushTarget applies one target's planned changes in pushOrder, page by page. A target's
-// renames are pushed together (pushUpdates) so their order can free a name before it is taken.
-func (e *Engine) pushTarget(ctx context.Context, log *slog.Logger, runID int64, target string) error {
-	conn := e.o.Connectors[target]
-	w, _ := conn.(connectors.Writer)
-	caps := conn.Capabilities()
-	for _, op := range pushOrder {
-		if op == "update_group" && w != nil {
-			if err := e.pushUpdates(ctx, log, runID, target, w); err != nil {
-				return err
-			}
-			continue
-		}
-		var after int64
-		for {
-			if halted(ctx) {
-				return nil // the caller records the interruption
-			}
-			page, err := e.o.Store.Changes(ctx, state.ChangeFilter{RunID: runID, TargetSystem: target, Operation: op,
-				Status: state.ChangePlanned, AfterID: after, Limit: 500})
-			if err != nil {
-				return err
-			}
-			if len(page) == 0 {
-				break
-			}
-			after = page[len(page)-1].ID
-			if w == nil {
-				if err := e.fail(ctx, page, "unsupported", connectors.ErrUnsupported); err != nil {
-					return err
-				}
-				continue
-			}
-			var stop error
-			switch op {
-			case "add_member", "remove_member":
-				stop = e.pushMembers(ctx, log, w, caps, op, page)
-			default:
-				// Creates, restores and deletions of one page concern distinct groups (renames,
-				// which can collide, go through pushUpdates in order): they go out together.
-				stop = concurrently(e, ctx, page, func(c state.Change) error {
-					return e.pushGroup(ctx, log, conn, w, caps, c)
-				})
-			}
-			if stop != nil {
-				return stop
-			}
-		}
-	}
-	return nil
 }
 
 // fatalForTarget reports errors after which pushing more to the target is pointless.
@@ -345,13 +283,14 @@ func (e *Engine) pushDelete(ctx context.Context, log *slog.Logger, w connectors.
 // converge in one run (A→B while B→A, chains, cycles): a rename whose new name another
 // rename of this run still has to free waits for it, and when every waiting rename waits
 // for another (a cycle) one of them first moves aside to a temporary name.
-func (e *Engine) pushUpdates(ctx context.Context, log *slog.Logger, runID int64, target string, w connectors.Writer) error {
+func (e *Engine) pushUpdates(ctx context.Context, log *slog.Logger, runID int64, target string, w connectors.Writer,
+	stopped func() bool) error {
 	q, err := e.loadRenames(ctx, runID, target)
 	if err != nil {
 		return err
 	}
 	for len(q.pending) > 0 {
-		if halted(ctx) {
+		if stopped() {
 			return nil // the caller fails what was not attempted
 		}
 		r := q.next()
@@ -481,50 +420,14 @@ func (e *Engine) pushUpdate(ctx context.Context, log *slog.Logger, w connectors.
 	return e.settle(ctx, clog, c, o)
 }
 
-// pushMembers applies member changes in batches of the target's per-call maximum, grouping
-// consecutive changes of the same target group. Batches are independent (every group of
-// the page exists, or failed to be created, before the first member change: pushOrder), so
-// they go out concurrently, PushWorkers at a time: with 100–300 ms a call, one call at a
-// time would use a fraction of the target's rate, and the client's limiter keeps the pace.
-// The first error that stops the target (bad credentials, the database) stops the rest.
-func (e *Engine) pushMembers(ctx context.Context, log *slog.Logger, w connectors.Writer, caps connectors.Capabilities, op string, page []state.Change) error {
-	return concurrently(e, ctx, memberBatches(page, max(caps.MaxMembersPerWrite, 1)), func(batch []state.Change) error {
-		return e.pushBatch(ctx, log, w, op, batch)
-	})
-}
-
-// concurrently runs push on each item, PushWorkers at a time, until one returns an error
-// that stops the target (returned) or the run is halted; what was not started stays planned
-// for the caller to settle.
-func concurrently[T any](e *Engine, ctx context.Context, items []T, push func(T) error) error {
-	var (
-		mu   sync.Mutex
-		stop error
-	)
-	stopped := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return stop != nil || halted(ctx)
-	}
-	eachParallel(ctx, e.o.PushWorkers, items, stopped, func(it T) {
-		if stopped() {
-			return
-		}
-		if err := push(it); err != nil {
-			mu.Lock()
-			stop = cmp.Or(stop, err)
-			mu.Unlock()
-		}
-	})
-	return stop
-}
-
-// memberBatches cuts a page into runs of the same target group of at most size changes.
+// memberBatches cuts a page into runs of the same group of at most size changes. The link
+// is compared too: the changes of groups this run creates all have no target group id
+// yet, and each takes its own group's id once created (memberGates).
 func memberBatches(page []state.Change, size int) [][]state.Change {
 	var out [][]state.Change
 	for i := 0; i < len(page); {
 		j := i + 1
-		for j < len(page) && j-i < size && page[j].TargetGroupID == page[i].TargetGroupID {
+		for j < len(page) && j-i < size && page[j].TargetGroupID == page[i].TargetGroupID && page[j].LinkID == page[i].LinkID {
 			j++
 		}
 		out = append(out, page[i:j])

@@ -119,7 +119,7 @@ func (e *env) recreate(source, name string, n int) (old, fresh connectors.Group)
 }
 
 // A source group deleted and recreated under the same name, with delete_groups: delete: the
-// old target group, still linked to the deleted group's link, is deleted first (pushOrder),
+// old target group, still linked to the deleted group's link, is deleted first (pushTarget),
 // which frees its name, and the recreated group gets a new target group in the same run.
 // Push never takes the old group over (the old link's delete would then delete the group the
 // new link points at), and a second run writes nothing.

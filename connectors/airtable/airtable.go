@@ -44,18 +44,26 @@ const (
 	PublishedRateLimit = 50
 	// DefaultRateLimit and DefaultBurst keep rate+burst at 50: the token bucket can then
 	// never put more than 50 requests into any one-second window, whatever Airtable's
-	// window alignment is. Going over costs a 30 s lockout (about 1,350 requests at this
-	// rate), so the last 10% of throughput is not worth the risk.
-	DefaultRateLimit = 45
-	DefaultBurst     = 5
+	// window alignment is (it documents none), and going over costs a 30 s lockout of the
+	// whole token (about 1,400 requests at this rate). Within that sum the rate is the
+	// ceiling on throughput and the burst what absorbs a stall: 45 + 5 could never reach
+	// more than 0.90 of the limit, so any gap at all put a push below the 0.9 target
+	// (issue 13). 48 + 2 leaves a ceiling of 0.96 and still 2 requests/s of margin in a
+	// steady second for answers that arrive bunched. The price is a small burst: a caller
+	// (or a shared-budget take, state.Budget, whose bucket and batch are this burst)
+	// delayed past 2/48 s ≈ 40 ms loses the tokens meanwhile, so a starved machine gets
+	// less than 48/s, never more than 50.
+	DefaultRateLimit = 48
+	DefaultBurst     = 2
 	// RateLimitPenalty is Airtable's documented wait after a 429. No Retry-After header is
 	// documented, so the client waits this long unless the server names a wait.
 	RateLimitPenalty = 30 * time.Second
 
-	// DefaultConcurrency is how many group fetches run at once. At a typical 100–300 ms per
-	// call, 5 in flight already reach the 45 req/s limit; more would only queue at the
-	// limiter while holding memory for their responses.
-	DefaultConcurrency = 5
+	// DefaultConcurrency is how many group fetches run at once. Each takes a round trip
+	// (100–300 ms on the real API) and its merge into the mirror: at 150 ms, 5 in flight
+	// listed at 30 req/s, 0.6 of the limit. 16 reach the 48 req/s limiter up to ~300 ms a
+	// call; more would only queue at the limiter while holding memory for their responses.
+	DefaultConcurrency = 16
 	// MaxConcurrency bounds the concurrency option.
 	MaxConcurrency = 32
 
