@@ -128,6 +128,7 @@ type merge struct {
 	// members one after the other, so most rows skip the two partition lookups.
 	curPart string
 	curSet  map[uint64]struct{}
+	spare   map[uint64]struct{} // a forgotten partition's set, cleared, for the next one
 
 	err   error // first failure; the merge is unusable after it
 	ended bool  // committed or rolled back
@@ -161,6 +162,8 @@ func (s *Store) knobs() mergeKnobs {
 }
 
 // noteKey records a staged key (b is "" for single-column keys) for duplicate detection.
+// Within a partition the first column is fixed, so only b is hashed (a alone for a
+// single-column key): one string hash per row, the cheapest that maphash offers.
 func (m *merge) noteKey(a, b string) {
 	if m.dups {
 		return
@@ -170,30 +173,41 @@ func (m *merge) noteKey(a, b string) {
 		m.keys = map[string]map[uint64]struct{}{}
 		m.forgotten = map[string]struct{}{}
 	}
-	part := ""
+	part, key := "", a
 	if b != "" {
-		part = a
+		part, key = a, b
 	}
 	set := m.curSet
 	if set == nil || part != m.curPart {
 		if _, done := m.forgotten[part]; done && b != "" {
 			// A key of a partition already forgotten: it may repeat one we no longer hold.
-			m.dups, m.keys, m.forgotten, m.curSet = true, nil, nil, nil
+			m.dups, m.keys, m.forgotten, m.curSet, m.spare = true, nil, nil, nil, nil
 			return
 		}
 		if set = m.keys[part]; set == nil {
-			set = map[uint64]struct{}{}
+			set = m.newKeySet()
 			m.keys[part] = set
 		}
 		m.curPart, m.curSet = part, set
 	}
-	h := maphash.Comparable(m.seed, [2]string{a, b})
+	h := maphash.String(m.seed, key)
 	if _, seen := set[h]; seen || m.nkeys >= m.maxKeys {
-		m.dups, m.keys, m.forgotten, m.curSet = true, nil, nil, nil
+		m.dups, m.keys, m.forgotten, m.curSet, m.spare = true, nil, nil, nil, nil
 		return
 	}
 	set[h] = struct{}{}
 	m.nkeys++
+}
+
+// newKeySet is an empty partition set: a forgotten group's, cleared, when there is one. A
+// listing completes its groups one after the other, so one set serves them all, already
+// grown to a group's size, instead of a new map growing step by step per group.
+func (m *merge) newKeySet() map[uint64]struct{} {
+	if set := m.spare; set != nil {
+		m.spare = nil
+		return set
+	}
+	return map[uint64]struct{}{}
 }
 
 // forgetKeys drops the duplicate-detection partition of a completed group: no later key
@@ -202,13 +216,22 @@ func (m *merge) forgetKeys(part string) {
 	if m.keys == nil {
 		return
 	}
-	m.nkeys -= len(m.keys[part])
+	set := m.keys[part]
+	m.nkeys -= len(set)
 	delete(m.keys, part)
 	m.forgotten[part] = struct{}{}
 	if part == m.curPart {
 		m.curSet = nil
 	}
+	if set != nil && len(set) <= maxSpareKeys {
+		clear(set)
+		m.spare = set
+	}
 }
+
+// maxSpareKeys bounds the partition set kept for reuse: a huge group's set is let go
+// rather than held for the rest of the merge.
+const maxSpareKeys = 1 << 14
 
 // source is the SQL for the staged rows, one per key (the last occurrence): the plain
 // staging table while no key repeated, else a DISTINCT ON over it.
@@ -566,27 +589,48 @@ const (
 	countMemberships = `membership_count = (SELECT count(*) FROM memberships WHERE system = $1 AND deleted_at IS NULL)`
 )
 
-// recordChecker validates the fields of one record before it is staged.
+// recordChecker validates the fields of one record before it is staged. A membership's
+// id is its group and account (id and sub), joined only for an error: the check runs per
+// row, and almost every row is valid.
 type recordChecker struct {
-	system, kind, id string
-	err              error
+	system, kind, id, sub string
+	err                   error
+}
+
+func (c *recordChecker) fail(field, reason string) {
+	id := c.id
+	if c.kind == "membership" {
+		id += "/" + c.sub
+	}
+	c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: id, Field: field, Reason: reason}
 }
 
 func (c *recordChecker) text(field, v string) {
-	if c.err != nil {
+	if c.err != nil || plainASCII(v) {
 		return
 	}
 	switch {
 	case strings.IndexByte(v, 0) >= 0:
-		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: "contains a NUL byte (\\x00), which Postgres text cannot store"}
+		c.fail(field, "contains a NUL byte (\\x00), which Postgres text cannot store")
 	case !utf8.ValidString(v):
-		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: "is not valid UTF-8"}
+		c.fail(field, "is not valid UTF-8")
 	}
+}
+
+// plainASCII says that v is ASCII without a NUL byte, so valid text for Postgres: the
+// common case, checked in one pass over the short fields of a record instead of two.
+func plainASCII(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == 0 || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *recordChecker) nonEmpty(field, v string) {
 	if c.err == nil && v == "" {
-		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: "is empty"}
+		c.fail(field, "is empty")
 	}
 	c.text(field, v)
 }
@@ -605,7 +649,7 @@ func (c *recordChecker) json(field string, raw json.RawMessage) {
 		reason = "contains \\u0000, which Postgres jsonb cannot store"
 	}
 	if reason != "" {
-		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: reason}
+		c.fail(field, reason)
 	}
 }
 

@@ -408,7 +408,9 @@ type MembershipMerge struct {
 	// other group keeps the spool out of the mirror table (Commit stages it and decides,
 	// against the groups then, whether the member is an orphan). Groups are never deleted,
 	// so every group known at Begin is still there at Commit.
-	known map[string]struct{}
+	known     map[string]struct{}
+	lastKnown string     // the last group found in known
+	rows      memberRows // Write's buffer, reused: write encodes the rows before it returns
 }
 
 // BeginMembershipMerge starts a membership merge for a registered system.
@@ -461,9 +463,10 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 	if err := w.m.usable(); err != nil {
 		return err
 	}
-	rows := make(memberRows, len(page))
-	for i, mb := range page {
-		c := recordChecker{system: w.m.system, kind: "membership", id: mb.GroupID + "/" + mb.AccountID}
+	// The rows are encoded before write returns, so one buffer serves every page.
+	rows := w.rows[:0]
+	for _, mb := range page {
+		c := recordChecker{system: w.m.system, kind: "membership", id: mb.GroupID, sub: mb.AccountID}
 		c.nonEmpty("group_id", mb.GroupID)
 		c.nonEmpty("account_id", mb.AccountID)
 		c.text("type", mb.Type)
@@ -472,19 +475,30 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 		if c.err != nil {
 			return w.m.fail(c.err)
 		}
-		rows[i] = memberRow{group: mb.GroupID, account: mb.AccountID, typ: mb.Type, role: mb.Role,
-			email: connectors.NormalizeEmail(mb.Email)}
+		rows = append(rows, memberRow{group: mb.GroupID, account: mb.AccountID, typ: mb.Type, role: mb.Role,
+			email: connectors.NormalizeEmail(mb.Email)})
 	}
+	w.rows = rows
 	for i := range rows {
 		w.m.noteKey(rows[i].group, rows[i].account)
-		if w.known != nil && !w.m.unfit {
-			_, ok := w.known[rows[i].group]
-			w.m.unfit = !ok
-		}
+		w.noteGroup(rows[i].group)
 		w.m.seq++
 		rows[i].seq = w.m.seq
 	}
 	return w.m.write(ctx, rows)
+}
+
+// noteGroup marks the spool unfit for the mirror table when a member's group was not in
+// the mirror at Begin. Members come group by group, so the last group's answer is kept.
+func (w *MembershipMerge) noteGroup(group string) {
+	if w.known == nil || w.m.unfit || group == w.lastKnown {
+		return
+	}
+	if _, ok := w.known[group]; !ok {
+		w.m.unfit = true
+		return
+	}
+	w.lastKnown = group
 }
 
 type memberRow struct {
