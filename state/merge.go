@@ -93,19 +93,23 @@ const stageBatchBytes = 1 << 20
 // nothing was spooled, every staged row is new, so Commit inserts them with one
 // INSERT … SELECT instead of classifying them.
 type merge struct {
-	store   *Store
-	kind    string // group, account, membership: for errors
-	system  string
-	area    stageArea
-	columns []string
-	begun   time.Time // Begin's database clock: when the pull of this kind started
+	store  *Store
+	kind   string // group, account, membership: for errors
+	system string
+	shape  mergeShape
+	// area is the staging area: created by Begin for a staged merge, by Commit for a
+	// spooled one that cannot go straight into the mirror, else none (name "").
+	area  stageArea
+	begun time.Time // Begin's database clock: when the pull of this kind started
+	// txNow is the Commit transaction's now(), read by prepare.
+	txNow time.Time
 	// beginTook is how long Begin took and opened when it returned (for the debug log).
 	beginTook time.Duration
 	opened    time.Time
 	seq       int64
 	staged    int64 // rows written to the merge (all are staged)
 
-	stager *stager
+	stager *stager // nil while the merge spools
 	// spool holds the rows instead of the staging table on a first load; unfit says a
 	// row cannot go straight into the mirror table (a membership of a group the mirror
 	// did not hold at Begin), so Commit stages the spool.
@@ -242,63 +246,115 @@ func (m *merge) source(cols, key string) string {
 	return `SELECT DISTINCT ON (` + key + `) ` + cols + ` FROM ` + m.area.stage + ` ORDER BY ` + key + `, seq DESC`
 }
 
-// beginMerge creates the merge's staging area. stageCols and deltaCols are the column lists
-// of its staging and delta tables; columns are the staging columns COPY fills, seq first.
-// table is the kind's mirror table: a system without rows in it spools (see merge_spool.go).
-func (s *Store) beginMerge(ctx context.Context, kind, system, table, stageCols, deltaCols string, columns []string) (*merge, error) {
+// mergeShape is what the three kinds of merge differ in: the kind's mirror table, the column
+// lists of its staging and delta tables, and the staging columns COPY fills, seq first.
+type mergeShape struct {
+	table, stageCols, deltaCols string
+	columns                     []string
+}
+
+// beginMerge opens a merge: one query checks the system, reads the clock and probes for a
+// first load. A first load spools (see merge_spool.go) when canSpool, if given, agrees;
+// any other merge creates and registers its staging area. A spooling merge creates
+// nothing in the database: a first load that can go straight into the mirror table pays
+// for no staging DDL, which on a slow disk costs more than its name suggests (each
+// unlogged table and its TOAST table have an init fork written and synced at once).
+func (s *Store) beginMerge(ctx context.Context, kind, system string, shape mergeShape, canSpool func(ctx context.Context) (bool, error)) (*merge, error) {
 	start := time.Now()
-	if err := s.sweepStages(ctx); err != nil {
-		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
-	}
-	area, begun, err := s.createStage(ctx, kind, system, stageCols, deltaCols)
-	if err != nil {
-		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
-	}
-	m := &merge{store: s, kind: kind, system: system, area: area, columns: columns, begun: begun, maxKeys: s.knobs().maxKeys}
-	batch := stageBatchBytes
-	if s.copyMode == copyPerPage {
-		batch = 0
-	}
-	// The stager runs on a first load too: it keeps the area's heartbeat, and the area
-	// receives the spool when Commit cannot COPY it straight into the mirror.
-	m.stager = startStager(ctx, s, area, m.copySQL(), batch)
-	if err := m.startSpool(ctx, table); err != nil {
+	m := &merge{store: s, kind: kind, system: system, shape: shape, maxKeys: s.knobs().maxKeys}
+	fail := func(err error) (*merge, error) {
 		m.rollback(ctx)
 		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
 	}
+	first, err := m.open(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if first {
+		m.startSpool()
+	}
+	if m.spool != nil && canSpool != nil {
+		ok, err := canSpool(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		if !ok {
+			m.spool.close()
+			m.spool = nil
+		}
+	}
+	if m.spool == nil {
+		if err := m.stage(ctx); err != nil {
+			return fail(err)
+		}
+	}
 	m.opened = time.Now()
 	m.beginTook = m.opened.Sub(start)
+	// With ctx, the line carries the run's run_id and flow (logctx); the e2e kill test
+	// waits for it to know that a merge is open.
+	s.logger.DebugContext(ctx, "merge begun", "kind", kind, "system", system, "spooled", m.spool != nil)
 	return m, nil
 }
 
-// startSpool makes the merge spool when the system has no rows in table. The probe is not
-// under the merge lock: Commit probes again under it, and stages the spool if rows came.
-func (m *merge) startSpool(ctx context.Context, table string) error {
+// open checks that the system is registered, reads the database clock (begun) and says
+// whether the system has no rows of the kind, in one query; it sweeps abandoned staging
+// areas when that query finds one. The probe is not under the merge lock: Commit probes
+// again under it, and stages the spool if rows came.
+func (m *merge) open(ctx context.Context) (first bool, err error) {
+	s := m.store
+	var registered, stale bool
+	err = s.pool.QueryRow(ctx, `SELECT now(), EXISTS (SELECT 1 FROM systems WHERE name = $1), `+firstLoadProbe(m.shape.table)+`,
+		EXISTS (SELECT 1 FROM merge_stages WHERE `+staleStage("$2")+`)`, m.system, s.knobs().staleAfter.Seconds()).
+		Scan(&m.begun, &registered, &first, &stale)
+	if err != nil {
+		return false, fmt.Errorf("look up system and check for a first load: %w (%s)", err, unreachableHint)
+	}
+	if !registered {
+		return false, fmt.Errorf("system not registered (call UpsertSystem first): %w", ErrNotFound)
+	}
+	if stale {
+		if err := s.sweepStages(ctx); err != nil {
+			return false, err
+		}
+	}
+	return first, nil
+}
+
+// startSpool makes a first load spool to a local file, unless spooling is off.
+func (m *merge) startSpool() {
 	k := m.store.knobs()
 	if k.noFirstLoad || k.noSpool || m.store.noSpool.Load() {
-		return nil
-	}
-	first := false
-	if err := m.store.pool.QueryRow(ctx, firstLoadProbe(table), m.system).Scan(&first); err != nil {
-		return fmt.Errorf("check for a first load: %w (%s)", err, unreachableHint)
-	}
-	if !first {
-		return nil
+		return
 	}
 	sp, err := newSpool()
 	if err != nil {
 		// Staging works without local disk, only slower.
 		m.store.logger.Warn("cannot create a first-load spool file; staging instead", "dir", os.TempDir(), "error", err)
-		return nil
+		return
 	}
 	m.spool = sp
+}
+
+// stage creates and registers the merge's staging area and starts its stager, which sends
+// the Writes to it and keeps its heartbeat.
+func (m *merge) stage(ctx context.Context) error {
+	a := m.store.newArea(m.kind)
+	if err := m.store.createStage(ctx, &a, m.kind, m.system, m.shape.stageCols, m.shape.deltaCols); err != nil {
+		return err
+	}
+	m.area = a
+	batch := stageBatchBytes
+	if m.store.copyMode == copyPerPage {
+		batch = 0
+	}
+	m.stager = startStager(ctx, m.store, a, m.copySQL(), batch)
 	return nil
 }
 
 // copySQL is the COPY statement filling the staging table.
 func (m *merge) copySQL() string {
-	quoted := make([]string, len(m.columns))
-	for i, c := range m.columns {
+	quoted := make([]string, len(m.shape.columns))
+	for i, c := range m.shape.columns {
 		quoted[i] = pgx.Identifier{c}.Sanitize()
 	}
 	return `COPY ` + m.area.stage + ` (` + strings.Join(quoted, ", ") + `) FROM STDIN (FORMAT binary)`
@@ -433,10 +489,10 @@ func analyzeDelta(ctx context.Context, tx pgx.Tx, table string, rows int64) erro
 // first says the system has no rows of the kind: every staged row is new.
 type applyFunc func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error)
 
-// firstLoadProbe is the SQL telling whether system $1 has no row (live or tombstoned) in a
-// mirror table.
+// firstLoadProbe is the SQL expression telling whether system $1 has no row (live or
+// tombstoned) in a mirror table.
 func firstLoadProbe(table string) string {
-	return `SELECT NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE system = $1)`
+	return `NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE system = $1)`
 }
 
 // commit sends the last staged rows, then classifies and applies them in one transaction
@@ -459,8 +515,10 @@ func (m *merge) commit(ctx context.Context, d directCopy, apply applyFunc) (Merg
 		return MergeCounts{}, fmt.Errorf("state: commit %s merge for system %q: %s: %w", m.kind, m.system, what, err)
 	}
 	t0 := time.Now()
-	if err := m.stager.finish(ctx); err != nil {
-		return wrap("stage rows", err)
+	if m.stager != nil {
+		if err := m.stager.finish(ctx); err != nil {
+			return wrap("stage rows", err)
+		}
 	}
 	t1 := time.Now()
 	began, err := m.store.pool.Begin(ctx)
@@ -469,7 +527,7 @@ func (m *merge) commit(ctx context.Context, d directCopy, apply applyFunc) (Merg
 	}
 	tx = began
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
-	first, err := m.prepare(ctx, tx, firstLoadProbe(d.table))
+	first, err := m.prepare(ctx, tx)
 	if err != nil {
 		return wrap("prepare", err)
 	}
@@ -480,29 +538,42 @@ func (m *merge) commit(ctx context.Context, d directCopy, apply applyFunc) (Merg
 		return wrap(what, err)
 	}
 	t3 := time.Now()
-	if err := m.area.drop(ctx, tx); err != nil {
-		return wrap("drop staging tables", err)
+	if m.area.name != "" {
+		if err := m.area.drop(ctx, tx); err != nil {
+			return wrap("drop staging tables", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return wrap("commit", err)
 	}
 	m.ended = true
 	m.spool.close()
-	// With ctx, the line carries the run's run_id and flow (logctx). Durations are seconds,
-	// as everywhere in the log.
-	m.store.logger.DebugContext(ctx, "merged", "kind", m.kind, "system", m.system, "rows", m.seq,
-		"first_load", first, "deduped", m.dups, "spooled", m.spool != nil, "direct", direct, "batches", m.stager.batches,
-		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
-		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
-		"begin_s", m.beginTook.Seconds(), "writes_s", t0.Sub(m.opened).Seconds(),
-		"stage_wait_s", t1.Sub(t0).Seconds(), "prepare_s", t2.Sub(t1).Seconds(), "apply_s", t3.Sub(t2).Seconds(),
-		"commit_s", time.Since(t3).Seconds())
+	m.logMerged(ctx, counts, first, direct, [4]time.Time{t0, t1, t2, t3})
 	return counts, nil
 }
 
+// logMerged writes the debug line of a committed merge. With ctx, the line carries the
+// run's run_id and flow (logctx). Durations are seconds, as everywhere in the log; t are
+// the ends of the Writes, the staging wait, prepare and apply.
+func (m *merge) logMerged(ctx context.Context, counts MergeCounts, first, direct bool, t [4]time.Time) {
+	batches := 0
+	if m.stager != nil {
+		batches = m.stager.batches
+	}
+	m.store.logger.DebugContext(ctx, "merged", "kind", m.kind, "system", m.system, "rows", m.seq,
+		"first_load", first, "deduped", m.dups, "spooled", m.spool != nil, "direct", direct, "batches", batches,
+		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
+		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
+		"begin_s", m.beginTook.Seconds(), "writes_s", t[0].Sub(m.opened).Seconds(),
+		"stage_wait_s", t[1].Sub(t[0]).Seconds(), "prepare_s", t[2].Sub(t[1]).Seconds(), "apply_s", t[3].Sub(t[2]).Seconds(),
+		"commit_s", time.Since(t[3]).Seconds())
+}
+
 // apply writes the merge into the mirror in tx: the spool straight into the mirror table
-// (direct), or the staged rows (the spool first COPYed into the staging table) by the
-// kind's apply. what names the step that failed.
+// (direct), or the staged rows by the kind's apply. A spooled merge that cannot go direct
+// creates its staging area here, in tx, and COPYs the spool into it first: the tables
+// then live only as long as tx, and nothing is left to sweep whatever happens. what
+// names the step that failed.
 func (m *merge) apply(ctx context.Context, tx pgx.Tx, first, direct bool, d directCopy, apply applyFunc) (c MergeCounts, what string, err error) {
 	if direct {
 		n, err := m.copyDirect(ctx, tx, d)
@@ -512,9 +583,16 @@ func (m *merge) apply(ctx context.Context, tx pgx.Tx, first, direct bool, d dire
 		c, err = d.finish(ctx, tx, n)
 		return c, "merge", err
 	}
-	if m.spool != nil && m.staged > 0 {
-		if err := m.unspool(ctx, tx); err != nil {
+	if m.spool != nil {
+		a := m.store.newArea(m.kind)
+		if err := a.createTables(ctx, tx, m.shape.stageCols, m.shape.deltaCols); err != nil {
 			return c, "stage rows", err
+		}
+		m.area = a
+		if m.staged > 0 {
+			if err := m.unspool(ctx, tx); err != nil {
+				return c, "stage rows", err
+			}
 		}
 	}
 	// Without statistics the planner guesses the staging table's size and may pick nested
@@ -529,9 +607,9 @@ func (m *merge) apply(ctx context.Context, tx pgx.Tx, first, direct bool, d dire
 	return c, "merge", err
 }
 
-// prepare takes the merge lock in tx, sets the merge's settings and says whether this is
-// a first load (the probe, under the lock).
-func (m *merge) prepare(ctx context.Context, tx pgx.Tx, probe string) (bool, error) {
+// prepare takes the merge lock in tx, sets the merge's settings, reads the transaction's
+// clock (txNow) and says whether this is a first load (the probe, under the lock).
+func (m *merge) prepare(ctx context.Context, tx pgx.Tx) (bool, error) {
 	// Merges of one kind for one system apply in turns: two interleaved group merges of
 	// the same system would tombstone each other's rows. They stage at the same time;
 	// only the short apply is serialized. Other kinds and systems run in parallel.
@@ -543,17 +621,16 @@ func (m *merge) prepare(ctx context.Context, tx pgx.Tx, probe string) (bool, err
 	// memory with 64MB; the default 4MB spills 200k memberships to disk. The staging
 	// table's ANALYZE only needs row counts and rough distinct counts, which a 3,000-row
 	// sample (statistics target 10) gives in a third of the default's time. Both are
-	// local to the transaction.
-	if _, err := tx.Exec(ctx, `SELECT set_config('work_mem', '64MB', true), set_config('default_statistics_target', '10', true)`); err != nil {
-		return false, fmt.Errorf("set merge settings: %w", err)
-	}
+	// local to the transaction. The probe runs in a statement of its own after the lock's:
+	// a statement's snapshot is taken when it starts, so in the lock's own statement it
+	// could miss the rows of a merge that committed while this one waited.
+	var workMem, statsTarget string
 	first := false
-	if !m.store.knobs().noFirstLoad {
-		if err := tx.QueryRow(ctx, probe, m.system).Scan(&first); err != nil {
-			return false, fmt.Errorf("check for a first load: %w", err)
-		}
+	if err := tx.QueryRow(ctx, `SELECT set_config('work_mem', '64MB', true), set_config('default_statistics_target', '10', true),
+		`+firstLoadProbe(m.shape.table)+`, now()`, m.system).Scan(&workMem, &statsTarget, &first, &m.txNow); err != nil {
+		return false, fmt.Errorf("set merge settings and check for a first load: %w", err)
 	}
-	return first, nil
+	return first && !m.store.knobs().noFirstLoad, nil
 }
 
 // rollback ends the merge without a trace; safe to call at any point and more than once.
@@ -562,9 +639,14 @@ func (m *merge) rollback(ctx context.Context) {
 		return
 	}
 	m.ended = true
-	m.stager.abort()
+	if m.stager != nil {
+		m.stager.abort()
+	}
 	m.spool.close()
-	m.store.dropStage(context.WithoutCancel(ctx), m.area)
+	// An area created by Commit lived in its transaction, rolled back by now.
+	if m.area.registered {
+		m.store.dropStage(context.WithoutCancel(ctx), m.area)
+	}
 }
 
 // updateSystem records the pull on the systems row, in the merge's transaction: it started

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -117,15 +116,11 @@ func (m *merge) copyDirect(ctx context.Context, tx pgx.Tx, d directCopy) (int64,
 	if err != nil {
 		return 0, err
 	}
-	// last_sync_in_date is the transaction's now(), as the column defaults (first_seen_at,
-	// updated_at) and the staged path's INSERT write it.
-	var now time.Time
-	if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-		return 0, fmt.Errorf("read the transaction's clock: %w", err)
-	}
+	// last_sync_in_date is the transaction's now() (read by prepare), as the column
+	// defaults (first_seen_at, updated_at) and the staged path's INSERT write it.
 	conv := &directRow{jsonb: d.jsonb, system: appendCopyText(nil, m.system),
-		succeeded: appendCopyText(nil, "succeeded"), now: appendCopyTime(nil, &now)}
-	r := &copyRewriter{src: src, fields: len(m.columns), conv: conv.append,
+		succeeded: appendCopyText(nil, "succeeded"), now: appendCopyTime(nil, &m.txNow)}
+	r := &copyRewriter{src: src, fields: len(m.shape.columns), conv: conv.append,
 		in: make([]byte, 0, spoolBufBytes), out: append(make([]byte, 0, 2*copyChunkBytes), copyHeader...)}
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, r, `COPY `+d.table+` (`+d.columns+`) FROM STDIN (FORMAT binary)`)
 	if err != nil {
