@@ -88,10 +88,12 @@ const stageBatchBytes = 1 << 20
 // with set-based SQL, applies the result and drops the staging area. Rollback drops it.
 //
 // First load: when the system has no rows of the merge's kind at Begin, Writes spool to a
-// local file instead and Commit COPYs it straight into the mirror table (merge_spool.go).
-// When it has none at Commit (checked under the lock) but the spool cannot go direct, or
-// nothing was spooled, every staged row is new, so Commit inserts them with one
-// INSERT … SELECT instead of classifying them.
+// local file instead, Begin creates no staging area, and Commit COPYs the file straight
+// into the mirror table (merge_spool.go). When the spool cannot go direct, Commit creates
+// the staging tables inside its own transaction and stages the file there first. When the
+// system has no rows at Commit (checked under the lock) but the rows are staged, every
+// staged row is new, so Commit inserts them with one INSERT … SELECT instead of
+// classifying them.
 type merge struct {
 	store  *Store
 	kind   string // group, account, membership: for errors

@@ -21,15 +21,18 @@ import (
 // the mirror costs what any COPY does, while the staged first load paid for a COPY into the
 // stage and then an INSERT … SELECT (which cannot use COPY's multi-insert) on top.
 //
-// Otherwise Commit COPYs the file unchanged into the staging table and goes on as a staged
-// merge would (DISTINCT ON for repeated keys, orphans left out, classification when the
-// system got rows meanwhile), so both paths store the same rows.
+// Otherwise Commit creates the staging tables in its transaction, COPYs the file unchanged
+// into them and goes on as a staged merge would (DISTINCT ON for repeated keys, orphans
+// left out, classification when the system got rows meanwhile), so both paths store the
+// same rows.
 //
 // Nothing is held across the caller's listing but the file: no transaction, no pooled
-// connection. The file is removed from its directory as soon as it is created, so it lives
-// only as long as this process holds it open: a process that dies mid-merge leaves neither
-// the file nor any row behind. Memory stays flat: Writes go through a buffer of
-// spoolBufBytes and Commit reads the file back in chunks of the same size.
+// connection, and nothing in the database (no staging tables, no merge_stages row: a
+// spooling merge pays for no DDL and leaves nothing for the sweep). The file is removed
+// from its directory as soon as it is created, so it lives only as long as this process
+// holds it open: a process that dies mid-merge leaves neither the file nor any row behind.
+// Memory stays flat: Writes go through two buffers of spoolBufBytes and Commit reads the
+// file back in chunks of the same size.
 
 // spoolBufBytes is how much a spool buffers before writing to its file, and how much of the
 // file Commit reads at a time.
