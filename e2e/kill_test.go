@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,31 +12,33 @@ import (
 // killPoint says when to kill -9 the binary during a first sync.
 type killPoint struct {
 	name string
-	// ready reports, polled every millisecond, that the process is at the point.
-	ready func(o *org) bool
+	// ready reports, polled every millisecond, that the process p is at the point.
+	ready func(o *org, p *proc) bool
 }
 
 func killPoints() []killPoint {
 	pts := []killPoint{
 		// Mid page: the source answers slowly, the kill lands while its listing is half read.
-		{"mid_source_listing", func(o *org) bool { return o.sim("airtable").Counter().Total() >= 4 }},
-		// Mid merge: the kill lands while a merge is registered (open, not yet applied).
-		// A first sync's merges spool their pages to an unlinked local file, which dies
-		// with the process; later merges stage by short COPYs. Either way the registered
-		// staging tables are left for the sweep and nothing reached the mirror.
-		{"mid_merge", func(o *org) bool {
-			return o.queryInt(`SELECT count(*) FROM merge_stages`) > 0
+		{"mid_source_listing", func(o *org, _ *proc) bool { return o.sim("airtable").Counter().Total() >= 4 }},
+		// Mid merge: the kill lands while a merge is open (begun, not yet applied): the
+		// process has logged more "merge begun" lines than "merged" ones (debug level). A
+		// first sync's merges spool their pages to an unlinked local file, which dies with
+		// the process; later merges stage by short COPYs into registered staging tables,
+		// left for the sweep. Either way nothing reached the mirror.
+		{"mid_merge", func(_ *org, p *proc) bool {
+			logs := p.stderr.String()
+			return strings.Count(logs, `"msg":"merge begun"`) > strings.Count(logs, `"msg":"merged"`)
 		}},
 		// Between send and record of a push: the target applied the create but the binary
 		// has not recorded it yet (or just has: both must converge without a duplicate).
-		{"after_first_create_sent", func(o *org) bool { c, _, _ := o.sim("devrev").Effects().Totals(); return c >= 1 }},
-		{"after_first_add_sent", func(o *org) bool { _, a, _ := o.sim("devrev").Effects().Totals(); return a >= 1 }},
+		{"after_first_create_sent", func(o *org, _ *proc) bool { c, _, _ := o.sim("devrev").Effects().Totals(); return c >= 1 }},
+		{"after_first_add_sent", func(o *org, _ *proc) bool { _, a, _ := o.sim("devrev").Effects().Totals(); return a >= 1 }},
 	}
 	if *long {
 		pts = append(pts,
-			killPoint{"mid_member_listing", func(o *org) bool { return o.sim("airtable").Counter().Total() >= 9 }},
-			killPoint{"mid_adds", func(o *org) bool { _, a, _ := o.sim("devrev").Effects().Totals(); return a >= 20 }},
-			killPoint{"after_target_pull", func(o *org) bool { return o.sim("devrev").Counter().Total() >= 3 }},
+			killPoint{"mid_member_listing", func(o *org, _ *proc) bool { return o.sim("airtable").Counter().Total() >= 9 }},
+			killPoint{"mid_adds", func(o *org, _ *proc) bool { _, a, _ := o.sim("devrev").Effects().Totals(); return a >= 20 }},
+			killPoint{"after_target_pull", func(o *org, _ *proc) bool { return o.sim("devrev").Counter().Total() >= 3 }},
 		)
 	}
 	return pts
@@ -62,7 +65,7 @@ func TestKillNineThenConverge(t *testing.T) {
 
 			p := start(t, cfg, "sync", "--once")
 			deadline := time.Now().Add(60 * time.Second)
-			for !kp.ready(o) {
+			for !kp.ready(o, p) {
 				if p.exited() {
 					t.Fatalf("the run ended (exit %d) before kill point %s; stderr:\n%s", p.code, kp.name, tail(p.stderr.String(), 2000))
 				}

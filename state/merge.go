@@ -88,24 +88,30 @@ const stageBatchBytes = 1 << 20
 // with set-based SQL, applies the result and drops the staging area. Rollback drops it.
 //
 // First load: when the system has no rows of the merge's kind at Begin, Writes spool to a
-// local file instead and Commit COPYs it straight into the mirror table (merge_spool.go).
-// When it has none at Commit (checked under the lock) but the spool cannot go direct, or
-// nothing was spooled, every staged row is new, so Commit inserts them with one
-// INSERT … SELECT instead of classifying them.
+// local file instead, Begin creates no staging area, and Commit COPYs the file straight
+// into the mirror table (merge_spool.go). When the spool cannot go direct, Commit creates
+// the staging tables inside its own transaction and stages the file there first. When the
+// system has no rows at Commit (checked under the lock) but the rows are staged, every
+// staged row is new, so Commit inserts them with one INSERT … SELECT instead of
+// classifying them.
 type merge struct {
-	store   *Store
-	kind    string // group, account, membership: for errors
-	system  string
-	area    stageArea
-	columns []string
-	begun   time.Time // Begin's database clock: when the pull of this kind started
+	store  *Store
+	kind   string // group, account, membership: for errors
+	system string
+	shape  mergeShape
+	// area is the staging area: created by Begin for a staged merge, by Commit for a
+	// spooled one that cannot go straight into the mirror, else none (name "").
+	area  stageArea
+	begun time.Time // Begin's database clock: when the pull of this kind started
+	// txNow is the Commit transaction's now(), read by prepare.
+	txNow time.Time
 	// beginTook is how long Begin took and opened when it returned (for the debug log).
 	beginTook time.Duration
 	opened    time.Time
 	seq       int64
 	staged    int64 // rows written to the merge (all are staged)
 
-	stager *stager
+	stager *stager // nil while the merge spools
 	// spool holds the rows instead of the staging table on a first load; unfit says a
 	// row cannot go straight into the mirror table (a membership of a group the mirror
 	// did not hold at Begin), so Commit stages the spool.
@@ -128,6 +134,7 @@ type merge struct {
 	// members one after the other, so most rows skip the two partition lookups.
 	curPart string
 	curSet  map[uint64]struct{}
+	spare   map[uint64]struct{} // a forgotten partition's set, cleared, for the next one
 
 	err   error // first failure; the merge is unusable after it
 	ended bool  // committed or rolled back
@@ -161,6 +168,8 @@ func (s *Store) knobs() mergeKnobs {
 }
 
 // noteKey records a staged key (b is "" for single-column keys) for duplicate detection.
+// Within a partition the first column is fixed, so only b is hashed (a alone for a
+// single-column key): one string hash per row, the cheapest that maphash offers.
 func (m *merge) noteKey(a, b string) {
 	if m.dups {
 		return
@@ -170,30 +179,41 @@ func (m *merge) noteKey(a, b string) {
 		m.keys = map[string]map[uint64]struct{}{}
 		m.forgotten = map[string]struct{}{}
 	}
-	part := ""
+	part, key := "", a
 	if b != "" {
-		part = a
+		part, key = a, b
 	}
 	set := m.curSet
 	if set == nil || part != m.curPart {
 		if _, done := m.forgotten[part]; done && b != "" {
 			// A key of a partition already forgotten: it may repeat one we no longer hold.
-			m.dups, m.keys, m.forgotten, m.curSet = true, nil, nil, nil
+			m.dups, m.keys, m.forgotten, m.curSet, m.spare = true, nil, nil, nil, nil
 			return
 		}
 		if set = m.keys[part]; set == nil {
-			set = map[uint64]struct{}{}
+			set = m.newKeySet()
 			m.keys[part] = set
 		}
 		m.curPart, m.curSet = part, set
 	}
-	h := maphash.Comparable(m.seed, [2]string{a, b})
+	h := maphash.String(m.seed, key)
 	if _, seen := set[h]; seen || m.nkeys >= m.maxKeys {
-		m.dups, m.keys, m.forgotten, m.curSet = true, nil, nil, nil
+		m.dups, m.keys, m.forgotten, m.curSet, m.spare = true, nil, nil, nil, nil
 		return
 	}
 	set[h] = struct{}{}
 	m.nkeys++
+}
+
+// newKeySet is an empty partition set: a forgotten group's, cleared, when there is one. A
+// listing completes its groups one after the other, so one set serves them all, already
+// grown to a group's size, instead of a new map growing step by step per group.
+func (m *merge) newKeySet() map[uint64]struct{} {
+	if set := m.spare; set != nil {
+		m.spare = nil
+		return set
+	}
+	return map[uint64]struct{}{}
 }
 
 // forgetKeys drops the duplicate-detection partition of a completed group: no later key
@@ -202,13 +222,22 @@ func (m *merge) forgetKeys(part string) {
 	if m.keys == nil {
 		return
 	}
-	m.nkeys -= len(m.keys[part])
+	set := m.keys[part]
+	m.nkeys -= len(set)
 	delete(m.keys, part)
 	m.forgotten[part] = struct{}{}
 	if part == m.curPart {
 		m.curSet = nil
 	}
+	if set != nil && len(set) <= maxSpareKeys {
+		clear(set)
+		m.spare = set
+	}
 }
+
+// maxSpareKeys bounds the partition set kept for reuse: a huge group's set is let go
+// rather than held for the rest of the merge.
+const maxSpareKeys = 1 << 14
 
 // source is the SQL for the staged rows, one per key (the last occurrence): the plain
 // staging table while no key repeated, else a DISTINCT ON over it.
@@ -219,63 +248,115 @@ func (m *merge) source(cols, key string) string {
 	return `SELECT DISTINCT ON (` + key + `) ` + cols + ` FROM ` + m.area.stage + ` ORDER BY ` + key + `, seq DESC`
 }
 
-// beginMerge creates the merge's staging area. stageCols and deltaCols are the column lists
-// of its staging and delta tables; columns are the staging columns COPY fills, seq first.
-// table is the kind's mirror table: a system without rows in it spools (see merge_spool.go).
-func (s *Store) beginMerge(ctx context.Context, kind, system, table, stageCols, deltaCols string, columns []string) (*merge, error) {
+// mergeShape is what the three kinds of merge differ in: the kind's mirror table, the column
+// lists of its staging and delta tables, and the staging columns COPY fills, seq first.
+type mergeShape struct {
+	table, stageCols, deltaCols string
+	columns                     []string
+}
+
+// beginMerge opens a merge: one query checks the system, reads the clock and probes for a
+// first load. A first load spools (see merge_spool.go) when canSpool, if given, agrees;
+// any other merge creates and registers its staging area. A spooling merge creates
+// nothing in the database: a first load that can go straight into the mirror table pays
+// for no staging DDL, which on a slow disk costs more than its name suggests (each
+// unlogged table and its TOAST table have an init fork written and synced at once).
+func (s *Store) beginMerge(ctx context.Context, kind, system string, shape mergeShape, canSpool func(ctx context.Context) (bool, error)) (*merge, error) {
 	start := time.Now()
-	if err := s.sweepStages(ctx); err != nil {
-		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
-	}
-	area, begun, err := s.createStage(ctx, kind, system, stageCols, deltaCols)
-	if err != nil {
-		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
-	}
-	m := &merge{store: s, kind: kind, system: system, area: area, columns: columns, begun: begun, maxKeys: s.knobs().maxKeys}
-	batch := stageBatchBytes
-	if s.copyMode == copyPerPage {
-		batch = 0
-	}
-	// The stager runs on a first load too: it keeps the area's heartbeat, and the area
-	// receives the spool when Commit cannot COPY it straight into the mirror.
-	m.stager = startStager(ctx, s, area, m.copySQL(), batch)
-	if err := m.startSpool(ctx, table); err != nil {
+	m := &merge{store: s, kind: kind, system: system, shape: shape, maxKeys: s.knobs().maxKeys}
+	fail := func(err error) (*merge, error) {
 		m.rollback(ctx)
 		return nil, fmt.Errorf("state: begin %s merge for system %q: %w", kind, system, err)
 	}
+	first, err := m.open(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if first {
+		m.startSpool()
+	}
+	if m.spool != nil && canSpool != nil {
+		ok, err := canSpool(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		if !ok {
+			m.spool.close()
+			m.spool = nil
+		}
+	}
+	if m.spool == nil {
+		if err := m.stage(ctx); err != nil {
+			return fail(err)
+		}
+	}
 	m.opened = time.Now()
 	m.beginTook = m.opened.Sub(start)
+	// With ctx, the line carries the run's run_id and flow (logctx); the e2e kill test
+	// waits for it to know that a merge is open.
+	s.logger.DebugContext(ctx, "merge begun", "kind", kind, "system", system, "spooled", m.spool != nil)
 	return m, nil
 }
 
-// startSpool makes the merge spool when the system has no rows in table. The probe is not
-// under the merge lock: Commit probes again under it, and stages the spool if rows came.
-func (m *merge) startSpool(ctx context.Context, table string) error {
+// open checks that the system is registered, reads the database clock (begun) and says
+// whether the system has no rows of the kind, in one query; it sweeps abandoned staging
+// areas when that query finds one. The probe is not under the merge lock: Commit probes
+// again under it, and stages the spool if rows came.
+func (m *merge) open(ctx context.Context) (first bool, err error) {
+	s := m.store
+	var registered, stale bool
+	err = s.pool.QueryRow(ctx, `SELECT now(), EXISTS (SELECT 1 FROM systems WHERE name = $1), `+firstLoadProbe(m.shape.table)+`,
+		EXISTS (SELECT 1 FROM merge_stages WHERE `+staleStage("$2")+`)`, m.system, s.knobs().staleAfter.Seconds()).
+		Scan(&m.begun, &registered, &first, &stale)
+	if err != nil {
+		return false, fmt.Errorf("look up system and check for a first load: %w (%s)", err, unreachableHint)
+	}
+	if !registered {
+		return false, fmt.Errorf("system not registered (call UpsertSystem first): %w", ErrNotFound)
+	}
+	if stale {
+		if err := s.sweepStages(ctx); err != nil {
+			return false, err
+		}
+	}
+	return first, nil
+}
+
+// startSpool makes a first load spool to a local file, unless spooling is off.
+func (m *merge) startSpool() {
 	k := m.store.knobs()
 	if k.noFirstLoad || k.noSpool || m.store.noSpool.Load() {
-		return nil
-	}
-	first := false
-	if err := m.store.pool.QueryRow(ctx, firstLoadProbe(table), m.system).Scan(&first); err != nil {
-		return fmt.Errorf("check for a first load: %w (%s)", err, unreachableHint)
-	}
-	if !first {
-		return nil
+		return
 	}
 	sp, err := newSpool()
 	if err != nil {
 		// Staging works without local disk, only slower.
 		m.store.logger.Warn("cannot create a first-load spool file; staging instead", "dir", os.TempDir(), "error", err)
-		return nil
+		return
 	}
 	m.spool = sp
+}
+
+// stage creates and registers the merge's staging area and starts its stager, which sends
+// the Writes to it and keeps its heartbeat.
+func (m *merge) stage(ctx context.Context) error {
+	a := m.store.newArea(m.kind)
+	if err := m.store.createStage(ctx, &a, m.kind, m.system, m.shape.stageCols, m.shape.deltaCols); err != nil {
+		return err
+	}
+	m.area = a
+	batch := stageBatchBytes
+	if m.store.copyMode == copyPerPage {
+		batch = 0
+	}
+	m.stager = startStager(ctx, m.store, a, m.copySQL(), batch)
 	return nil
 }
 
 // copySQL is the COPY statement filling the staging table.
 func (m *merge) copySQL() string {
-	quoted := make([]string, len(m.columns))
-	for i, c := range m.columns {
+	quoted := make([]string, len(m.shape.columns))
+	for i, c := range m.shape.columns {
 		quoted[i] = pgx.Identifier{c}.Sanitize()
 	}
 	return `COPY ` + m.area.stage + ` (` + strings.Join(quoted, ", ") + `) FROM STDIN (FORMAT binary)`
@@ -410,10 +491,10 @@ func analyzeDelta(ctx context.Context, tx pgx.Tx, table string, rows int64) erro
 // first says the system has no rows of the kind: every staged row is new.
 type applyFunc func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error)
 
-// firstLoadProbe is the SQL telling whether system $1 has no row (live or tombstoned) in a
-// mirror table.
+// firstLoadProbe is the SQL expression telling whether system $1 has no row (live or
+// tombstoned) in a mirror table.
 func firstLoadProbe(table string) string {
-	return `SELECT NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE system = $1)`
+	return `NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE system = $1)`
 }
 
 // commit sends the last staged rows, then classifies and applies them in one transaction
@@ -436,8 +517,10 @@ func (m *merge) commit(ctx context.Context, d directCopy, apply applyFunc) (Merg
 		return MergeCounts{}, fmt.Errorf("state: commit %s merge for system %q: %s: %w", m.kind, m.system, what, err)
 	}
 	t0 := time.Now()
-	if err := m.stager.finish(ctx); err != nil {
-		return wrap("stage rows", err)
+	if m.stager != nil {
+		if err := m.stager.finish(ctx); err != nil {
+			return wrap("stage rows", err)
+		}
 	}
 	t1 := time.Now()
 	began, err := m.store.pool.Begin(ctx)
@@ -446,7 +529,7 @@ func (m *merge) commit(ctx context.Context, d directCopy, apply applyFunc) (Merg
 	}
 	tx = began
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
-	first, err := m.prepare(ctx, tx, firstLoadProbe(d.table))
+	first, err := m.prepare(ctx, tx)
 	if err != nil {
 		return wrap("prepare", err)
 	}
@@ -457,29 +540,42 @@ func (m *merge) commit(ctx context.Context, d directCopy, apply applyFunc) (Merg
 		return wrap(what, err)
 	}
 	t3 := time.Now()
-	if err := m.area.drop(ctx, tx); err != nil {
-		return wrap("drop staging tables", err)
+	if m.area.name != "" {
+		if err := m.area.drop(ctx, tx); err != nil {
+			return wrap("drop staging tables", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return wrap("commit", err)
 	}
 	m.ended = true
 	m.spool.close()
-	// With ctx, the line carries the run's run_id and flow (logctx). Durations are seconds,
-	// as everywhere in the log.
-	m.store.logger.DebugContext(ctx, "merged", "kind", m.kind, "system", m.system, "rows", m.seq,
-		"first_load", first, "deduped", m.dups, "spooled", m.spool != nil, "direct", direct, "batches", m.stager.batches,
-		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
-		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
-		"begin_s", m.beginTook.Seconds(), "writes_s", t0.Sub(m.opened).Seconds(),
-		"stage_wait_s", t1.Sub(t0).Seconds(), "prepare_s", t2.Sub(t1).Seconds(), "apply_s", t3.Sub(t2).Seconds(),
-		"commit_s", time.Since(t3).Seconds())
+	m.logMerged(ctx, counts, first, direct, [4]time.Time{t0, t1, t2, t3})
 	return counts, nil
 }
 
+// logMerged writes the debug line of a committed merge. With ctx, the line carries the
+// run's run_id and flow (logctx). Durations are seconds, as everywhere in the log; t are
+// the ends of the Writes, the staging wait, prepare and apply.
+func (m *merge) logMerged(ctx context.Context, counts MergeCounts, first, direct bool, t [4]time.Time) {
+	batches := 0
+	if m.stager != nil {
+		batches = m.stager.batches
+	}
+	m.store.logger.DebugContext(ctx, "merged", "kind", m.kind, "system", m.system, "rows", m.seq,
+		"first_load", first, "deduped", m.dups, "spooled", m.spool != nil, "direct", direct, "batches", batches,
+		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
+		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
+		"begin_s", m.beginTook.Seconds(), "writes_s", t[0].Sub(m.opened).Seconds(),
+		"stage_wait_s", t[1].Sub(t[0]).Seconds(), "prepare_s", t[2].Sub(t[1]).Seconds(), "apply_s", t[3].Sub(t[2]).Seconds(),
+		"commit_s", time.Since(t[3]).Seconds())
+}
+
 // apply writes the merge into the mirror in tx: the spool straight into the mirror table
-// (direct), or the staged rows (the spool first COPYed into the staging table) by the
-// kind's apply. what names the step that failed.
+// (direct), or the staged rows by the kind's apply. A spooled merge that cannot go direct
+// creates its staging area here, in tx, and COPYs the spool into it first: the tables
+// then live only as long as tx, and nothing is left to sweep whatever happens. what
+// names the step that failed.
 func (m *merge) apply(ctx context.Context, tx pgx.Tx, first, direct bool, d directCopy, apply applyFunc) (c MergeCounts, what string, err error) {
 	if direct {
 		n, err := m.copyDirect(ctx, tx, d)
@@ -489,9 +585,16 @@ func (m *merge) apply(ctx context.Context, tx pgx.Tx, first, direct bool, d dire
 		c, err = d.finish(ctx, tx, n)
 		return c, "merge", err
 	}
-	if m.spool != nil && m.staged > 0 {
-		if err := m.unspool(ctx, tx); err != nil {
+	if m.spool != nil {
+		a := m.store.newArea(m.kind)
+		if err := a.createTables(ctx, tx, m.shape.stageCols, m.shape.deltaCols); err != nil {
 			return c, "stage rows", err
+		}
+		m.area = a
+		if m.staged > 0 {
+			if err := m.unspool(ctx, tx); err != nil {
+				return c, "stage rows", err
+			}
 		}
 	}
 	// Without statistics the planner guesses the staging table's size and may pick nested
@@ -506,9 +609,9 @@ func (m *merge) apply(ctx context.Context, tx pgx.Tx, first, direct bool, d dire
 	return c, "merge", err
 }
 
-// prepare takes the merge lock in tx, sets the merge's settings and says whether this is
-// a first load (the probe, under the lock).
-func (m *merge) prepare(ctx context.Context, tx pgx.Tx, probe string) (bool, error) {
+// prepare takes the merge lock in tx, sets the merge's settings, reads the transaction's
+// clock (txNow) and says whether this is a first load (the probe, under the lock).
+func (m *merge) prepare(ctx context.Context, tx pgx.Tx) (bool, error) {
 	// Merges of one kind for one system apply in turns: two interleaved group merges of
 	// the same system would tombstone each other's rows. They stage at the same time;
 	// only the short apply is serialized. Other kinds and systems run in parallel.
@@ -520,17 +623,16 @@ func (m *merge) prepare(ctx context.Context, tx pgx.Tx, probe string) (bool, err
 	// memory with 64MB; the default 4MB spills 200k memberships to disk. The staging
 	// table's ANALYZE only needs row counts and rough distinct counts, which a 3,000-row
 	// sample (statistics target 10) gives in a third of the default's time. Both are
-	// local to the transaction.
-	if _, err := tx.Exec(ctx, `SELECT set_config('work_mem', '64MB', true), set_config('default_statistics_target', '10', true)`); err != nil {
-		return false, fmt.Errorf("set merge settings: %w", err)
-	}
+	// local to the transaction. The probe runs in a statement of its own after the lock's:
+	// a statement's snapshot is taken when it starts, so in the lock's own statement it
+	// could miss the rows of a merge that committed while this one waited.
+	var workMem, statsTarget string
 	first := false
-	if !m.store.knobs().noFirstLoad {
-		if err := tx.QueryRow(ctx, probe, m.system).Scan(&first); err != nil {
-			return false, fmt.Errorf("check for a first load: %w", err)
-		}
+	if err := tx.QueryRow(ctx, `SELECT set_config('work_mem', '64MB', true), set_config('default_statistics_target', '10', true),
+		`+firstLoadProbe(m.shape.table)+`, now()`, m.system).Scan(&workMem, &statsTarget, &first, &m.txNow); err != nil {
+		return false, fmt.Errorf("set merge settings and check for a first load: %w", err)
 	}
-	return first, nil
+	return first && !m.store.knobs().noFirstLoad, nil
 }
 
 // rollback ends the merge without a trace; safe to call at any point and more than once.
@@ -539,9 +641,14 @@ func (m *merge) rollback(ctx context.Context) {
 		return
 	}
 	m.ended = true
-	m.stager.abort()
+	if m.stager != nil {
+		m.stager.abort()
+	}
 	m.spool.close()
-	m.store.dropStage(context.WithoutCancel(ctx), m.area)
+	// An area created by Commit lived in its transaction, rolled back by now.
+	if m.area.registered {
+		m.store.dropStage(context.WithoutCancel(ctx), m.area)
+	}
 }
 
 // updateSystem records the pull on the systems row, in the merge's transaction: it started
@@ -566,27 +673,48 @@ const (
 	countMemberships = `membership_count = (SELECT count(*) FROM memberships WHERE system = $1 AND deleted_at IS NULL)`
 )
 
-// recordChecker validates the fields of one record before it is staged.
+// recordChecker validates the fields of one record before it is staged. A membership's
+// id is its group and account (id and sub), joined only for an error: the check runs per
+// row, and almost every row is valid.
 type recordChecker struct {
-	system, kind, id string
-	err              error
+	system, kind, id, sub string
+	err                   error
+}
+
+func (c *recordChecker) fail(field, reason string) {
+	id := c.id
+	if c.kind == "membership" {
+		id += "/" + c.sub
+	}
+	c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: id, Field: field, Reason: reason}
 }
 
 func (c *recordChecker) text(field, v string) {
-	if c.err != nil {
+	if c.err != nil || plainASCII(v) {
 		return
 	}
 	switch {
 	case strings.IndexByte(v, 0) >= 0:
-		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: "contains a NUL byte (\\x00), which Postgres text cannot store"}
+		c.fail(field, "contains a NUL byte (\\x00), which Postgres text cannot store")
 	case !utf8.ValidString(v):
-		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: "is not valid UTF-8"}
+		c.fail(field, "is not valid UTF-8")
 	}
+}
+
+// plainASCII says that v is ASCII without a NUL byte, so valid text for Postgres: the
+// common case, checked in one pass over the short fields of a record instead of two.
+func plainASCII(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == 0 || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *recordChecker) nonEmpty(field, v string) {
 	if c.err == nil && v == "" {
-		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: "is empty"}
+		c.fail(field, "is empty")
 	}
 	c.text(field, v)
 }
@@ -605,7 +733,7 @@ func (c *recordChecker) json(field string, raw json.RawMessage) {
 		reason = "contains \\u0000, which Postgres jsonb cannot store"
 	}
 	if reason != "" {
-		c.err = &InvalidRecordError{System: c.system, Kind: c.kind, ID: c.id, Field: field, Reason: reason}
+		c.fail(field, reason)
 	}
 }
 

@@ -30,14 +30,14 @@ type GroupMerge struct{ m *merge }
 // stage at the same time and apply in turns, each against the mirror as the previous one
 // left it.
 func (s *Store) BeginGroupMerge(ctx context.Context, system string) (*GroupMerge, error) {
-	m, err := s.beginMerge(ctx, "group", system, "groups", `(
+	m, err := s.beginMerge(ctx, "group", system, mergeShape{table: "groups", stageCols: `(
 		seq bigint, external_id text, name text, name_key text, description text, visibility text, state text,
 		membership_managed boolean, is_system boolean, remote_created_at timestamptz,
-		remote_modified_at timestamptz, raw text, hash text)`, `(op text, external_id text, name text, name_key text,
+		remote_modified_at timestamptz, raw text, hash text)`, deltaCols: `(op text, external_id text, name text, name_key text,
 		description text, visibility text, state text, membership_managed boolean, is_system boolean,
 		remote_created_at timestamptz, remote_modified_at timestamptz, raw text, hash text)`,
-		[]string{"seq", "external_id", "name", "name_key", "description", "visibility", "state",
-			"membership_managed", "is_system", "remote_created_at", "remote_modified_at", "raw", "hash"})
+		columns: []string{"seq", "external_id", "name", "name_key", "description", "visibility", "state",
+			"membership_managed", "is_system", "remote_created_at", "remote_modified_at", "raw", "hash"}}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -237,10 +237,10 @@ type AccountMerge struct{ m *merge }
 
 // BeginAccountMerge starts an account merge for a registered system.
 func (s *Store) BeginAccountMerge(ctx context.Context, system string) (*AccountMerge, error) {
-	m, err := s.beginMerge(ctx, "account", system, "accounts",
-		`(seq bigint, external_id text, email text, display_name text, state text, raw text, hash text)`,
-		`(op text, external_id text, email text, display_name text, state text, raw text, hash text)`,
-		[]string{"seq", "external_id", "email", "display_name", "state", "raw", "hash"})
+	m, err := s.beginMerge(ctx, "account", system, mergeShape{table: "accounts",
+		stageCols: `(seq bigint, external_id text, email text, display_name text, state text, raw text, hash text)`,
+		deltaCols: `(op text, external_id text, email text, display_name text, state text, raw text, hash text)`,
+		columns:   []string{"seq", "external_id", "email", "display_name", "state", "raw", "hash"}}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -408,30 +408,28 @@ type MembershipMerge struct {
 	// other group keeps the spool out of the mirror table (Commit stages it and decides,
 	// against the groups then, whether the member is an orphan). Groups are never deleted,
 	// so every group known at Begin is still there at Commit.
-	known map[string]struct{}
+	known     map[string]struct{}
+	lastKnown string     // the last group found in known
+	rows      memberRows // Write's buffer, reused: write encodes the rows before it returns
 }
 
 // BeginMembershipMerge starts a membership merge for a registered system.
 func (s *Store) BeginMembershipMerge(ctx context.Context, system string) (*MembershipMerge, error) {
-	m, err := s.beginMerge(ctx, "membership", system, "memberships",
-		`(seq bigint, group_id text, account_id text, member_type text, role text, email text)`,
-		`(op text, group_id text, account_id text, member_type text, role text, email text)`,
-		[]string{"seq", "group_id", "account_id", "member_type", "role", "email"})
+	w := &MembershipMerge{}
+	// A spooling merge holds the system's group ids; past the bound it stages instead.
+	canSpool := func(ctx context.Context) (bool, error) {
+		known, err := s.groupIDs(ctx, system, s.knobs().maxGroups)
+		w.known = known
+		return known != nil, err
+	}
+	m, err := s.beginMerge(ctx, "membership", system, mergeShape{table: "memberships",
+		stageCols: `(seq bigint, group_id text, account_id text, member_type text, role text, email text)`,
+		deltaCols: `(op text, group_id text, account_id text, member_type text, role text, email text)`,
+		columns:   []string{"seq", "group_id", "account_id", "member_type", "role", "email"}}, canSpool)
 	if err != nil {
 		return nil, err
 	}
-	w := &MembershipMerge{m: m}
-	if m.spool != nil {
-		if w.known, err = s.groupIDs(ctx, system, s.knobs().maxGroups); err != nil {
-			m.rollback(ctx)
-			return nil, fmt.Errorf("state: begin membership merge for system %q: %w", system, err)
-		}
-		if w.known == nil {
-			// Too many groups to hold in memory: stage, as without a spool.
-			m.spool.close()
-			m.spool = nil
-		}
-	}
+	w.m = m
 	return w, nil
 }
 
@@ -461,9 +459,10 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 	if err := w.m.usable(); err != nil {
 		return err
 	}
-	rows := make(memberRows, len(page))
-	for i, mb := range page {
-		c := recordChecker{system: w.m.system, kind: "membership", id: mb.GroupID + "/" + mb.AccountID}
+	// The rows are encoded before write returns, so one buffer serves every page.
+	rows := w.rows[:0]
+	for _, mb := range page {
+		c := recordChecker{system: w.m.system, kind: "membership", id: mb.GroupID, sub: mb.AccountID}
 		c.nonEmpty("group_id", mb.GroupID)
 		c.nonEmpty("account_id", mb.AccountID)
 		c.text("type", mb.Type)
@@ -472,19 +471,30 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 		if c.err != nil {
 			return w.m.fail(c.err)
 		}
-		rows[i] = memberRow{group: mb.GroupID, account: mb.AccountID, typ: mb.Type, role: mb.Role,
-			email: connectors.NormalizeEmail(mb.Email)}
+		rows = append(rows, memberRow{group: mb.GroupID, account: mb.AccountID, typ: mb.Type, role: mb.Role,
+			email: connectors.NormalizeEmail(mb.Email)})
 	}
+	w.rows = rows
 	for i := range rows {
 		w.m.noteKey(rows[i].group, rows[i].account)
-		if w.known != nil && !w.m.unfit {
-			_, ok := w.known[rows[i].group]
-			w.m.unfit = !ok
-		}
+		w.noteGroup(rows[i].group)
 		w.m.seq++
 		rows[i].seq = w.m.seq
 	}
 	return w.m.write(ctx, rows)
+}
+
+// noteGroup marks the spool unfit for the mirror table when a member's group was not in
+// the mirror at Begin. Members come group by group, so the last group's answer is kept.
+func (w *MembershipMerge) noteGroup(group string) {
+	if w.known == nil || w.m.unfit || group == w.lastKnown {
+		return
+	}
+	if _, ok := w.known[group]; !ok {
+		w.m.unfit = true
+		return
+	}
+	w.lastKnown = group
 }
 
 type memberRow struct {

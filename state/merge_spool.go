@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -22,15 +21,18 @@ import (
 // the mirror costs what any COPY does, while the staged first load paid for a COPY into the
 // stage and then an INSERT … SELECT (which cannot use COPY's multi-insert) on top.
 //
-// Otherwise Commit COPYs the file unchanged into the staging table and goes on as a staged
-// merge would (DISTINCT ON for repeated keys, orphans left out, classification when the
-// system got rows meanwhile), so both paths store the same rows.
+// Otherwise Commit creates the staging tables in its transaction, COPYs the file unchanged
+// into them and goes on as a staged merge would (DISTINCT ON for repeated keys, orphans
+// left out, classification when the system got rows meanwhile), so both paths store the
+// same rows.
 //
 // Nothing is held across the caller's listing but the file: no transaction, no pooled
-// connection. The file is removed from its directory as soon as it is created, so it lives
-// only as long as this process holds it open: a process that dies mid-merge leaves neither
-// the file nor any row behind. Memory stays flat: Writes go through a buffer of
-// spoolBufBytes and Commit reads the file back in chunks of the same size.
+// connection, and nothing in the database (no staging tables, no merge_stages row: a
+// spooling merge pays for no DDL and leaves nothing for the sweep). The file is removed
+// from its directory as soon as it is created, so it lives only as long as this process
+// holds it open: a process that dies mid-merge leaves neither the file nor any row behind.
+// Memory stays flat: Writes go through two buffers of spoolBufBytes and Commit reads the
+// file back in chunks of the same size.
 
 // spoolBufBytes is how much a spool buffers before writing to its file, and how much of the
 // file Commit reads at a time.
@@ -40,13 +42,22 @@ const spoolBufBytes = 1 << 20
 // Read as one CopyData message).
 const copyChunkBytes = 64 << 10
 
+// spool is the first load's file. Writes fill one buffer while a goroutine writes the other
+// to the file: the file write (a copy into the page cache, about a tenth of a first load's
+// Go time) overlaps with checking and encoding the next pages, on a second core when there
+// is one. At most two buffers exist, so memory stays flat.
 type spool struct {
 	f    *os.File
-	buf  []byte
-	size int64 // bytes written to f
+	buf  []byte      // the buffer being filled
+	full chan []byte // a filled buffer for the writer; closed by rows or close
+	free chan []byte // the buffer the writer wrote, back for filling
+	done chan struct{}
+	size int64 // bytes written to f; read after done is closed
+	err  error // why the writer stopped early; read after done is closed
 }
 
-// newSpool creates the file in os.TempDir ($TMPDIR) and unlinks it at once.
+// newSpool creates the file in os.TempDir ($TMPDIR), unlinks it at once and starts the
+// writer.
 func newSpool() (*spool, error) {
 	f, err := os.CreateTemp("", "groupsync-merge-*")
 	if err != nil {
@@ -56,7 +67,26 @@ func newSpool() (*spool, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	return &spool{f: f, buf: make([]byte, 0, spoolBufBytes+64<<10)}, nil
+	sp := &spool{f: f, buf: make([]byte, 0, spoolBufBytes+64<<10),
+		full: make(chan []byte), free: make(chan []byte, 1), done: make(chan struct{})}
+	sp.free <- make([]byte, 0, spoolBufBytes+64<<10)
+	go sp.writer()
+	return sp, nil
+}
+
+// writer writes each filled buffer to the file and hands it back, until full is closed
+// or a write fails (then done says so, and err why).
+func (sp *spool) writer() {
+	defer close(sp.done)
+	for b := range sp.full {
+		n, err := sp.f.Write(b)
+		sp.size += int64(n)
+		if err != nil {
+			sp.err = fmt.Errorf("write the first-load spool file in %s (set TMPDIR to a directory with room): %w", os.TempDir(), err)
+			return
+		}
+		sp.free <- b[:0]
+	}
 }
 
 func (sp *spool) write(page stagedPage) error {
@@ -67,20 +97,33 @@ func (sp *spool) write(page stagedPage) error {
 	return sp.flush()
 }
 
+// flush hands the filled buffer to the writer and takes the other one back, waiting
+// while the writer is still writing it.
 func (sp *spool) flush() error {
-	n, err := sp.f.Write(sp.buf)
-	sp.size += int64(n)
-	sp.buf = sp.buf[:0]
-	if err != nil {
-		return fmt.Errorf("write the first-load spool file in %s (set TMPDIR to a directory with room): %w", os.TempDir(), err)
+	select {
+	case sp.full <- sp.buf:
+	case <-sp.done:
+		return sp.err
 	}
-	return nil
+	select {
+	case sp.buf = <-sp.free:
+		return nil
+	case <-sp.done:
+		return sp.err
+	}
 }
 
-// rows returns the spooled rows from the start of the file.
+// rows returns the spooled rows from the start of the file, once every buffer is in it.
 func (sp *spool) rows() (io.Reader, error) {
-	if err := sp.flush(); err != nil {
-		return nil, err
+	if len(sp.buf) > 0 {
+		if err := sp.flush(); err != nil {
+			return nil, err
+		}
+	}
+	close(sp.full)
+	<-sp.done
+	if sp.err != nil {
+		return nil, sp.err
 	}
 	if _, err := sp.f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("rewind the first-load spool file: %w", err)
@@ -88,10 +131,19 @@ func (sp *spool) rows() (io.Reader, error) {
 	return io.LimitReader(sp.f, sp.size), nil
 }
 
+// close stops the writer and closes the file; safe after rows and more than once.
 func (sp *spool) close() {
-	if sp != nil {
-		_ = sp.f.Close()
+	if sp == nil || sp.f == nil {
+		return
 	}
+	select {
+	case <-sp.done:
+	default:
+		close(sp.full)
+		<-sp.done
+	}
+	_ = sp.f.Close()
+	sp.f = nil
 }
 
 // directCopy says how a kind's spooled rows become rows of its mirror table: the system,
@@ -117,15 +169,11 @@ func (m *merge) copyDirect(ctx context.Context, tx pgx.Tx, d directCopy) (int64,
 	if err != nil {
 		return 0, err
 	}
-	// last_sync_in_date is the transaction's now(), as the column defaults (first_seen_at,
-	// updated_at) and the staged path's INSERT write it.
-	var now time.Time
-	if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-		return 0, fmt.Errorf("read the transaction's clock: %w", err)
-	}
+	// last_sync_in_date is the transaction's now() (read by prepare), as the column
+	// defaults (first_seen_at, updated_at) and the staged path's INSERT write it.
 	conv := &directRow{jsonb: d.jsonb, system: appendCopyText(nil, m.system),
-		succeeded: appendCopyText(nil, "succeeded"), now: appendCopyTime(nil, &now)}
-	r := &copyRewriter{src: src, fields: len(m.columns), conv: conv.append,
+		succeeded: appendCopyText(nil, "succeeded"), now: appendCopyTime(nil, &m.txNow)}
+	r := &copyRewriter{src: src, fields: len(m.shape.columns), conv: conv.append,
 		in: make([]byte, 0, spoolBufBytes), out: append(make([]byte, 0, 2*copyChunkBytes), copyHeader...)}
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, r, `COPY `+d.table+` (`+d.columns+`) FROM STDIN (FORMAT binary)`)
 	if err != nil {

@@ -13,8 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// A merge's staging area is two unlogged tables of the mirror schema, created by Begin and
-// dropped by Commit (in its transaction) or Rollback, and registered in merge_stages. They
+// A staged merge's staging area is two unlogged tables of the mirror schema, created by Begin
+// and dropped by Commit (in its transaction) or Rollback, and registered in merge_stages (a
+// first load that spools has none, see merge_spool.go). They
 // are unlogged so that staging writes no WAL (as the temp tables of a one-transaction merge
 // did), and ordinary tables so that any pooled connection can fill them: nothing relies on
 // session state, so staging works behind PgBouncer in transaction mode.
@@ -34,11 +35,14 @@ const (
 
 // stageArea names one merge's staging tables: stage receives the listing, delta the
 // classified rows that need a write. Both names are schema-qualified and quoted, so they
-// resolve without a search_path.
+// resolve without a search_path. A staged merge's area is created and registered by Begin;
+// a spooled first load that cannot go straight into the mirror creates its area inside
+// Commit's transaction instead, unregistered: it lives and dies with that transaction.
 type stageArea struct {
-	name  string // the merge_stages row; the tables are <name>_stage and <name>_delta
-	stage string
-	delta string
+	name       string // the merge_stages row; the tables are <name>_stage and <name>_delta
+	stage      string
+	delta      string
+	registered bool // a merge_stages row names it
 }
 
 func areaNamed(schema, name string) stageArea {
@@ -46,48 +50,55 @@ func areaNamed(schema, name string) stageArea {
 		delta: pgx.Identifier{schema, name + "_delta"}.Sanitize()}
 }
 
-// createStage checks that system is registered and creates a staging area for a merge of
-// kind, in one short transaction. It returns the area and the database's clock at Begin.
-func (s *Store) createStage(ctx context.Context, kind, system, stageCols, deltaCols string) (stageArea, time.Time, error) {
+// newArea names a fresh staging area for a merge of kind.
+func (s *Store) newArea(kind string) stageArea {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
-	a := areaNamed(s.schema, "merge_"+kind+"_"+hex.EncodeToString(id[:]))
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return a, time.Time{}, fmt.Errorf("%w (%s)", err, unreachableHint)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
-	var one int
-	if err := tx.QueryRow(ctx, `SELECT 1 FROM systems WHERE name = $1`, system).Scan(&one); err != nil {
-		err = translate(err)
-		if errors.Is(err, ErrNotFound) {
-			return a, time.Time{}, fmt.Errorf("system not registered (call UpsertSystem first): %w", err)
-		}
-		return a, time.Time{}, fmt.Errorf("look up system: %w", err)
-	}
+	return areaNamed(s.schema, "merge_"+kind+"_"+hex.EncodeToString(id[:]))
+}
+
+// createTables creates a's tables in tx.
+func (a stageArea) createTables(ctx context.Context, tx pgx.Tx, stageCols, deltaCols string) error {
 	// No indexes: the stage is written once and read by sequential scans and hash joins.
 	// No autovacuum: a worker analyzing the stage would hold a lock that Commit's DROP
 	// waits for (up to deadlock_timeout) before the worker gives way.
 	const opts = ` WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)`
 	if _, err := tx.Exec(ctx, `CREATE UNLOGGED TABLE `+a.stage+` `+stageCols+opts+`;
 		CREATE UNLOGGED TABLE `+a.delta+` `+deltaCols+opts, pgx.QueryExecModeSimpleProtocol); err != nil {
-		return a, time.Time{}, fmt.Errorf("create staging tables: %w", err)
+		return fmt.Errorf("create staging tables: %w", err)
 	}
-	var begun time.Time
-	if err := tx.QueryRow(ctx, `INSERT INTO merge_stages (name, kind, system) VALUES ($1, $2, $3) RETURNING created_at`,
-		a.name, kind, system).Scan(&begun); err != nil {
-		return a, time.Time{}, fmt.Errorf("register staging tables: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return a, time.Time{}, fmt.Errorf("create staging tables: commit: %w", err)
-	}
-	return a, begun, nil
+	return nil
 }
 
-// drop removes the area's tables and registry row in tx.
+// createStage creates and registers the staging area a for a merge of kind, in one short
+// transaction, so that the merge's COPYs can fill it from any pooled connection while the
+// listing runs.
+func (s *Store) createStage(ctx context.Context, a *stageArea, kind, system, stageCols, deltaCols string) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("%w (%s)", err, unreachableHint)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
+	if err := a.createTables(ctx, tx, stageCols, deltaCols); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO merge_stages (name, kind, system) VALUES ($1, $2, $3)`, a.name, kind, system); err != nil {
+		return fmt.Errorf("register staging tables: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("create staging tables: commit: %w", err)
+	}
+	a.registered = true
+	return nil
+}
+
+// drop removes the area's tables, and its registry row when it has one, in tx.
 func (a stageArea) drop(ctx context.Context, tx pgx.Tx) error {
 	if _, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+a.stage+`, `+a.delta); err != nil {
 		return err
+	}
+	if !a.registered {
+		return nil
 	}
 	_, err := tx.Exec(ctx, `DELETE FROM merge_stages WHERE name = $1`, a.name)
 	return err
@@ -105,11 +116,14 @@ func (s *Store) dropStage(ctx context.Context, a stageArea) {
 	}
 }
 
+// staleStage is the condition on merge_stages for an area whose merge stopped touching it,
+// with the safe age in seconds as parameter p ("$1").
+func staleStage(p string) string { return `touched_at < now() - make_interval(secs => ` + p + `)` }
+
 // sweepStages drops the staging areas whose merge stopped touching them (its process died).
 func (s *Store) sweepStages(ctx context.Context) error {
 	age := s.knobs().staleAfter.Seconds()
-	const stale = `touched_at < now() - make_interval(secs => $1)`
-	rows, err := s.pool.Query(ctx, `SELECT name FROM merge_stages WHERE `+stale, age)
+	rows, err := s.pool.Query(ctx, `SELECT name FROM merge_stages WHERE `+staleStage("$1"), age)
 	if err != nil {
 		return fmt.Errorf("look for abandoned staging tables: %w (%s)", err, unreachableHint)
 	}
@@ -124,7 +138,7 @@ func (s *Store) sweepStages(ctx context.Context) error {
 	// them gone; a merge touching its row again in the meantime keeps it.
 	var dropped []string
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `DELETE FROM merge_stages WHERE name = ANY($2) AND `+stale+` RETURNING name`, age, names)
+		rows, err := tx.Query(ctx, `DELETE FROM merge_stages WHERE name = ANY($2) AND `+staleStage("$1")+` RETURNING name`, age, names)
 		if err != nil {
 			return err
 		}

@@ -77,6 +77,30 @@ func TestMergeEndsLeaveNoStagingTables(t *testing.T) {
 	wantNoStaging(t, s, "a cancelled merge")
 }
 
+// A spooled first load creates nothing in the database while it is open: no staging
+// tables, no registry row (so nothing for a sweep, nor for a database-wide ANALYZE to
+// deadlock with). When its Commit cannot go straight into the mirror (a key repeated), the
+// staging tables it needs live inside Commit's transaction and are gone after it.
+func TestSpooledFirstLoadCreatesNoStagingArea(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	w, err := s.BeginGroupMerge(ctx, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Rollback(ctx)
+	if err := w.Write(ctx, []connectors.Group{group(0), group(1), group(0)}); err != nil {
+		t.Fatal(err)
+	}
+	wantNoStaging(t, s, "a first load's Begin and Writes")
+	c, err := w.Commit(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, c, state.MergeCounts{Inserted: 2})
+	wantNoStaging(t, s, "a first load's Commit that staged its spool")
+}
+
 // A process that dies mid-merge leaves its staging tables; once they have gone untouched
 // past the safe age, the next Begin drops them. A merge that is open, however idle, keeps
 // touching its own and keeps them, and commits normally.
@@ -85,6 +109,11 @@ func TestAbandonedStagingTablesAreSweptLiveOnesKept(t *testing.T) {
 	ctx := t.Context()
 	state.SetStageTimes(s, 50*time.Millisecond, 2*time.Second)
 
+	// The system has a group and a membership, so both merges below stage (a first load
+	// would spool to a local file, leaving nothing in the database to sweep); the live
+	// group merge's complete listing tombstones that group.
+	mergeGroups(t, s, []connectors.Group{group(9)}, true)
+	mergeMembers(t, s, []connectors.Member{{GroupID: "g0009", AccountID: "a0"}})
 	// The "dead" process: a second pool on the same schema, closed mid-merge.
 	dead, err := state.Open(ctx, statetest.URL(), state.Options{Schema: s.Schema(), MaxConns: 2})
 	if err != nil {
@@ -146,7 +175,7 @@ func TestAbandonedStagingTablesAreSweptLiveOnesKept(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the live merge's Commit after the sweep: %v", err)
 	}
-	wantCounts(t, c, state.MergeCounts{Inserted: 4})
+	wantCounts(t, c, state.MergeCounts{Inserted: 4, Tombstoned: 1})
 	wantNoStaging(t, s, "the live merge's commit")
 }
 
