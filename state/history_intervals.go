@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -168,4 +169,56 @@ func removedMembersHistory() string {
 			 WHERE c.id = ANY($1)
 			RETURNING 1
 		)`
+}
+
+// HistoryPruneBatch is how many closed intervals one pruning statement deletes: each batch
+// is its own short transaction, so pruning a large backlog never holds locks for long
+// (nothing else writes closed intervals, and merges only insert into the tables).
+const HistoryPruneBatch = 10000
+
+// PruneHistory deletes the closed intervals (membership_history, group_history) that
+// ended more than retention ago, batch rows per statement (HistoryPruneBatch when batch is
+// 0), until none are left; open intervals are the live mirror rows and are never pruned.
+// It returns how many intervals went.
+func (s *Store) PruneHistory(ctx context.Context, retention time.Duration, batch int) (int64, error) {
+	if retention <= 0 {
+		return 0, fmt.Errorf("state: prune history: retention %s must be positive", retention)
+	}
+	if batch <= 0 {
+		batch = HistoryPruneBatch
+	}
+	var total int64
+	for _, table := range []string{"membership_history", "group_history"} {
+		n, err := s.pruneIntervals(ctx, table, retention, batch)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// pruneIntervals deletes table's old intervals batch by batch. The cutoff is taken once, so
+// the loop ends even while new intervals close. Each DELETE finds its rows by the valid_to
+// index and deletes them by ctid (a TID scan).
+func (s *Store) pruneIntervals(ctx context.Context, table string, retention time.Duration, batch int) (int64, error) {
+	var cutoff time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT now() - make_interval(secs => $1)`, retention.Seconds()).Scan(&cutoff); err != nil {
+		return 0, fmt.Errorf("state: prune %s: read the clock: %w (%s)", table, err, unreachableHint)
+	}
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM `+table+` WHERE ctid = ANY(ARRAY(
+			SELECT ctid FROM `+table+` WHERE valid_to < $1 LIMIT $2))`, cutoff, batch)
+		if err != nil {
+			return total, fmt.Errorf("state: prune %s older than %s: %w", table, cutoff.Format(time.RFC3339), err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < int64(batch) {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
 }
