@@ -1,12 +1,17 @@
 package syncengine_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/state"
+	"github.com/groupsync/groupsync/syncengine"
 )
 
 // dbNow reads the database clock between steps: every history timestamp is a transaction's
@@ -120,4 +125,59 @@ func (e *env) latestRun(t *testing.T) int64 {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestSchedulerPrunesHistoryPastRetention: the daemon's scheduler prunes closed history
+// past history.retention when it starts and again every HistoryPruneEvery, and leaves
+// recent history alone.
+func TestSchedulerPrunesHistoryPastRetention(t *testing.T) {
+	t.Parallel()
+	e, _, _ := pairEnv(t, defaultFlow("airtable", "devrev"), 10, 2, 3)
+	clock := &fakeClock{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	cfg := *e.cfg
+	cfg.History.Retention = 30 * 24 * time.Hour
+	eng, err := syncengine.New(syncengine.Options{Store: e.store, Config: &cfg, Connectors: e.conns, Clock: clock, Holder: "prune"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	daily, err := config.ParseSchedule("@every 24h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ended inserts a closed interval of member id that ended daysAgo days ago.
+	ended := func(id string, daysAgo int) {
+		t.Helper()
+		if _, err := e.store.Pool().Exec(t.Context(), `INSERT INTO membership_history
+			(system, group_id, member_id, valid_from, valid_to, opened_by, closed_by)
+			VALUES ('devrev', 'g', $1, now() - make_interval(days => $2 + 1), now() - make_interval(days => $2), 'observed', 'observed')`,
+			id, daysAgo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	left := func() []string {
+		rows, err := e.store.Pool().Query(t.Context(), `SELECT member_id FROM membership_history WHERE group_id = 'g' ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	ended("old", 31)
+	ended("recent", 29)
+	sched := eng.NewScheduler(map[string]syncengine.Schedule{"f": daily})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- sched.Run(ctx) }()
+	waitFor(t, "the pruning at start", func() bool { return slices.Equal(left(), []string{"recent"}) })
+	waitFor(t, "the scheduler to wait for the next pruning", func() bool { return clock.timerCount(syncengine.HistoryPruneEvery) == 1 })
+	ended("older", 40)
+	clock.Advance(syncengine.HistoryPruneEvery)
+	waitFor(t, "the hourly pruning", func() bool { return slices.Equal(left(), []string{"recent"}) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
