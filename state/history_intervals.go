@@ -75,10 +75,13 @@ func recordPull(ctx context.Context, tx pgx.Tx, system string, inserted int64) e
 	return nil
 }
 
-// membershipMergeHistory runs before a membership merge writes its delta: it closes the
-// intervals of the memberships the delta tombstones and reopens those it revives, as
-// observed by ctx's run.
-func membershipMergeHistory(ctx context.Context, tx pgx.Tx, system, delta string) error {
+// membershipMergeHistory runs before a membership merge writes its delta (of deltaRows
+// rows): it closes the intervals of the memberships the delta tombstones and reopens those
+// it revives, as observed by ctx's run.
+func membershipMergeHistory(ctx context.Context, tx pgx.Tx, system, delta string, deltaRows int64) error {
+	if deltaRows == 0 {
+		return nil // a no-op merge: not even a round trip
+	}
 	_, err := tx.Exec(ctx, `
 WITH closed AS (
 	`+closedMembership(`'observed'`, `$2::bigint`)+`
@@ -101,7 +104,10 @@ UPDATE memberships m SET valid_from = now(), opened_by = 'observed', opened_run 
 // groupMergeHistory runs before a group merge writes its delta: a tombstoned group closes
 // its (name, visibility) interval and its members' intervals; an update that changes name
 // or visibility closes the old interval and opens the new one; a revival opens one.
-func groupMergeHistory(ctx context.Context, tx pgx.Tx, system, delta string) error {
+func groupMergeHistory(ctx context.Context, tx pgx.Tx, system, delta string, deltaRows int64) error {
+	if deltaRows == 0 {
+		return nil // a no-op merge: not even a round trip
+	}
 	const moved = `(d.op = 'updated' AND (g.name, g.visibility) IS DISTINCT FROM (d.name, d.visibility))`
 	_, err := tx.Exec(ctx, `
 WITH members_closed AS (

@@ -176,7 +176,7 @@ SELECT * FROM (
 		if err := analyzeDelta(ctx, tx, w.m.area.delta, tag.RowsAffected()); err != nil {
 			return c, err
 		}
-		if err := groupMergeHistory(ctx, tx, w.m.system, w.m.area.delta); err != nil {
+		if err := groupMergeHistory(ctx, tx, w.m.system, w.m.area.delta, tag.RowsAffected()); err != nil {
 			return c, err
 		}
 		// New rows go in with a plain INSERT, not ON CONFLICT: speculative insertion
@@ -610,7 +610,7 @@ SELECT * FROM (
 	if err := analyzeDelta(ctx, tx, w.m.area.delta, tag.RowsAffected()); err != nil {
 		return c, err
 	}
-	if err := membershipMergeHistory(ctx, tx, w.m.system, w.m.area.delta); err != nil {
+	if err := membershipMergeHistory(ctx, tx, w.m.system, w.m.area.delta, tag.RowsAffected()); err != nil {
 		return c, err
 	}
 	err = tx.QueryRow(ctx, `
