@@ -40,6 +40,12 @@ const (
 	// be before the engine reads it again (Trust I, fresh accounts).
 	DefaultAccountMaxAge = 24 * time.Hour
 
+	// DefaultHistoryRetention keeps a year of history and a month to spare, so "who was in
+	// this group a year ago" can be answered.
+	DefaultHistoryRetention = 400 * 24 * time.Hour
+	// MinHistoryRetention is the shortest history.retention accepted: shorter would prune
+	// what the day after a bad run needs to look at.
+	MinHistoryRetention = 24 * time.Hour
 	// DefaultLeaseTTL is how long a flow's lease lasts unless renewed.
 	DefaultLeaseTTL = 2 * time.Minute
 	// MinLeaseTTL is the shortest lease.ttl accepted. A run renews its lease every TTL/6,
@@ -66,6 +72,7 @@ type Config struct {
 	HTTP     HTTP     `yaml:"http"`
 	Accounts Accounts `yaml:"accounts"`
 	Lease    Lease    `yaml:"lease"`
+	History  History  `yaml:"history"`
 	// Systems are the configured connector instances by name ([a-z0-9][a-z0-9-]*).
 	// At least one is required.
 	Systems map[string]System `yaml:"systems"`
@@ -130,6 +137,15 @@ type Lease struct {
 	// runs out after a shorter database outage. Default 2m, at least 1s; every replica of one
 	// database should use the same. Env GROUPSYNC_LEASE_TTL.
 	TTL time.Duration `yaml:"ttl"`
+}
+
+// History configures the membership and group history (membership_history, group_history).
+type History struct {
+	// Retention is how long a closed history interval is kept after it ended: the daemon
+	// prunes older ones every HistoryPruneEvery, in batches. Open intervals (who is in a
+	// group now) are never pruned. Default 400 days (9600h), at least 24h. Env
+	// GROUPSYNC_HISTORY_RETENTION.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // System is one configured system (`systems.<name>`). Every credential can also be given as

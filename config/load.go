@@ -201,6 +201,7 @@ type fixedEnv struct {
 	LogFormat        envValue `env:"LOG_FORMAT"`
 	HTTPListen       envValue `env:"HTTP_LISTEN"`
 	LeaseTTL         envValue `env:"LEASE_TTL"`
+	HistoryRetention envValue `env:"HISTORY_RETENTION"`
 }
 
 func applyEnv(cfg *Config, present *presence, lookup envconfig.Lookuper, p *problems) error {
@@ -242,6 +243,15 @@ func applyEnv(cfg *Config, present *presence, lookup envconfig.Lookuper, p *prob
 		} else {
 			cfg.Lease.TTL = d
 			present.set["lease.ttl"] = true
+		}
+	}
+	if e := env.HistoryRetention; e.set && e.value != "" {
+		d, err := time.ParseDuration(e.value)
+		if err != nil {
+			p.add("history.retention", "GROUPSYNC_HISTORY_RETENTION=%q is not a duration (e.g. 9600h for 400 days)", e.value)
+		} else {
+			cfg.History.Retention = d
+			present.set["history.retention"] = true
 		}
 	}
 
@@ -390,6 +400,9 @@ func applyDefaults(cfg *Config, present *presence) {
 	// An explicit 0 is refused by validation rather than taken for the default.
 	if !present.has("lease", "ttl") {
 		cfg.Lease.TTL = DefaultLeaseTTL
+	}
+	if !present.has("history", "retention") {
+		cfg.History.Retention = DefaultHistoryRetention
 	}
 	for name, s := range cfg.Systems {
 		if s.BaseURL == "" {

@@ -148,6 +148,9 @@ func validate(cfg *Config, p *problems) {
 	if cfg.Lease.TTL < MinLeaseTTL {
 		p.add("lease.ttl", "must be at least %s (renewed every ttl/6, each renewal bounded by ttl/6), got %s", MinLeaseTTL, cfg.Lease.TTL)
 	}
+	if cfg.History.Retention < MinHistoryRetention {
+		p.add("history.retention", "must be at least %s (e.g. 9600h for 400 days), got %s", MinHistoryRetention, cfg.History.Retention)
+	}
 	if cfg.HTTP.Listen != "" && !strings.Contains(cfg.HTTP.Listen, ":") {
 		p.add("http.listen", "%q is not a host:port address (e.g. \":8080\"; \"\" disables the listener)", cfg.HTTP.Listen)
 	}

@@ -29,6 +29,8 @@ func TestValidationRules(t *testing.T) {
 		{"http listen", "database:\n", "http: {listen: localhost}\ndatabase:\n", "http.listen", "not a host:port"},
 		{"lease ttl too short", "database:\n", "lease: {ttl: 500ms}\ndatabase:\n", "lease.ttl", "must be at least 1s"},
 		{"lease ttl zero", "database:\n", "lease: {ttl: 0s}\ndatabase:\n", "lease.ttl", "must be at least 1s"},
+		{"history retention too short", "database:\n", "history: {retention: 1h}\ndatabase:\n", "history.retention", "must be at least 24h0m0s"},
+		{"history retention zero", "database:\n", "history: {retention: 0s}\ndatabase:\n", "history.retention", "must be at least 24h0m0s"},
 		{"lease ttl negative", "database:\n", "lease: {ttl: -1m}\ndatabase:\n", "lease.ttl", "must be at least 1s"},
 		{"system name", "  dst:\n", "  Dst_1:\n    kind: devrev\n    token: x\n  dst:\n", "systems.Dst_1", "must match [a-z0-9][a-z0-9-]*"},
 		{"unknown kind", "    kind: devrev\n    token: t-dst\n", "    kind: jira\n    token: t-dst\n", "systems.dst.kind", `unknown kind "jira"`},
@@ -326,4 +328,33 @@ func TestLeaseTTL(t *testing.T) {
 	assertProblem(t, err, "lease.ttl", `GROUPSYNC_LEASE_TTL="soon" is not a duration`)
 	_, err = load(withKey, map[string]string{"GROUPSYNC_LEASE_TTL": "999ms"})
 	assertProblem(t, err, "lease.ttl", "must be at least 1s")
+}
+
+// history.retention: default 400 days, the file's value, GROUPSYNC_HISTORY_RETENTION over
+// the file, and a bad variable reported with the key.
+func TestHistoryRetention(t *testing.T) {
+	load := func(body string, env map[string]string) (*config.Config, error) {
+		return config.Load(writeConfig(t, body), envconfig.MapLookuper(env))
+	}
+	cfg, err := load(baseConfig, nil)
+	if err != nil || cfg.History.Retention != 400*24*time.Hour {
+		t.Fatalf("default: retention %v, err %v; want 400 days", cfg.History.Retention, err)
+	}
+	withKey := "history:\n  retention: 720h\n" + baseConfig
+	for _, tt := range []struct {
+		body string
+		env  map[string]string
+		want time.Duration
+	}{
+		{withKey, nil, 720 * time.Hour},
+		{withKey, map[string]string{"GROUPSYNC_HISTORY_RETENTION": "48h"}, 48 * time.Hour},
+		{baseConfig, map[string]string{"GROUPSYNC_HISTORY_RETENTION": ""}, config.DefaultHistoryRetention},
+	} {
+		cfg, err := load(tt.body, tt.env)
+		if err != nil || cfg.History.Retention != tt.want {
+			t.Errorf("env %v: retention %v, err %v; want %v", tt.env, cfg.History.Retention, err, tt.want)
+		}
+	}
+	_, err = load(baseConfig, map[string]string{"GROUPSYNC_HISTORY_RETENTION": "400d"})
+	assertProblem(t, err, "history.retention", `GROUPSYNC_HISTORY_RETENTION="400d" is not a duration`)
 }

@@ -14,10 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-const (
-	benchGroups   = 2000
-	benchPerGroup = 100
-)
+const benchPerGroup = 100
 
 // BenchmarkMembershipMerge merges 200k memberships (2k groups x 100 members, one page per
 // group) and compares against a raw COPY of the same rows into an empty table with the
@@ -25,7 +22,13 @@ const (
 //
 //	first/copy  first load into an empty memberships table / T_copy   (target <= 1.5)
 //	noop/copy   re-merge of identical rows / T_copy                    (target <= 1.0)
-//	noop_tuples row versions written by the no-op re-merge             (target 0)
+//	noop_tuples row versions written by the no-op re-merge, in memberships and in the
+//	            history tables (membership_history, group_history, history_pulls) (target 0)
+//	first_history_rows  rows the first load added to the history tables (1: its history_pulls
+//	            row; the open intervals are the mirror rows themselves)
+//
+// The merges run as the pulls of a run (state.WithRunID), as the engine's do, so history
+// is recorded as in production. stream-1M is the same at 1M memberships (10k groups).
 //
 // Run: go test ./state -run '^$' -bench MembershipMerge -benchtime 3x -v (-v logs each merge's phases)
 func BenchmarkMembershipMerge(b *testing.B) {
@@ -33,11 +36,12 @@ func BenchmarkMembershipMerge(b *testing.B) {
 	// stream-staged turns off the first-load fast path (rows copied straight into
 	// memberships), so the first load stages and classifies like any other merge.
 	for _, mode := range []string{"stream", "per-page", "stream-staged"} {
-		b.Run(mode, func(b *testing.B) { benchMembershipMerge(b, mode) })
+		b.Run(mode, func(b *testing.B) { benchMembershipMerge(b, mode, 2000) })
 	}
+	b.Run("stream-1M", func(b *testing.B) { benchMembershipMerge(b, "stream", 10000) })
 }
 
-func benchMembershipMerge(b *testing.B, mode string) {
+func benchMembershipMerge(b *testing.B, mode string, benchGroups int) {
 	ctx := context.WithoutCancel(b.Context())
 	opts := state.Options{MaxConns: 2}
 	if testing.Verbose() {
@@ -53,6 +57,11 @@ func benchMembershipMerge(b *testing.B, mode string) {
 	if mode == "stream-staged" {
 		state.DisableFirstLoadFastPath(s)
 	}
+	run, err := s.CreateRun(ctx, state.NewRun{Flow: "bench", Trigger: "once"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx = state.WithRunID(ctx, run)
 	gw, err := s.BeginGroupMerge(ctx, sys)
 	if err != nil {
 		b.Fatal(err)
@@ -111,12 +120,31 @@ func benchMembershipMerge(b *testing.B, mode string) {
 	}
 
 	var tCopy, tFirst, tNoop time.Duration
-	var noopTuples int64
+	var noopTuples, firstHistory int64
+	// written counts the row versions of the tables written since transaction xid before.
+	written := func(before int64, tables ...string) int64 {
+		var total int64
+		for _, t := range tables {
+			var n int64
+			if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM `+t+` WHERE xmin::text::bigint > $1`, before).Scan(&n); err != nil {
+				b.Fatal(err)
+			}
+			total += n
+		}
+		return total
+	}
+	xid := func() int64 {
+		var x int64
+		if err := s.Pool().QueryRow(ctx, `SELECT txid_current() % 4294967296`).Scan(&x); err != nil {
+			b.Fatal(err)
+		}
+		return x
+	}
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
 		exec(`TRUNCATE bench_copy`)
-		exec(`TRUNCATE memberships`)
+		exec(`TRUNCATE memberships, membership_history, history_pulls`)
 		exec(`CHECKPOINT`) // each phase starts without the previous one's dirty buffers
 		b.StartTimer()
 
@@ -129,31 +157,26 @@ func benchMembershipMerge(b *testing.B, mode string) {
 
 		b.StopTimer()
 		exec(`CHECKPOINT`)
+		before := xid()
 		b.StartTimer()
 		start = time.Now()
-		if c := merge(); c.Inserted != benchGroups*benchPerGroup {
+		if c := merge(); c.Inserted != int64(benchGroups*benchPerGroup) {
 			b.Fatalf("first load counts %+v", c)
 		}
 		tFirst += time.Since(start)
 
 		b.StopTimer()
+		firstHistory += written(before, "membership_history", "group_history", "history_pulls")
 		exec(`CHECKPOINT`)
-		var before int64
-		if err := s.Pool().QueryRow(ctx, `SELECT txid_current() % 4294967296`).Scan(&before); err != nil {
-			b.Fatal(err)
-		}
+		before = xid()
 		b.StartTimer()
 		start = time.Now()
-		if c := merge(); c.Unchanged != benchGroups*benchPerGroup {
+		if c := merge(); c.Unchanged != int64(benchGroups*benchPerGroup) {
 			b.Fatalf("no-op counts %+v", c)
 		}
 		tNoop += time.Since(start)
 		b.StopTimer()
-		var n int64
-		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM memberships WHERE xmin::text::bigint > $1`, before).Scan(&n); err != nil {
-			b.Fatal(err)
-		}
-		noopTuples += n
+		noopTuples += written(before, "memberships", "membership_history", "group_history", "history_pulls")
 		b.StartTimer()
 	}
 	b.StopTimer()
@@ -164,4 +187,5 @@ func benchMembershipMerge(b *testing.B, mode string) {
 	b.ReportMetric(tFirst.Seconds()/tCopy.Seconds(), "first/copy")
 	b.ReportMetric(tNoop.Seconds()/tCopy.Seconds(), "noop/copy")
 	b.ReportMetric(float64(noopTuples)/nn, "noop_tuples")
+	b.ReportMetric(float64(firstHistory)/nn, "first_history_rows")
 }

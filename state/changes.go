@@ -269,6 +269,10 @@ func (s *Store) RecordGroupWritten(ctx context.Context, c Change, g connectors.G
 		if err := s.checkFence(ctx, tx); err != nil {
 			return err
 		}
+		if err := writtenGroupHistory(ctx, tx, Change{TargetSystem: c.TargetSystem, TargetGroupID: g.ID, RunID: c.RunID},
+			g.Name, string(g.Visibility)); err != nil {
+			return err
+		}
 		if err := upsertWrittenGroup(ctx, tx, c, g); err != nil {
 			return err
 		}
@@ -301,8 +305,10 @@ func upsertWrittenGroup(ctx context.Context, tx pgx.Tx, c Change, g connectors.G
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO groups (system, external_id, name, description, visibility, state, membership_managed,
 		                    is_system, remote_created_at, remote_modified_at, raw, hash, origin_system,
-		                    external_reference, last_sync_out_status, last_sync_out_date, name_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'succeeded', now(), $15)
+		                    external_reference, last_sync_out_status, last_sync_out_date, name_key,
+		                    valid_from, opened_by, opened_run)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'succeeded', now(), $15,
+		        now(), 'written', $16)
 		ON CONFLICT (system, external_id) DO UPDATE
 		   SET name = excluded.name, name_key = excluded.name_key, description = excluded.description, visibility = excluded.visibility,
 		       state = excluded.state, raw = excluded.raw, hash = excluded.hash, deleted_at = NULL,
@@ -311,7 +317,7 @@ func upsertWrittenGroup(ctx context.Context, tx pgx.Tx, c Change, g connectors.G
 		       last_sync_out_status = 'succeeded', last_sync_out_date = now(), last_sync_out_error = NULL`,
 		c.TargetSystem, g.ID, g.Name, g.Description, string(g.Visibility), g.State, g.MembershipManaged,
 		g.System, timeOrNull(g.CreatedAt), timeOrNull(g.ModifiedAt), rawText(g.Raw), hash,
-		c.SourceSystem, c.SourceGroupID, connectors.NormalizeName(g.Name)); err != nil {
+		c.SourceSystem, c.SourceGroupID, connectors.NormalizeName(g.Name), c.RunID); err != nil {
 		return fmt.Errorf("state: record group %s/%s: %w", c.TargetSystem, g.ID, err)
 	}
 	return nil
@@ -363,6 +369,11 @@ func (s *Store) RecordGroupDeleted(ctx context.Context, c Change, archived bool)
 			q = `UPDATE groups SET state = 'archived', updated_at = now(), last_sync_out_status = 'succeeded',
 				last_sync_out_date = now(), last_sync_out_error = NULL WHERE system = $1 AND external_id = $2`
 		}
+		if !archived {
+			if err := deletedGroupHistory(ctx, tx, c); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Exec(ctx, q, c.TargetSystem, c.TargetGroupID); err != nil {
 			return fmt.Errorf("state: record group %s/%s removed: %w", c.TargetSystem, c.TargetGroupID, err)
 		}
@@ -385,12 +396,18 @@ func (s *Store) RecordMembersAdded(ctx context.Context, cs []Change) error {
 			SELECT 1 FROM memberships m JOIN src USING (system, group_id, account_id) WHERE m.deleted_at IS NULL
 		), upserted AS (
 			INSERT INTO memberships (system, group_id, account_id, member_type, role, email, added_by_run,
-			                         origin_system, external_reference, last_sync_out_status, last_sync_out_date)
+			                         origin_system, external_reference, last_sync_out_status, last_sync_out_date,
+			                         valid_from, opened_by, opened_run)
 			SELECT system, group_id, account_id, 'user', 'member', email, run_id, source_system, source_group_id,
-			       'succeeded', now()
+			       'succeeded', now(), now(), 'written', run_id
 			  FROM src
 			ON CONFLICT (system, group_id, account_id) DO UPDATE
 			   SET deleted_at = NULL, added_by_run = excluded.added_by_run, updated_at = now(),
+			       -- A tombstoned row opens a new interval, written by this run; a live one
+			       -- (the member was already there) keeps the interval it is in.
+			       valid_from = CASE WHEN memberships.deleted_at IS NULL THEN memberships.valid_from ELSE now() END,
+			       opened_by = CASE WHEN memberships.deleted_at IS NULL THEN memberships.opened_by ELSE 'written' END,
+			       opened_run = CASE WHEN memberships.deleted_at IS NULL THEN memberships.opened_run ELSE excluded.opened_run END,
 			       origin_system = excluded.origin_system, external_reference = excluded.external_reference,
 			       last_sync_out_status = 'succeeded', last_sync_out_date = now(), last_sync_out_error = NULL
 			RETURNING 1
@@ -401,7 +418,7 @@ func (s *Store) RecordMembersAdded(ctx context.Context, cs []Change) error {
 // RecordMembersRemoved tombstones memberships the engine removed and marks the changes applied.
 func (s *Store) RecordMembersRemoved(ctx context.Context, cs []Change) error {
 	return s.recordMembers(ctx, cs, `
-		WITH gone AS (
+		WITH `+removedMembersHistory()+`, gone AS (
 			UPDATE memberships m SET deleted_at = now(), updated_at = now(), last_sync_out_status = 'succeeded',
 			       last_sync_out_date = now(), last_sync_out_error = NULL
 			  FROM changes c

@@ -126,6 +126,9 @@ const (
 func (w *GroupMerge) Commit(ctx context.Context, complete bool) (MergeCounts, error) {
 	// The system had no groups: the live count is what was inserted.
 	loaded := func(ctx context.Context, tx pgx.Tx, n int64) (MergeCounts, error) {
+		if err := recordPull(ctx, tx, w.m.system, n); err != nil {
+			return MergeCounts{}, err
+		}
 		return MergeCounts{Inserted: n}, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, group_count = %d`, n), &complete)
 	}
 	d := directCopy{table: "groups", columns: groupColumns, jsonb: 11, finish: loaded}
@@ -173,6 +176,9 @@ SELECT * FROM (
 		if err := analyzeDelta(ctx, tx, w.m.area.delta, tag.RowsAffected()); err != nil {
 			return c, err
 		}
+		if err := groupMergeHistory(ctx, tx, w.m.system, w.m.area.delta, tag.RowsAffected()); err != nil {
+			return c, err
+		}
 		// New rows go in with a plain INSERT, not ON CONFLICT: speculative insertion
 		// costs about 15% of a first load, and merges of one system and kind apply
 		// under an advisory lock, so only a writer outside the merge path could race
@@ -214,6 +220,9 @@ SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'upd
 FROM `+w.m.area.delta, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned, &membersGone)
 		if err != nil {
 			return c, fmt.Errorf("write groups: %w", err)
+		}
+		if err := recordPull(ctx, tx, w.m.system, c.Inserted); err != nil {
+			return c, err
 		}
 		distinct, err := w.m.distinct(ctx, tx, "external_id")
 		if err != nil {
@@ -539,6 +548,9 @@ func (w *MembershipMerge) Commit(ctx context.Context) (MergeCounts, error) {
 	// Straight from the spool: every group was known and no key repeated, so nothing is
 	// orphaned and the live count is what went in.
 	loaded := func(ctx context.Context, tx pgx.Tx, n int64) (MergeCounts, error) {
+		if err := recordPull(ctx, tx, w.m.system, n); err != nil {
+			return MergeCounts{}, err
+		}
 		return MergeCounts{Inserted: n}, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, membership_count = %d`, n), nil)
 	}
 	d := directCopy{table: "memberships", columns: membershipColumns, finish: loaded}
@@ -566,6 +578,9 @@ func (w *MembershipMerge) firstLoad(ctx context.Context, tx pgx.Tx) (MergeCounts
 		return c, err
 	}
 	c.Orphaned = distinct - c.Inserted
+	if err := recordPull(ctx, tx, w.m.system, c.Inserted); err != nil {
+		return c, err
+	}
 	// The system had no memberships, so the live count is what was inserted (recounting
 	// 200k rows costs 40-150 ms).
 	return c, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, membership_count = %d`, c.Inserted), nil)
@@ -605,6 +620,9 @@ SELECT * FROM (
 	if err := analyzeDelta(ctx, tx, w.m.area.delta, tag.RowsAffected()); err != nil {
 		return c, err
 	}
+	if err := membershipMergeHistory(ctx, tx, w.m.system, w.m.area.delta, tag.RowsAffected()); err != nil {
+		return c, err
+	}
 	err = tx.QueryRow(ctx, `
 WITH inserted AS (
 	INSERT INTO memberships (`+membershipColumns+`)
@@ -633,6 +651,9 @@ SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'upd
 FROM `+w.m.area.delta, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Orphaned, &c.Tombstoned)
 	if err != nil {
 		return c, fmt.Errorf("write memberships: %w", err)
+	}
+	if err := recordPull(ctx, tx, w.m.system, c.Inserted); err != nil {
+		return c, err
 	}
 	distinct, err := w.m.distinct(ctx, tx, "group_id, account_id")
 	if err != nil {

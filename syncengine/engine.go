@@ -408,6 +408,8 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 	log = log.With("run_id", runID)
 	// Connectors and the mirror log with the run's context: give it the run's attributes.
 	ctx = logctx.WithLogAttrs(ctx, "run_id", runID, "flow", name)
+	// The run's pulls record the history intervals they open and close as this run's.
+	ctx = state.WithRunID(ctx, runID)
 	res := &Result{RunID: runID, Flow: name, Pulls: map[string]*PullSummary{}, Targets: map[string]*TargetSummary{}}
 	log.Info("run started", "trigger", ro.Trigger, "dry_run", ro.DryRun, "plan_only", ro.PlanOnly)
 

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/groupsync/groupsync/config"
 )
 
 // Scheduler runs every flow on its schedule until its context ends. Within one process a
@@ -51,6 +53,11 @@ func (s *Scheduler) RunUntil(ctx context.Context, drain <-chan struct{}) error {
 	go func() {
 		defer wg.Done()
 		s.serveRequests(ctx, drain, &wg)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.pruneHistory(ctx, drain)
 	}()
 	wg.Wait()
 	return nil
@@ -159,4 +166,36 @@ func countTicks(sched Schedule, last, now time.Time) int {
 		n++
 	}
 	return n
+}
+
+// HistoryPruneEvery is how often a scheduler prunes history past history.retention. Every
+// replica prunes: a batch another replica deleted first is simply not found again.
+const HistoryPruneEvery = time.Hour
+
+// pruneHistory prunes history at start and then every HistoryPruneEvery until ctx ends or
+// drain closes. A failure is logged and retried at the next period: history past its
+// retention costs room, not correctness.
+func (s *Scheduler) pruneHistory(ctx context.Context, drain <-chan struct{}) {
+	retention := s.e.o.Config.History.Retention
+	if retention <= 0 {
+		retention = config.DefaultHistoryRetention
+	}
+	for {
+		start := s.e.o.Clock.Now()
+		n, err := s.e.o.Store.PruneHistory(ctx, retention, 0)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.e.logger.Warn("pruning history past its retention", "retention", retention.String(), "error", err)
+		case n > 0:
+			s.e.logger.Info("pruned history past its retention", "intervals", n, "retention", retention.String(),
+				"duration_s", s.e.o.Clock.Now().Sub(start).Seconds())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-drain:
+			return
+		case <-s.e.o.Clock.After(HistoryPruneEvery):
+		}
+	}
 }

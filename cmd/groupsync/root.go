@@ -148,6 +148,7 @@ rejection (groupsync reject RUN).`,
 		newRevertCommand(a),
 		newPauseCommand(a),
 		newResumeCommand(a),
+		newHistoryCommand(a),
 	)
 	return root
 }
