@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -10,11 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/groupsync/groupsync/config"
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/airtable"
-	"github.com/groupsync/groupsync/connectors/airtable/airtablesim"
-	"github.com/groupsync/groupsync/connectors/registry"
 	"github.com/groupsync/groupsync/connectors/simkit"
 	"github.com/groupsync/groupsync/connectors/simorg"
 	"github.com/groupsync/groupsync/state"
@@ -79,40 +75,7 @@ func benchList(b *testing.B, lc listCase) {
 	listed.Sim.Faults().Latency(lc.latency)
 
 	st := statetest.StoreWithOptions(b, state.Options{MaxConns: 4})
-	conns := map[string]connectors.Connector{}
-	for name, s := range org.Systems {
-		cfg := s.Config
-		cfg.Options = maps.Clone(cfg.Options)
-		var deps connectors.Deps
-		if name == "other" {
-			cfg.RateLimit, cfg.Burst = 1e6, 1000
-		} else {
-			// The listed system at the connector's defaults, wired as the daemon wires it.
-			cfg.BaseURL = front.URL
-			if lc.kind == connectors.KindAirtable {
-				cfg.Options[airtable.OptionSCIMURL] = front.URL + airtablesim.SCIMPrefix
-			}
-			deps = daemonDeps(st)
-		}
-		c, err := registry.Open(cfg, deps)
-		if err != nil {
-			b.Fatal(err)
-		}
-		conns[name] = c
-	}
-	cfg := &config.Config{Systems: map[string]config.System{}, Flows: map[string]config.Flow{"f": {
-		Source: "listed", Targets: []string{"other"}, Schedule: "@every 1h", Scope: config.Scope{All: true},
-		Membership: config.MembershipMirror, CreateGroups: true, DeleteGroups: config.DeleteNever,
-		Limits:            config.Limits{MaxMemberRemovals: 50, MaxMemberRemovalsPercent: 10, MaxGroupDeletions: 5},
-		MaxChangeAttempts: 3,
-	}}}
-	for name, s := range org.Systems {
-		cfg.Systems[name] = config.System{Kind: s.Kind, BaseURL: s.Config.BaseURL}
-	}
-	eng, err := syncengine.New(syncengine.Options{Store: st, Config: cfg, Connectors: conns})
-	if err != nil {
-		b.Fatal(err)
-	}
+	eng := measuredEngine(b, org, st, "listed", "other", "listed", front.URL, lc.kind)
 	b.StartTimer()
 	res, err := eng.RunFlow(ctx, "f", syncengine.RunOptions{Trigger: syncengine.TriggerOnce, DryRun: true})
 	b.StopTimer()

@@ -157,43 +157,7 @@ func benchPush(b *testing.B, pc pushCase) {
 	}
 
 	st := statetest.StoreWithOptions(b, state.Options{MaxConns: 4})
-	conns := map[string]connectors.Connector{}
-	for name, s := range org.Systems {
-		cfg := s.Config
-		cfg.Options = maps.Clone(cfg.Options)
-		var deps connectors.Deps
-		if name == "source" {
-			cfg.RateLimit, cfg.Burst = 1e6, 1000
-		} else {
-			// The target runs at the connector's defaults, wired as the daemon wires it
-			// (cmd/groupsync/runtime.go): the fenced transport (one connection per
-			// request) and the shared API budget in the mirror, whose takes compete with
-			// the push's own writes for the pool. That is what is measured.
-			cfg.BaseURL = front.URL
-			if pc.kind == connectors.KindAirtable {
-				cfg.Options[airtable.OptionSCIMURL] = front.URL + airtablesim.SCIMPrefix
-			}
-			deps = daemonDeps(st)
-		}
-		c, err := registry.Open(cfg, deps)
-		if err != nil {
-			b.Fatal(err)
-		}
-		conns[name] = c
-	}
-	cfg := &config.Config{Systems: map[string]config.System{}, Flows: map[string]config.Flow{"f": {
-		Source: "source", Targets: []string{"target"}, Schedule: "@every 1h", Scope: config.Scope{All: true},
-		Membership: config.MembershipMirror, CreateGroups: true, DeleteGroups: config.DeleteNever,
-		Limits:            config.Limits{MaxMemberRemovals: 50, MaxMemberRemovalsPercent: 10, MaxGroupDeletions: 5},
-		MaxChangeAttempts: 3,
-	}}}
-	for name, s := range org.Systems {
-		cfg.Systems[name] = config.System{Kind: s.Kind, BaseURL: s.Config.BaseURL}
-	}
-	eng, err := syncengine.New(syncengine.Options{Store: st, Config: cfg, Connectors: conns})
-	if err != nil {
-		b.Fatal(err)
-	}
+	eng := measuredEngine(b, org, st, "source", "target", "target", front.URL, pc.kind)
 	b.StartTimer()
 	res, err := eng.RunFlow(ctx, "f", syncengine.RunOptions{Trigger: syncengine.TriggerOnce})
 	b.StopTimer()
@@ -236,6 +200,51 @@ func benchPush(b *testing.B, pc pushCase) {
 	if pc.known && n429 > 0 {
 		b.Errorf("%s: %d 429s against a known limit", pc.kind, n429)
 	}
+}
+
+// measuredEngine builds the engine of a one-flow benchmark, source → target. The measured
+// system, one of the two (reached through frontURL, a recorder in front of its simulator) runs at the
+// connector's defaults, wired as the daemon wires it (cmd/groupsync/runtime.go): the fenced
+// transport (one connection per request) and the shared API budget in the mirror, whose
+// takes compete with the run's own writes for the pool. That is what is measured; the other
+// system is unthrottled.
+func measuredEngine(b *testing.B, org *simorg.Org, st *state.Store, source, target, measured, frontURL string,
+	kind connectors.Kind) *syncengine.Engine {
+	b.Helper()
+	conns := map[string]connectors.Connector{}
+	for name, s := range org.Systems {
+		cfg := s.Config
+		cfg.Options = maps.Clone(cfg.Options)
+		var deps connectors.Deps
+		if name != measured {
+			cfg.RateLimit, cfg.Burst = 1e6, 1000
+		} else {
+			cfg.BaseURL = frontURL
+			if kind == connectors.KindAirtable {
+				cfg.Options[airtable.OptionSCIMURL] = frontURL + airtablesim.SCIMPrefix
+			}
+			deps = daemonDeps(st)
+		}
+		c, err := registry.Open(cfg, deps)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns[name] = c
+	}
+	cfg := &config.Config{Systems: map[string]config.System{}, Flows: map[string]config.Flow{"f": {
+		Source: source, Targets: []string{target}, Schedule: "@every 1h", Scope: config.Scope{All: true},
+		Membership: config.MembershipMirror, CreateGroups: true, DeleteGroups: config.DeleteNever,
+		Limits:            config.Limits{MaxMemberRemovals: 50, MaxMemberRemovalsPercent: 10, MaxGroupDeletions: 5},
+		MaxChangeAttempts: 3,
+	}}}
+	for name, s := range org.Systems {
+		cfg.Systems[name] = config.System{Kind: s.Kind, BaseURL: s.Config.BaseURL}
+	}
+	eng, err := syncengine.New(syncengine.Options{Store: st, Config: cfg, Connectors: conns})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return eng
 }
 
 // daemonDeps are the dependencies cmd/groupsync/runtime.go opens a connector with: the
