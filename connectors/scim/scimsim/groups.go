@@ -119,15 +119,9 @@ var errUniqueness = &scimError{status: http.StatusConflict, scimType: "uniquenes
 
 // createGroup creates a group, with members if the body has them: 201, Location, ETag.
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) *scimError {
-	var in groupIn
-	if err := readBody(r, &in); err != nil {
-		return err
-	}
-	if !slices.Contains(in.Schemas, SchemaGroup) {
-		return errorf(http.StatusBadRequest, "invalidValue", "schemas must include %s", SchemaGroup)
-	}
-	if in.DisplayName == nil || strings.TrimSpace(*in.DisplayName) == "" {
-		return errorf(http.StatusBadRequest, "invalidValue", "displayName is required")
+	in, serr := readGroup(r)
+	if serr != nil {
+		return serr
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,15 +205,9 @@ func (s *Server) commit(g *group, d *draft) {
 // putGroup replaces the group: displayName is required and members absent means none
 // (PUT replaces every attribute, RFC 7644 §3.5.1); id and meta are read-only and ignored.
 func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) *scimError {
-	var in groupIn
-	if err := readBody(r, &in); err != nil {
-		return err
-	}
-	if !slices.Contains(in.Schemas, SchemaGroup) {
-		return errorf(http.StatusBadRequest, "invalidValue", "schemas must include %s", SchemaGroup)
-	}
-	if in.DisplayName == nil || strings.TrimSpace(*in.DisplayName) == "" {
-		return errorf(http.StatusBadRequest, "invalidValue", "displayName is required")
+	in, serr := readGroup(r)
+	if serr != nil {
+		return serr
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -425,4 +413,20 @@ func (s *Server) applyMembers(d *draft, op string, value json.RawMessage) *scimE
 		d.members = slices.DeleteFunc(d.members, func(id string) bool { return id == m.Value })
 	}
 	return nil
+}
+
+// readGroup reads a Group resource body for a create or a replace: the Group schema and a
+// non-blank displayName are required (RFC 7643 §4.2).
+func readGroup(r *http.Request) (groupIn, *scimError) {
+	var in groupIn
+	if err := readBody(r, &in); err != nil {
+		return in, err
+	}
+	if !slices.Contains(in.Schemas, SchemaGroup) {
+		return in, errorf(http.StatusBadRequest, "invalidValue", "schemas must include %s", SchemaGroup)
+	}
+	if in.DisplayName == nil || strings.TrimSpace(*in.DisplayName) == "" {
+		return in, errorf(http.StatusBadRequest, "invalidValue", "displayName is required")
+	}
+	return in, nil
 }
