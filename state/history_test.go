@@ -347,3 +347,35 @@ func TestPruneHistoryRemovesOnlyOldClosedIntervals(t *testing.T) {
 		t.Error("PruneHistory with no retention pruned instead of refusing")
 	}
 }
+
+// TestMembersAtIsEmptyOnceItsGroupIsGone: a group tombstoned by a complete listing or
+// deleted by the engine ends its members' intervals (the engine's delete leaves its
+// memberships live: no listing of the group can close them), so members_at at a later
+// instant is empty, while before it the members are there.
+func TestMembersAtIsEmptyOnceItsGroupIsGone(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"listing", "engine"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t)
+			mergeGroups(t, s, []connectors.Group{group(0), group(1)}, true)
+			pull(t, s, 0, "g0000", member("g0000", 1), member("g0000", 2))
+			t1 := dbNow(t, s)
+			if how == "listing" {
+				mergeGroups(t, s, []connectors.Group{group(1)}, true)
+			} else {
+				c := memberChange(t, s, newRun(t, s), "delete_group", 0)
+				if err := s.RecordGroupDeleted(t.Context(), c, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t2 := dbNow(t, s)
+			if got := membersAt(t, s, "g0000", t1); len(got) != 2 {
+				t.Errorf("members_at while the group lived = %v, want its 2 members", got)
+			}
+			if got := membersAt(t, s, "g0000", t2); len(got) != 0 {
+				t.Errorf("members_at after the group was gone = %v, want none", got)
+			}
+		})
+	}
+}

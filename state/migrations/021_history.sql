@@ -123,6 +123,11 @@ AS $$
       FROM membership_intervals i
      WHERE i.system = members_at.system AND i.group_id = members_at.group_id
        AND i.valid_from <= members_at.at AND (i.valid_to IS NULL OR i.valid_to > members_at.at)
+       -- A tombstoned group's memberships stay open (no listing of it can close them); the
+       -- group's tombstone ends them.
+       AND NOT EXISTS (SELECT 1 FROM groups g
+                        WHERE g.system = members_at.system AND g.external_id = members_at.group_id
+                          AND g.deleted_at IS NOT NULL AND g.deleted_at <= members_at.at)
      ORDER BY i.member_id
 $$;
-COMMENT ON FUNCTION members_at(text, text, timestamptz) IS 'The members (id, normalized email) of group group_id (external id) in system at instant at: the intervals with valid_from <= at < valid_to. Before history was kept (migration 021) only live members since first_seen_at are known.';
+COMMENT ON FUNCTION members_at(text, text, timestamptz) IS 'The members (id, normalized email) of group group_id (external id) in system at instant at: the intervals with valid_from <= at < valid_to, none once the group is tombstoned (deleted_at <= at). Before history was kept (migration 021) only live members since first_seen_at are known.';
