@@ -211,12 +211,9 @@ func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) *scimError {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.byID[lastSegment(r)]
-	if g == nil {
-		return errNotFound
-	}
-	if err := s.checkIfMatch(r, g); err != nil {
-		return err
+	g, serr := s.groupToWrite(r)
+	if serr != nil {
+		return serr
 	}
 	d := &draft{name: *in.DisplayName}
 	var ms []memberIn
@@ -252,12 +249,9 @@ func sameMembers(have []string, ms []memberIn) bool {
 func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) *scimError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.byID[lastSegment(r)]
-	if g == nil {
-		return errNotFound
-	}
-	if err := s.checkIfMatch(r, g); err != nil {
-		return err
+	g, serr := s.groupToWrite(r)
+	if serr != nil {
+		return serr
 	}
 	delete(s.byID, g.id)
 	for i, x := range s.groups {
@@ -299,12 +293,9 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) *scimError {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.byID[lastSegment(r)]
-	if g == nil {
-		return errNotFound
-	}
-	if err := s.checkIfMatch(r, g); err != nil {
-		return err
+	g, serr := s.groupToWrite(r)
+	if serr != nil {
+		return serr
 	}
 	d := &draft{name: g.name, members: slices.Clone(g.members)}
 	for i, op := range in.Operations {
@@ -429,4 +420,17 @@ func readGroup(r *http.Request) (groupIn, *scimError) {
 		return in, errorf(http.StatusBadRequest, "invalidValue", "displayName is required")
 	}
 	return in, nil
+}
+
+// groupToWrite is the group a PUT, PATCH or DELETE names, once its If-Match (where ETags
+// are on) matches; s.mu is held.
+func (s *Server) groupToWrite(r *http.Request) (*group, *scimError) {
+	g := s.byID[lastSegment(r)]
+	if g == nil {
+		return nil, errNotFound
+	}
+	if err := s.checkIfMatch(r, g); err != nil {
+		return nil, err
+	}
+	return g, nil
 }
