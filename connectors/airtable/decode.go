@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -29,7 +28,7 @@ type enterpriseJSON struct {
 // listing built on it would tombstone every group in the mirror.
 func decodeEnterprise(body []byte) (enterpriseJSON, error) {
 	var raw map[string]json.RawMessage
-	if err := strictDecode(body, &raw); err != nil {
+	if err := apiclient.StrictDecode(body, &raw); err != nil {
 		return enterpriseJSON{}, err
 	}
 	for _, k := range []string{"groupIds", "userIds"} {
@@ -38,7 +37,7 @@ func decodeEnterprise(body []byte) (enterpriseJSON, error) {
 		}
 	}
 	var e enterpriseJSON
-	if err := strictDecode(body, &e); err != nil {
+	if err := apiclient.StrictDecode(body, &e); err != nil {
 		return enterpriseJSON{}, fmt.Errorf("enterprise account: %w", err)
 	}
 	return e, nil
@@ -74,7 +73,7 @@ var groupHashExclude = []string{"updatedTime"}
 // decodeMetaGroup reads GET /v0/meta/groups/{id}: the group and its members, inline.
 func decodeMetaGroup(body []byte) (connectors.Group, []connectors.Member, error) {
 	var raw map[string]json.RawMessage
-	if err := strictDecode(body, &raw); err != nil {
+	if err := apiclient.StrictDecode(body, &raw); err != nil {
 		return connectors.Group{}, nil, err
 	}
 	if raw == nil {
@@ -100,7 +99,7 @@ func decodeMetaGroup(body []byte) (connectors.Group, []connectors.Member, error)
 		return connectors.Group{}, nil, fmt.Errorf("group %s: members missing", f.ID)
 	}
 	var ms []memberJSON
-	if err := strictDecode(membersRaw, &ms); err != nil {
+	if err := apiclient.StrictDecode(membersRaw, &ms); err != nil {
 		return connectors.Group{}, nil, fmt.Errorf("group %s: members: %w", f.ID, err)
 	}
 	for _, k := range groupRawExclude {
@@ -166,7 +165,7 @@ func decodeUsers(body []byte) ([]connectors.Account, error) {
 	var env struct {
 		Users *[]json.RawMessage `json:"users"`
 	}
-	if err := strictDecode(body, &env); err != nil {
+	if err := apiclient.StrictDecode(body, &env); err != nil {
 		return nil, err
 	}
 	if env.Users == nil {
@@ -175,7 +174,7 @@ func decodeUsers(body []byte) ([]connectors.Account, error) {
 	out := make([]connectors.Account, 0, len(*env.Users))
 	for i, raw := range *env.Users {
 		var u userJSON
-		if err := strictDecode(raw, &u); err != nil {
+		if err := apiclient.StrictDecode(raw, &u); err != nil {
 			return nil, fmt.Errorf("user %d: %w", i, err)
 		}
 		if u.ID == "" {
@@ -213,7 +212,7 @@ type scimGroupJSON struct {
 // decodeSCIMGroup reads one SCIM group (create, get, patch responses).
 func decodeSCIMGroup(body []byte) (scimGroupJSON, error) {
 	var g scimGroupJSON
-	if err := strictDecode(body, &g); err != nil {
+	if err := apiclient.StrictDecode(body, &g); err != nil {
 		return scimGroupJSON{}, err
 	}
 	if g.ID == "" {
@@ -227,7 +226,7 @@ func decodeSCIMGroupList(body []byte) ([]scimGroupJSON, error) {
 	var env struct {
 		Resources []json.RawMessage `json:"Resources"`
 	}
-	if err := strictDecode(body, &env); err != nil {
+	if err := apiclient.StrictDecode(body, &env); err != nil {
 		return nil, err
 	}
 	out := make([]scimGroupJSON, 0, len(env.Resources))
@@ -261,7 +260,7 @@ func decodeError(status int, _ http.Header, body []byte) apiclient.ErrorInfo {
 		ScimType string `json:"scimType"`
 	}
 	if err := json.Unmarshal(body, &env); err != nil {
-		return apiclient.ErrorInfo{Message: snippet(body)}
+		return apiclient.ErrorInfo{Message: apiclient.Snippet(body)}
 	}
 	var info apiclient.ErrorInfo
 	switch e := bytes.TrimSpace(env.Error); {
@@ -289,31 +288,6 @@ func decodeError(status int, _ http.Header, body []byte) apiclient.ErrorInfo {
 		info.Message = env.Message
 	}
 	return info
-}
-
-// snippet keeps a non-JSON error body readable in an error without flooding it (an HTML
-// page from a proxy, say).
-func snippet(body []byte) string {
-	s := strings.TrimSpace(string(body))
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
-}
-
-// strictDecode decodes one JSON value and refuses trailing data (json.Unmarshal does), so
-// a body cut or concatenated by a proxy is not half-read as a valid answer. Ids decode
-// through apiclient.ID, so no number goes through float64.
-func strictDecode(b []byte, out any) error {
-	if err := json.Unmarshal(b, out); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) && syn.Error() == "unexpected end of JSON input" {
-			// A value cut short: report it as such so the call is classed retryable.
-			return fmt.Errorf("%w: %v", io.ErrUnexpectedEOF, err)
-		}
-		return err
-	}
-	return nil
 }
 
 // parseTime reads Airtable's ISO 8601 times. A malformed time (the documented example

@@ -88,7 +88,7 @@ func (n *flexInt) UnmarshalJSON(data []byte) error {
 // does not offer it.
 func decodeSPC(body []byte) (features, error) {
 	var s spcJSON
-	if err := strictDecode(body, &s); err != nil {
+	if err := apiclient.StrictDecode(body, &s); err != nil {
 		return features{}, fmt.Errorf("service provider config: %w", err)
 	}
 	var f features
@@ -115,13 +115,13 @@ func listOf(body []byte) ([]json.RawMessage, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		var items []json.RawMessage
-		err := strictDecode(trimmed, &items)
+		err := apiclient.StrictDecode(trimmed, &items)
 		return items, err
 	}
 	var env struct {
 		Resources []json.RawMessage `json:"Resources"`
 	}
-	err := strictDecode(body, &env)
+	err := apiclient.StrictDecode(body, &env)
 	return env.Resources, err
 }
 
@@ -134,7 +134,7 @@ func decodeResourceTypes(body []byte) (users, groups string, err error) {
 	}
 	for i, raw := range items {
 		var rt resourceTypeJSON
-		if err := strictDecode(raw, &rt); err != nil {
+		if err := apiclient.StrictDecode(raw, &rt); err != nil {
 			return "", "", fmt.Errorf("resource type %d: %w", i, err)
 		}
 		ep := strings.TrimSpace(rt.Endpoint)
@@ -171,7 +171,7 @@ func decodeSchemas(body []byte) (membersWritable, found bool, err error) {
 			ID         string           `json:"id"`
 			Attributes []schemaAttrJSON `json:"attributes"`
 		}
-		if err := strictDecode(raw, &s); err != nil {
+		if err := apiclient.StrictDecode(raw, &s); err != nil {
 			return false, false, fmt.Errorf("schema %d: %w", i, err)
 		}
 		if s.ID != schemaGroup {
@@ -198,7 +198,7 @@ type listJSON struct {
 // decodeList reads a ListResponse envelope; the resources are decoded by the caller.
 func decodeList(body []byte) (listJSON, error) {
 	var l listJSON
-	if err := strictDecode(body, &l); err != nil {
+	if err := apiclient.StrictDecode(body, &l); err != nil {
 		return listJSON{}, err
 	}
 	if l.TotalResults == nil {
@@ -240,14 +240,14 @@ var groupHashExclude = []string{"meta"}
 // version (meta.version, the ETag) if it has one.
 func decodeGroup(body []byte) (connectors.Group, []connectors.Member, string, error) {
 	var raw map[string]json.RawMessage
-	if err := strictDecode(body, &raw); err != nil {
+	if err := apiclient.StrictDecode(body, &raw); err != nil {
 		return connectors.Group{}, nil, "", err
 	}
 	if raw == nil {
 		return connectors.Group{}, nil, "", errors.New("group: null")
 	}
 	var g groupJSON
-	if err := strictDecode(body, &g); err != nil {
+	if err := apiclient.StrictDecode(body, &g); err != nil {
 		return connectors.Group{}, nil, "", fmt.Errorf("group: %w", err)
 	}
 	if g.ID == "" {
@@ -331,7 +331,7 @@ var accountHashExclude = []string{"meta", "groups"}
 // it has no inactive users).
 func decodeUser(raw []byte) (connectors.Account, error) {
 	var u userJSON
-	if err := strictDecode(raw, &u); err != nil {
+	if err := apiclient.StrictDecode(raw, &u); err != nil {
 		return connectors.Account{}, fmt.Errorf("user: %w", err)
 	}
 	if u.ID == "" {
@@ -400,31 +400,9 @@ func redact(s string) string { return emailRe.ReplaceAllString(s, "<email>") }
 func decodeError(_ int, _ http.Header, body []byte) apiclient.ErrorInfo {
 	var e errorJSON
 	if err := json.Unmarshal(body, &e); err != nil {
-		return apiclient.ErrorInfo{Message: redact(snippet(body))}
+		return apiclient.ErrorInfo{Message: redact(apiclient.Snippet(body))}
 	}
 	return apiclient.ErrorInfo{Type: e.ScimType, Message: redact(e.Detail)}
-}
-
-func snippet(body []byte) string {
-	s := strings.TrimSpace(string(body))
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
-}
-
-// strictDecode decodes one JSON value and refuses trailing data, so a body cut or
-// concatenated by a proxy is not half-read as a valid answer. A value cut short is
-// reported as io.ErrUnexpectedEOF, so the call is classed retryable.
-func strictDecode(b []byte, out any) error {
-	if err := json.Unmarshal(b, out); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) && syn.Error() == "unexpected end of JSON input" {
-			return fmt.Errorf("%w: %v", io.ErrUnexpectedEOF, err)
-		}
-		return err
-	}
-	return nil
 }
 
 func isTruncated(err error) bool {
