@@ -11,32 +11,8 @@ import (
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/connectors/scim/scimwire"
 )
-
-// SCIM schema URNs.
-const (
-	schemaGroup   = "urn:ietf:params:scim:schemas:core:2.0:Group"
-	schemaPatchOp = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-)
-
-// scimNoTarget is the SCIM error type for a remove whose filter matched nothing (RFC 7644
-// §3.12). A PatchOp is all-or-nothing, so one absent member fails the whole batch.
-const scimNoTarget = "noTarget"
-
-type patchOp struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value,omitempty"`
-}
-
-type patchRequest struct {
-	Schemas    []string  `json:"schemas"`
-	Operations []patchOp `json:"Operations"`
-}
-
-type memberRef struct {
-	Value string `json:"value"`
-}
 
 // scimString renders s as a SCIM filter string literal: a JSON string, with only the
 // escapes JSON requires (no \u003c for '<'), so names with quotes, backslashes and HTML
@@ -70,7 +46,7 @@ func (c *conn) CreateGroup(ctx context.Context, spec connectors.GroupSpec) (conn
 	}
 	body, _, err := c.scim.DoRaw(ctx, apiclient.Request{
 		Method: "POST", Path: c.scimPath("/Groups"), Endpoint: epSCIMCreate,
-		JSON: map[string]any{"schemas": []string{schemaGroup}, "displayName": spec.Name},
+		JSON: map[string]any{"schemas": []string{scimwire.SchemaGroup}, "displayName": spec.Name},
 	})
 	if err != nil {
 		return connectors.Group{}, nameTaken(err)
@@ -109,7 +85,7 @@ func (c *conn) UpdateGroup(ctx context.Context, id string, spec connectors.Group
 	if strings.TrimSpace(spec.Name) == "" {
 		return connectors.Group{}, c.permanent(epSCIMPatch, "group name is empty")
 	}
-	body, err := c.patch(ctx, id, []patchOp{{Op: "replace", Path: "displayName", Value: spec.Name}})
+	body, err := c.patch(ctx, id, []scimwire.PatchOp{{Op: "replace", Path: "displayName", Value: spec.Name}})
 	if err != nil {
 		return connectors.Group{}, nameTaken(err)
 	}
@@ -174,17 +150,17 @@ func (c *conn) AddMembers(ctx context.Context, groupID string, accountIDs []stri
 }
 
 // addOps is the PatchOp of an add of ids in form.
-func addOps(ids []string, form int32) []patchOp {
+func addOps(ids []string, form int32) []scimwire.PatchOp {
 	if form == formArray {
-		refs := make([]memberRef, len(ids))
+		refs := make([]scimwire.MemberRef, len(ids))
 		for i, id := range ids {
-			refs[i] = memberRef{Value: id}
+			refs[i] = scimwire.MemberRef{Value: id}
 		}
-		return []patchOp{{Op: "add", Path: "members", Value: refs}}
+		return []scimwire.PatchOp{{Op: "add", Path: "members", Value: refs}}
 	}
-	ops := make([]patchOp, len(ids))
+	ops := make([]scimwire.PatchOp, len(ids))
 	for i, id := range ids {
-		ops[i] = patchOp{Op: "add", Path: "members", Value: memberRef{Value: id}}
+		ops[i] = scimwire.PatchOp{Op: "add", Path: "members", Value: scimwire.MemberRef{Value: id}}
 	}
 	return ops
 }
@@ -212,7 +188,7 @@ func (c *conn) RemoveMembers(ctx context.Context, groupID string, accountIDs []s
 	}
 	_, err = c.patch(ctx, groupID, removeOps(ids))
 	var apiErr *connectors.Error
-	if err == nil || !errors.As(err, &apiErr) || apiErr.Status != 400 || apiErr.Type != scimNoTarget {
+	if err == nil || !errors.As(err, &apiErr) || apiErr.Status != 400 || apiErr.Type != scimwire.NoTarget {
 		return err
 	}
 	present, err := c.scimMembers(ctx, groupID)
@@ -243,10 +219,10 @@ func nameTaken(err error) error {
 	return err
 }
 
-func removeOps(ids []string) []patchOp {
-	ops := make([]patchOp, len(ids))
+func removeOps(ids []string) []scimwire.PatchOp {
+	ops := make([]scimwire.PatchOp, len(ids))
 	for i, id := range ids {
-		ops[i] = patchOp{Op: "remove", Path: "members[value eq " + scimString(id) + "]"}
+		ops[i] = scimwire.PatchOp{Op: "remove", Path: "members[value eq " + scimString(id) + "]"}
 	}
 	return ops
 }
@@ -273,13 +249,13 @@ func (c *conn) memberBatch(accountIDs []string) ([]string, error) {
 // patch sends one PatchOp. Each operation the connector sends is idempotent in effect
 // (add of a present member, replace of a name), so a PatchOp whose outcome is unknown may be
 // repeated.
-func (c *conn) patch(ctx context.Context, groupID string, ops []patchOp) ([]byte, error) {
+func (c *conn) patch(ctx context.Context, groupID string, ops []scimwire.PatchOp) ([]byte, error) {
 	if groupID == "" {
 		return nil, c.permanent(epSCIMPatch, "empty group id")
 	}
 	body, _, err := c.scim.DoRaw(ctx, apiclient.Request{
 		Method: "PATCH", Path: c.scimPath(groupPath(groupID)), Endpoint: epSCIMPatch, Idempotent: true,
-		JSON: patchRequest{Schemas: []string{schemaPatchOp}, Operations: ops},
+		JSON: scimwire.PatchRequest{Schemas: []string{scimwire.SchemaPatchOp}, Operations: ops},
 	})
 	return body, err
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/connectors/scim/scimwire"
 )
 
 // The decoders take a whole response body and return model types. They are plain functions
@@ -21,9 +22,9 @@ import (
 
 // SCIM schema URNs.
 const (
-	schemaGroup   = "urn:ietf:params:scim:schemas:core:2.0:Group"
+	schemaGroup   = scimwire.SchemaGroup
 	schemaUser    = "urn:ietf:params:scim:schemas:core:2.0:User"
-	schemaPatchOp = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+	schemaPatchOp = scimwire.SchemaPatchOp
 )
 
 // spcJSON is the part of /ServiceProviderConfig the connector reads (RFC 7643 §5).

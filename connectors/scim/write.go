@@ -12,22 +12,8 @@ import (
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/connectors/scim/scimwire"
 )
-
-type patchOp struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value,omitempty"`
-}
-
-type patchRequest struct {
-	Schemas    []string  `json:"schemas"`
-	Operations []patchOp `json:"Operations"`
-}
-
-type memberRef struct {
-	Value string `json:"value"`
-}
 
 func (c *conn) groupPath(f *features, id string) string {
 	return f.groupsPath + "/" + url.PathEscape(id)
@@ -76,7 +62,7 @@ func (c *conn) UpdateGroup(ctx context.Context, id string, spec connectors.Group
 		return connectors.Group{}, err
 	}
 	if c.writeModeFor(f) == WriteModePatch {
-		err = c.patch(ctx, f, id, []patchOp{{Op: "replace", Path: "displayName", Value: spec.Name}})
+		err = c.patch(ctx, f, id, []scimwire.PatchOp{{Op: "replace", Path: "displayName", Value: spec.Name}})
 	} else {
 		err = c.put(ctx, f, id, func(doc map[string]any) bool {
 			doc["displayName"] = spec.Name
@@ -120,11 +106,11 @@ func (c *conn) AddMembers(ctx context.Context, groupID string, accountIDs []stri
 		return err
 	}
 	if c.writeModeFor(f) == WriteModePatch {
-		refs := make([]memberRef, len(ids))
+		refs := make([]scimwire.MemberRef, len(ids))
 		for i, id := range ids {
-			refs[i] = memberRef{Value: id}
+			refs[i] = scimwire.MemberRef{Value: id}
 		}
-		return c.patch(ctx, f, groupID, []patchOp{{Op: "add", Path: "members", Value: refs}})
+		return c.patch(ctx, f, groupID, []scimwire.PatchOp{{Op: "add", Path: "members", Value: refs}})
 	}
 	return c.put(ctx, f, groupID, func(doc map[string]any) bool {
 		members, present := docMembers(doc)
@@ -155,7 +141,7 @@ func (c *conn) RemoveMembers(ctx context.Context, groupID string, accountIDs []s
 	}
 	err = c.patch(ctx, f, groupID, removeOps(ids))
 	var apiErr *connectors.Error
-	if err == nil || !errors.As(err, &apiErr) || apiErr.Status != 400 || !strings.EqualFold(apiErr.Type, "noTarget") {
+	if err == nil || !errors.As(err, &apiErr) || apiErr.Status != 400 || !strings.EqualFold(apiErr.Type, scimwire.NoTarget) {
 		return err
 	}
 	_, ms, _, _, err := c.readGroup(ctx, f, groupID, nil)
@@ -180,10 +166,10 @@ func (c *conn) RemoveMembers(ctx context.Context, groupID string, accountIDs []s
 	return c.patch(ctx, f, groupID, removeOps(still))
 }
 
-func removeOps(ids []string) []patchOp {
-	ops := make([]patchOp, len(ids))
+func removeOps(ids []string) []scimwire.PatchOp {
+	ops := make([]scimwire.PatchOp, len(ids))
 	for i, id := range ids {
-		ops[i] = patchOp{Op: "remove", Path: "members[value eq " + filterString(id) + "]"}
+		ops[i] = scimwire.PatchOp{Op: "remove", Path: "members[value eq " + filterString(id) + "]"}
 	}
 	return ops
 }
@@ -218,14 +204,14 @@ func (c *conn) memberWrite(ctx context.Context, accountIDs []string) (*features,
 // patch sends one PatchOp. Every operation the connector sends is idempotent in effect (an
 // add of a present member, a replace of a name, a remove by value), so one whose outcome is
 // unknown may be repeated.
-func (c *conn) patch(ctx context.Context, f *features, groupID string, ops []patchOp) error {
+func (c *conn) patch(ctx context.Context, f *features, groupID string, ops []scimwire.PatchOp) error {
 	if groupID == "" {
 		return c.errorf(epGroupPatch, connectors.ErrPermanent, "empty group id")
 	}
 	_, _, err := c.client.DoRaw(ctx, apiclient.Request{
 		Method: http.MethodPatch, Path: c.groupPath(f, groupID), Endpoint: epGroupPatch, Idempotent: true,
 		ContentType: contentSCIM, Header: http.Header{"Accept": {acceptSCIM}},
-		JSON: patchRequest{Schemas: []string{schemaPatchOp}, Operations: ops},
+		JSON: scimwire.PatchRequest{Schemas: []string{schemaPatchOp}, Operations: ops},
 	})
 	return err
 }
