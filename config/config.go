@@ -26,9 +26,20 @@ const (
 	DefaultLogLevel       = "info"
 	DefaultLogFormat      = "auto"
 	DefaultHTTPListen     = ":8080"
-	DefaultTimeout        = 30 * time.Second
-	DefaultMaxAttempts    = 5
-	DefaultMaxBodyBytes   = 8 << 20
+	// DefaultSCIMListen is where the SCIM face listens when a scim_inbound system is configured.
+	DefaultSCIMListen = ":8081"
+	// DefaultSCIMMaxBodyBytes caps one request to the SCIM face: a PATCH of a few thousand
+	// members fits; a larger body is answered 413.
+	DefaultSCIMMaxBodyBytes = 1 << 20
+	// DefaultInboundRateLimit and DefaultInboundBurst bound the requests one identity
+	// provider may send the SCIM face (a scim_inbound system's rate_limit and burst): far
+	// above what Okta or Entra ID send in a provisioning cycle, low enough that a runaway
+	// client cannot swamp the mirror.
+	DefaultInboundRateLimit = 50
+	DefaultInboundBurst     = 100
+	DefaultTimeout          = 30 * time.Second
+	DefaultMaxAttempts      = 5
+	DefaultMaxBodyBytes     = 8 << 20
 
 	DefaultMaxMemberRemovals        = 50
 	DefaultMaxMemberRemovalsPercent = 10
@@ -73,6 +84,7 @@ type Config struct {
 	Accounts Accounts `yaml:"accounts"`
 	Lease    Lease    `yaml:"lease"`
 	History  History  `yaml:"history"`
+	SCIM     SCIM     `yaml:"scim"`
 	// Systems are the configured connector instances by name ([a-z0-9][a-z0-9-]*).
 	// At least one is required.
 	Systems map[string]System `yaml:"systems"`
@@ -126,6 +138,17 @@ type HTTP struct {
 	// Listen is the address of /healthz, /readyz and /metrics. Default ":8080"; an explicit
 	// "" disables the listener. Env GROUPSYNC_HTTP_LISTEN.
 	Listen string `yaml:"listen"`
+}
+
+// SCIM configures groupsync's own SCIM 2.0 face (/scim/v2), which `groupsync sync` serves when
+// a system of kind scim_inbound is configured: identity providers push users and groups to it.
+// It speaks plain HTTP; put TLS in front of it (a reverse proxy or the platform's ingress).
+type SCIM struct {
+	// Listen is the face's address. Default ":8081"; an explicit "" disables it. Env
+	// GROUPSYNC_SCIM_LISTEN.
+	Listen string `yaml:"listen"`
+	// MaxBodyBytes caps one request body; a larger one is answered 413. Default 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 }
 
 // Lease configures the per-flow leases through which replicas sharing one database run each

@@ -200,6 +200,7 @@ type fixedEnv struct {
 	LogLevel         envValue `env:"LOG_LEVEL"`
 	LogFormat        envValue `env:"LOG_FORMAT"`
 	HTTPListen       envValue `env:"HTTP_LISTEN"`
+	SCIMListen       envValue `env:"SCIM_LISTEN"`
 	LeaseTTL         envValue `env:"LEASE_TTL"`
 	HistoryRetention envValue `env:"HISTORY_RETENTION"`
 }
@@ -235,6 +236,10 @@ func applyEnv(cfg *Config, present *presence, lookup envconfig.Lookuper, p *prob
 	if env.HTTPListen.set {
 		cfg.HTTP.Listen = env.HTTPListen.value
 		present.set["http.listen"] = true
+	}
+	if env.SCIMListen.set {
+		cfg.SCIM.Listen = env.SCIMListen.value
+		present.set["scim.listen"] = true
 	}
 	if e := env.LeaseTTL; e.set && e.value != "" {
 		d, err := time.ParseDuration(e.value)
@@ -396,6 +401,12 @@ func applyDefaults(cfg *Config, present *presence) {
 	}
 	if !present.has("http", "listen") {
 		cfg.HTTP.Listen = DefaultHTTPListen
+	}
+	if !present.has("scim", "listen") {
+		cfg.SCIM.Listen = DefaultSCIMListen
+	}
+	if cfg.SCIM.MaxBodyBytes == 0 {
+		cfg.SCIM.MaxBodyBytes = DefaultSCIMMaxBodyBytes
 	}
 	// An explicit 0 is refused by validation rather than taken for the default.
 	if !present.has("lease", "ttl") {

@@ -16,6 +16,7 @@ import (
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
 	"github.com/groupsync/groupsync/connectors/scim"
+	"github.com/groupsync/groupsync/connectors/sciminbound"
 	"github.com/groupsync/groupsync/secret"
 )
 
@@ -75,7 +76,8 @@ var (
 )
 
 var kinds = []connectors.Kind{
-	connectors.KindAirtable, connectors.KindDevRev, connectors.KindSCIM, connectors.KindSelfCommunity, connectors.KindSocialcast,
+	connectors.KindAirtable, connectors.KindDevRev, connectors.KindSCIM, connectors.KindSCIMInbound, connectors.KindSelfCommunity,
+	connectors.KindSocialcast,
 }
 
 // cronParser accepts the standard 5 fields and descriptors (@hourly, @every 10m).
@@ -151,6 +153,7 @@ func validate(cfg *Config, p *problems) {
 	if cfg.History.Retention < MinHistoryRetention {
 		p.add("history.retention", "must be at least %s (e.g. 9600h for 400 days), got %s", MinHistoryRetention, cfg.History.Retention)
 	}
+	validateSCIMFace(cfg, p)
 	if cfg.HTTP.Listen != "" && !strings.Contains(cfg.HTTP.Listen, ":") {
 		p.add("http.listen", "%q is not a host:port address (e.g. \":8080\"; \"\" disables the listener)", cfg.HTTP.Listen)
 	}
@@ -233,10 +236,14 @@ func validateSystem(name string, s System, p *problems) {
 	env := SystemEnvPrefix(name)
 	if !slices.Contains(kinds, s.Kind) {
 		if s.Kind == "" {
-			p.add(key+".kind", "required: one of airtable, devrev, scim, selfcommunity, socialcast")
+			p.add(key+".kind", "required: one of airtable, devrev, scim, scim_inbound, selfcommunity, socialcast")
 		} else {
-			p.add(key+".kind", "unknown kind %q: use airtable, devrev, scim, selfcommunity or socialcast", s.Kind)
+			p.add(key+".kind", "unknown kind %q: use airtable, devrev, scim, scim_inbound, selfcommunity or socialcast", s.Kind)
 		}
+	}
+	if s.Kind == connectors.KindSCIMInbound {
+		validateSCIMInbound(key, env, s, p)
+		return
 	}
 	if s.BaseURL == "" {
 		switch s.Kind {
@@ -347,6 +354,8 @@ func validateFlow(cfg *Config, name string, f Flow, p *problems) {
 			p.add(tkey, "empty system name")
 		case t == f.Source:
 			p.add(tkey, "%q is the flow's source: a system cannot be its own target", t)
+		case cfg.Systems[t].Kind == connectors.KindSCIMInbound:
+			p.add(tkey, "%q is of kind scim_inbound: its identity provider writes it, so it can only be a flow's source", t)
 		case slices.Index(f.Targets, t) < i:
 			p.add(tkey, "%q is listed twice", t)
 		default:
@@ -636,5 +645,61 @@ func validateSCIMOptions(key string, s System, p *problems) {
 	}
 	if s.PageSize > scim.MaxPageSize {
 		p.add(key+".page_size", "must be at most %d for kind scim, got %d", scim.MaxPageSize, s.PageSize)
+	}
+}
+
+// validateSCIMInbound checks a system of kind scim_inbound: the face serves it, so it has
+// no base_url and no outbound credentials; token is what its identity provider presents.
+func validateSCIMInbound(key, env string, s System, p *problems) {
+	if s.BaseURL != "" {
+		p.add(key+".base_url", "must be empty for kind scim_inbound: groupsync serves it (scim.listen, path /scim/v2)")
+	}
+	if !s.Token.IsSet() {
+		p.add(key, "kind scim_inbound needs token or token_file: the bearer token its identity provider sends (env %sTOKEN or %sTOKEN_FILE)", env, env)
+	} else if placeholder(s.Token.Reveal()) {
+		p.add(key+".token", "is a placeholder, not a credential: set %sTOKEN (or %sTOKEN_FILE, or token_file)", env, env)
+	} else if len(s.Token.Reveal()) < minInboundTokenLen {
+		p.add(key+".token", "is shorter than %d characters: an identity provider's token must not be guessable (e.g. openssl rand -hex 32)", minInboundTokenLen)
+	}
+	if s.Username != "" || s.Password.IsSet() || s.JWTSecret.IsSet() {
+		p.add(key, "kind scim_inbound uses only token; username, password and jwt_secret must be empty")
+	}
+	if _, err := sciminbound.ParseOptions(s.Options); err != nil {
+		p.add(key, "%v", err)
+	}
+	if s.RateLimit < 0 {
+		p.add(key+".rate_limit", "must be >= 0 (0 = %v requests/s for the identity provider), got %v", DefaultInboundRateLimit, s.RateLimit)
+	}
+	if s.Burst < 0 {
+		p.add(key+".burst", "must be >= 0 (0 = %d), got %d", DefaultInboundBurst, s.Burst)
+	}
+}
+
+// minInboundTokenLen is the shortest token the face accepts from an identity provider.
+const minInboundTokenLen = 32
+
+// validateSCIMFace checks the face's settings, and that no two scim_inbound systems share
+// a token: the face tells its clients apart by it.
+func validateSCIMFace(cfg *Config, p *problems) {
+	if cfg.SCIM.Listen != "" && !strings.Contains(cfg.SCIM.Listen, ":") {
+		p.add("scim.listen", "%q is not a host:port address (e.g. \":8081\"; \"\" disables the SCIM face)", cfg.SCIM.Listen)
+	}
+	if cfg.SCIM.MaxBodyBytes < 0 {
+		p.add("scim.max_body_bytes", "must be > 0, got %d", cfg.SCIM.MaxBodyBytes)
+	}
+	if cfg.SCIM.Listen != "" && cfg.SCIM.Listen == cfg.HTTP.Listen {
+		p.add("scim.listen", "%q is also http.listen: the SCIM face needs its own address", cfg.SCIM.Listen)
+	}
+	owner := map[string]string{}
+	for _, name := range sortedKeys(cfg.Systems) {
+		s := cfg.Systems[name]
+		if s.Kind != connectors.KindSCIMInbound || !s.Token.IsSet() {
+			continue
+		}
+		if other, ok := owner[s.Token.Reveal()]; ok {
+			p.add("systems."+name+".token", "is also the token of scim_inbound system %q: each identity provider needs its own", other)
+			continue
+		}
+		owner[s.Token.Reveal()] = name
 	}
 }

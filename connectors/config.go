@@ -75,6 +75,9 @@ type Deps struct {
 	// Budgets, when set, gives each client a budget shared with every other replica and
 	// flow on the same system (state.Store.Budgets); nil keeps the limit per client.
 	Budgets BudgetSource
+	// Inbound reads what identity providers pushed to scim_inbound systems (state.Store.Inbound);
+	// only that kind uses it.
+	Inbound InboundSource
 }
 
 // RequestObserver is told about each HTTP attempt, for metrics. Implementations must be

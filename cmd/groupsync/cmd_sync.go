@@ -161,6 +161,14 @@ func runGeneration(ctx context.Context, a *app, hup <-chan os.Signal) (reload bo
 	} else {
 		rt.logger.Info("http listener disabled (http.listen is empty): no /healthz, /readyz or /metrics")
 	}
+	stopFace, err := startSCIMFace(ctx, rt)
+	if err != nil {
+		if srv != nil {
+			_ = srv.Shutdown(context.WithoutCancel(ctx))
+		}
+		return false, err
+	}
+	defer stopFace()
 	rt.logger.Info("groupsync daemon started", "flows", len(schedules), "schema", rt.cfg.Database.Schema)
 	drain := make(chan struct{})
 	watched := make(chan struct{})

@@ -64,6 +64,8 @@ func (a *app) openRuntime(ctx context.Context, hooks runtimeHooks) (*engineRunti
 			Observer:   hooks.requests,
 			// Every replica and flow on a system draws from one budget in the mirror.
 			Budgets: store.Budgets(),
+			// scim_inbound systems read what their identity provider pushed from the mirror.
+			Inbound: store.Inbound(),
 		})
 		if err != nil {
 			store.Close()

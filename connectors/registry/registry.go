@@ -11,6 +11,7 @@ import (
 	"github.com/groupsync/groupsync/connectors/airtable"
 	"github.com/groupsync/groupsync/connectors/devrev"
 	"github.com/groupsync/groupsync/connectors/scim"
+	"github.com/groupsync/groupsync/connectors/sciminbound"
 	"github.com/groupsync/groupsync/connectors/selfcommunity"
 	"github.com/groupsync/groupsync/connectors/socialcast"
 )
@@ -22,6 +23,7 @@ var Openers = map[connectors.Kind]connectors.Opener{
 	connectors.KindSelfCommunity: selfcommunity.Open,
 	connectors.KindSocialcast:    socialcast.Open,
 	connectors.KindSCIM:          scim.Open,
+	connectors.KindSCIMInbound:   sciminbound.Open,
 }
 
 // Kinds lists the known kinds, sorted.
