@@ -28,6 +28,9 @@ const TriggerPoll = time.Second
 // its debounce, or pending longer than its max delay). Replicas may call it at once: each
 // system's pending writes are claimed by one of them.
 func TriggerOnce(ctx context.Context, store *state.Store, systems []Inbound, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	var errs []error
 	for _, in := range systems {
 		due, err := store.ClaimInboundTriggers(ctx, []string{in.System}, in.Debounce, in.MaxDelay)
