@@ -23,13 +23,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/connectors/scim/scimclient"
 )
 
 // Defaults, from Airtable's published limits (reference/apis.md §4).
@@ -98,6 +98,7 @@ const (
 	epSCIMCreate = "POST /scim/v2/Groups"
 	epSCIMGet    = "GET /scim/v2/Groups/{groupId}"
 	epSCIMPatch  = "PATCH /scim/v2/Groups/{groupId}"
+	epSCIMPut    = "PUT /scim/v2/Groups/{groupId}" // never sent: Airtable takes PATCH
 	epSCIMDelete = "DELETE /scim/v2/Groups/{groupId}"
 )
 
@@ -120,9 +121,8 @@ type conn struct {
 	concurrency int
 	pageSize    int
 	log         *slog.Logger
-	// memberForm is the members value form of a SCIM add that the server took last
-	// (formObject, formArray), 0 until one did (push.go).
-	memberForm atomic.Int32
+	// groups is the SCIM write client every group write goes through (push.go).
+	groups *scimclient.Client
 }
 
 // Open validates cfg and returns the connector. Options: enterprise_account_id (required),
@@ -241,7 +241,27 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 	} else if c.scim, err = mk(scimURL.String()); err != nil {
 		return nil, err
 	}
+	if c.groups, err = c.newGroupsClient(logger); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// newGroupsClient configures the shared SCIM write client for Airtable: its SCIM base
+// (through c.scim, so writes share the token's limiter and lockout with everything else),
+// its route labels, and the members value form of its example (one object per add),
+// negotiated down to the RFC's array for a server that takes only that. Airtable offers
+// PATCH and documents no ETags, so the target is fixed; requests are plain
+// application/json, as its documentation sends them.
+func (c *conn) newGroupsClient(logger *slog.Logger) (*scimclient.Client, error) {
+	return scimclient.New(scimclient.Config{
+		HTTP:   c.scim,
+		Target: scimclient.Static(scimclient.Target{GroupsPath: c.scimPath("/Groups")}),
+		Endpoints: scimclient.Endpoints{Create: epSCIMCreate, Get: epSCIMGet, Patch: epSCIMPatch,
+			Put: epSCIMPut, Delete: epSCIMDelete},
+		AddForm: scimclient.FormObject, NegotiateAddForm: true,
+		MaxMembersPerWrite: MaxMembersPerWrite, Logger: logger,
+	})
 }
 
 func parseBase(s string) (*url.URL, error) {

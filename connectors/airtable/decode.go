@@ -11,6 +11,7 @@ import (
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/connectors/scim/scimclient"
 )
 
 // The decoders below take a whole response body and return model types. They are plain
@@ -243,7 +244,9 @@ func decodeSCIMGroupList(body []byte) ([]scimGroupJSON, error) {
 // decodeError reads both of Airtable's error shapes:
 //   - the Web API's {"error": {"type": "...", "message": "..."}}, also seen as a bare
 //     string ({"error": "NOT_FOUND"}) and, on some 429s, as {"errors": [{"error", "message"}]};
-//   - SCIM's {"schemas": [...Error], "detail": "...", "status": 400 | "400", "scimType": "..."}.
+//   - SCIM's {"schemas": [...Error], "detail": "...", "status": 400 | "400", "scimType": "..."},
+//     read by scimclient.DecodeError as for every SCIM writer (the write client branches
+//     on its scimType).
 //
 // SCIM answers an unknown group id with 400 "invalid group ID"; that is a missing object,
 // so it is classed ErrNotFound. Headers are never read into the result.
@@ -280,7 +283,7 @@ func decodeError(status int, _ http.Header, body []byte) apiclient.ErrorInfo {
 			info.Type = env.Errors[0].Type
 		}
 	case env.Detail != "" || env.ScimType != "":
-		info.Type, info.Message = env.ScimType, env.Detail
+		info = scimclient.DecodeError(status, nil, body)
 		if status == 400 && strings.Contains(strings.ToLower(env.Detail), "invalid group id") {
 			info.Class = connectors.ErrNotFound
 		}

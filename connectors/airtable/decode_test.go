@@ -167,20 +167,6 @@ func TestDecodeErrorShapes(t *testing.T) {
 	}
 }
 
-func TestSCIMStringEscapes(t *testing.T) {
-	for in, want := range map[string]string{
-		`plain`:          `"plain"`,
-		`say "hi"`:       `"say \"hi\""`,
-		`back\slash`:     `"back\\slash"`,
-		`<b>&amp;</b>`:   `"<b>&amp;</b>"`,
-		"tab\tnewline\n": `"tab\tnewline\n"`,
-	} {
-		if got := scimString(in); got != want {
-			t.Errorf("scimString(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestCutBodyIsRetryable(t *testing.T) {
 	c := &conn{name: "at"}
 	_, err := decodeUsers([]byte(`{"users":[{"id":"usrA","email":"a@b.c"`))

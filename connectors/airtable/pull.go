@@ -9,6 +9,7 @@ import (
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/connectors/scim/scimclient"
 )
 
 // enterprisePath is the enterprise account's meta path.
@@ -341,7 +342,7 @@ func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors
 func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Group, error) {
 	body, _, err := c.scim.DoRaw(ctx, apiclient.Request{
 		Method: "GET", Path: c.scimPath("/Groups"), Endpoint: epSCIMList,
-		Query: url.Values{"filter": {`displayName eq ` + scimString(name)}},
+		Query: url.Values{"filter": {`displayName eq ` + scimclient.FilterString(name)}},
 	})
 	if err != nil {
 		return connectors.Group{}, err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/connectors/scim/scimclient"
 	"github.com/groupsync/groupsync/connectors/scim/scimwire"
 )
 
@@ -22,9 +23,8 @@ import (
 
 // SCIM schema URNs.
 const (
-	schemaGroup   = scimwire.SchemaGroup
-	schemaUser    = "urn:ietf:params:scim:schemas:core:2.0:User"
-	schemaPatchOp = scimwire.SchemaPatchOp
+	schemaGroup = scimwire.SchemaGroup
+	schemaUser  = "urn:ietf:params:scim:schemas:core:2.0:User"
 )
 
 // spcJSON is the part of /ServiceProviderConfig the connector reads (RFC 7643 §5).
@@ -380,14 +380,6 @@ func userDisplayName(u userJSON) string {
 	return strings.TrimSpace(strings.TrimSpace(u.Name.GivenName) + " " + strings.TrimSpace(u.Name.FamilyName))
 }
 
-// errorJSON is a SCIM error (RFC 7644 §3.12). status is a string in the RFC and a number
-// in many providers.
-type errorJSON struct {
-	Detail   string  `json:"detail"`
-	ScimType string  `json:"scimType"`
-	Status   flexInt `json:"status"`
-}
-
 // emailRe finds addresses in an error detail ("userName alice@example.com already exists"),
 // which must not reach errors or logs.
 var emailRe = regexp.MustCompile(`[^\s"'<>(),;:@]+@[^\s"'<>(),;:@]+`)
@@ -395,15 +387,13 @@ var emailRe = regexp.MustCompile(`[^\s"'<>(),;:@]+@[^\s"'<>(),;:@]+`)
 // redact takes email addresses out of a provider's message.
 func redact(s string) string { return emailRe.ReplaceAllString(s, "<email>") }
 
-// decodeError reads a SCIM error body. Headers are never read into the result (Retry-After
-// is the client's). A body that is not a SCIM error (a proxy's HTML page) is kept as a
-// short, redacted snippet.
-func decodeError(_ int, _ http.Header, body []byte) apiclient.ErrorInfo {
-	var e errorJSON
-	if err := json.Unmarshal(body, &e); err != nil {
-		return apiclient.ErrorInfo{Message: redact(apiclient.Snippet(body))}
-	}
-	return apiclient.ErrorInfo{Type: e.ScimType, Message: redact(e.Detail)}
+// decodeError reads a SCIM error body (scimclient.DecodeError) with email addresses taken
+// out of its detail: providers quote the userName they refuse, and it must reach neither
+// an error nor a log.
+func decodeError(status int, header http.Header, body []byte) apiclient.ErrorInfo {
+	info := scimclient.DecodeError(status, header, body)
+	info.Message = redact(info.Message)
+	return info
 }
 
 func isTruncated(err error) bool {

@@ -1,7 +1,6 @@
 package scim
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/groupsync/groupsync/connectors"
+	"github.com/groupsync/groupsync/connectors/scim/scimclient"
 )
 
 // excludeMembers keeps group listings small (RFC 7644 §3.4.2.5): members are read per
@@ -109,47 +109,30 @@ func (c *conn) ListGroups(ctx context.Context, fn func([]connectors.Group) error
 	})
 }
 
-// readGroup reads one group with its members and its version (ETag header, else
-// meta.version).
-func (c *conn) readGroup(ctx context.Context, f *features, id string, q url.Values) (connectors.Group, []connectors.Member, string, []byte, error) {
-	if id == "" {
-		return connectors.Group{}, nil, "", nil, c.errorf(epGroupGet, connectors.ErrPermanent, "empty group id")
-	}
-	body, hdr, err := c.get(ctx, f.groupsPath+"/"+url.PathEscape(id), epGroupGet, q)
+// readGroup reads one group with its members through the write client (the read a
+// write relies on, and the one a listing makes, are one request).
+func (c *conn) readGroup(ctx context.Context, id string, q url.Values) (connectors.Group, []connectors.Member, error) {
+	sg, err := c.groups.Get(ctx, id, q)
 	if err != nil {
-		return connectors.Group{}, nil, "", nil, err
+		return connectors.Group{}, nil, err
 	}
-	g, ms, version, err := decodeGroup(body)
+	g, ms, _, err := decodeGroup(sg.Body)
 	if err != nil {
-		return connectors.Group{}, nil, "", nil, c.badBody(epGroupGet, err)
+		return connectors.Group{}, nil, c.badBody(epGroupGet, err)
 	}
-	if g.ID != id {
-		return connectors.Group{}, nil, "", nil, c.badBody(epGroupGet, fmt.Errorf("asked for group %s, got %s", id, g.ID))
-	}
-	if etag := hdr.Get("ETag"); etag != "" {
-		version = etag
-	}
-	return g, ms, version, body, nil
+	return g, ms, nil
 }
 
 // GetGroup reads one group (members left out); ErrNotFound if it does not exist.
 func (c *conn) GetGroup(ctx context.Context, id string) (connectors.Group, error) {
-	f, err := c.discover(ctx)
-	if err != nil {
-		return connectors.Group{}, err
-	}
-	g, _, _, _, err := c.readGroup(ctx, f, id, excludeMembers)
+	g, _, err := c.readGroup(ctx, id, excludeMembers)
 	return g, err
 }
 
 // ListMembers reads one group's members. SCIM returns them with the group and has no
 // paging of a multi-valued attribute, so this is one request and one callback.
 func (c *conn) ListMembers(ctx context.Context, groupID string, fn func([]connectors.Member) error) (connectors.Listing, error) {
-	f, err := c.discover(ctx)
-	if err != nil {
-		return connectors.Listing{}, err
-	}
-	_, ms, _, _, err := c.readGroup(ctx, f, groupID, nil)
+	_, ms, err := c.readGroup(ctx, groupID, nil)
 	if err != nil {
 		return connectors.Listing{}, err
 	}
@@ -273,7 +256,7 @@ func (c *conn) FindAccountByEmail(ctx context.Context, email string) (connectors
 	for _, attr := range emailFilterAttrs {
 		for _, form := range connectors.EmailForms(email) {
 			page, err := c.listPage(ctx, f, f.usersPath, epUsersList, 1, c.pageCount(f),
-				url.Values{"filter": {attr + " eq " + filterString(form)}})
+				url.Values{"filter": {attr + " eq " + scimclient.FilterString(form)}})
 			if isInvalidFilter(err) {
 				c.log.DebugContext(ctx, "scim provider refused a filter; trying the next", "attribute", attr)
 				continue
@@ -345,7 +328,7 @@ func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Gro
 		return nil
 	}
 	if c.filters(f) {
-		q := url.Values{"filter": {"displayName eq " + filterString(name)}, "excludedAttributes": {"members"}}
+		q := url.Values{"filter": {"displayName eq " + scimclient.FilterString(name)}, "excludedAttributes": {"members"}}
 		_, err = c.paginate(ctx, f, f.groupsPath, epGroupsList, q, func(items []json.RawMessage) (int, error) {
 			gs := make([]connectors.Group, 0, len(items))
 			for i, raw := range items {
@@ -377,17 +360,6 @@ func (c *conn) FindGroupByName(ctx context.Context, name string) (connectors.Gro
 		return *loose, nil
 	}
 	return connectors.Group{}, c.errorf(epGroupsList, connectors.ErrNotFound, "no group with that name")
-}
-
-// filterString renders s as a SCIM filter string literal (RFC 7644 §3.4.2.2: a JSON
-// string), escaping only what JSON requires, so names with quotes, backslashes and HTML
-// reach the provider as written.
-func filterString(s string) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // encoding a string cannot fail
-	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // isInvalidFilter reports a provider's refusal of a filter (400 invalidFilter, RFC 7644

@@ -27,6 +27,7 @@ import (
 
 	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/apiclient"
+	"github.com/groupsync/groupsync/connectors/scim/scimclient"
 )
 
 // Defaults. SCIM publishes no rate limit of its own; providers each have theirs.
@@ -47,9 +48,6 @@ const (
 	// (AWS IAM Identity Center 100, Entra ID's provisioning sends at most 100 members per
 	// request), and what a refused all-or-nothing PatchOp puts back on the engine.
 	MaxMembersPerWrite = 100
-	// maxPreconditionRetries bounds re-reads after 412 Precondition Failed on a PUT: each
-	// means someone else changed the group between our read and our write.
-	maxPreconditionRetries = 3
 )
 
 // Option keys accepted in SystemConfig.Options.
@@ -102,8 +100,11 @@ var (
 
 // conn is one configured SCIM service provider.
 type conn struct {
-	name      string
-	client    *apiclient.Client
+	name   string
+	client *apiclient.Client
+	// groups writes (and reads back) groups, the way discovery says the provider takes
+	// them (target).
+	groups    *scimclient.Client
 	pageSize  int
 	writeMode string
 	noFilter  bool
@@ -166,7 +167,17 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 	if pageSize == 0 {
 		pageSize = DefaultPageSize
 	}
-	return &conn{name: cfg.Name, client: client, pageSize: pageSize, writeMode: writeMode, noFilter: noFilter, log: logger}, nil
+	c := &conn{name: cfg.Name, client: client, pageSize: pageSize, writeMode: writeMode, noFilter: noFilter, log: logger}
+	c.groups, err = scimclient.New(scimclient.Config{
+		HTTP: client, Target: c.target, ContentType: contentSCIM, Accept: acceptSCIM,
+		Endpoints: scimclient.Endpoints{Create: epGroupsCreate, Get: epGroupGet, Patch: epGroupPatch,
+			Put: epGroupPut, Delete: epGroupDelete},
+		MaxMembersPerWrite: MaxMembersPerWrite, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // parseOptions checks the kind's options: unknown keys and unknown values are refused, each
