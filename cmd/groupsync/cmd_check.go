@@ -172,6 +172,12 @@ func systemRoles(cfg *config.Config, name string) (source, target bool) {
 func checkSystem(ctx context.Context, cfg *config.Config, name string, logger *slog.Logger) []checkRow {
 	sc := cfg.SystemConfig(name)
 	row := func(check string) checkRow { return checkRow{System: name, Check: check} }
+	if sc.Kind == connectors.KindSCIMInbound {
+		// Nothing to call: its identity provider calls groupsync (the SCIM face).
+		r := row("list groups")
+		r.Result, r.Detail = checkSkipped, "kind scim_inbound is pushed to groupsync's SCIM face on scim.listen; there is no API to call"
+		return []checkRow{r}
+	}
 	// A plain client: check runs outside any run, so there is no lease to fence its
 	// requests by.
 	conn, err := registry.Open(sc, connectors.Deps{HTTPClient: &http.Client{}, Logger: logger.With("system", name)})
