@@ -176,30 +176,11 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 	if err != nil {
 		return nil, fail("option %s: %v", OptionSCIMURL, err)
 	}
-	if cfg.RateLimit < 0 || cfg.Burst < 0 || cfg.Concurrency < 0 || cfg.PageSize < 0 {
-		return nil, fail("rate_limit, burst, concurrency and page_size must not be negative")
+	sz, problem := readSizes(cfg)
+	if problem != "" {
+		return nil, fail("%s", problem)
 	}
-	limit, burst := cfg.RateLimit, cfg.Burst
-	if limit == 0 {
-		limit = DefaultRateLimit
-	}
-	if burst == 0 {
-		burst = DefaultBurst
-	}
-	concurrency := cfg.Concurrency
-	if concurrency == 0 {
-		concurrency = DefaultConcurrency
-	}
-	if concurrency > MaxConcurrency {
-		return nil, fail("concurrency %d exceeds %d", concurrency, MaxConcurrency)
-	}
-	pageSize := cfg.PageSize
-	if pageSize == 0 {
-		pageSize = DefaultPageSize
-	}
-	if pageSize > MaxPageSize {
-		return nil, fail("page_size %d exceeds %d (user ids per lookup request)", pageSize, MaxPageSize)
-	}
+	limit, burst, concurrency, pageSize := sz.limit, sz.burst, sz.concurrency, sz.pageSize
 	logger := deps.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -210,6 +191,17 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 		logger.Warn("rate_limit exceeds Airtable's published limit per token", "rate_limit", limit, "published", PublishedRateLimit)
 	}
 
+	c := &conn{name: cfg.Name, enterprise: ent, concurrency: concurrency, pageSize: pageSize, log: logger}
+	if err := c.openClients(cfg, deps, metaURL, scimURL, limit, burst); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// openClients opens the meta and SCIM clients and the SCIM write client over them: one
+// client, so one limiter and one lockout, when both APIs live on one host; otherwise two,
+// each with half of the token's budget.
+func (c *conn) openClients(cfg connectors.SystemConfig, deps connectors.Deps, metaURL, scimURL *url.URL, limit float64, burst int) error {
 	sameHost := metaURL.Scheme == scimURL.Scheme && metaURL.Host == scimURL.Host
 	if !sameHost {
 		// Two clients would each run their own limiter against one token's budget: give
@@ -222,7 +214,7 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 	mk := func(base string) (*apiclient.Client, error) {
 		ac := apiclient.ForSystem(cfg, deps, apiclient.Limits{})
 		ac.BaseURL, ac.RateLimit, ac.Burst = base, rate.Limit(limit), burst
-		ac.RateLimitPenalty, ac.DecodeError, ac.Logger = RateLimitPenalty, decodeError, logger
+		ac.RateLimitPenalty, ac.DecodeError, ac.Logger = RateLimitPenalty, decodeError, c.log
 		ac.Auth = func(_ context.Context, r *http.Request) error {
 			r.Header.Set("Authorization", "Bearer "+token.Reveal())
 			return nil
@@ -232,19 +224,17 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 		}
 		return apiclient.New(ac)
 	}
-	c := &conn{name: cfg.Name, enterprise: ent, concurrency: concurrency, pageSize: pageSize, log: logger}
+	var err error
 	if c.meta, err = mk(metaURL.String()); err != nil {
-		return nil, err
+		return err
 	}
 	if sameHost {
 		c.scim, c.scimBase = c.meta, scimURL.String()
 	} else if c.scim, err = mk(scimURL.String()); err != nil {
-		return nil, err
+		return err
 	}
-	if c.groups, err = c.newGroupsClient(logger); err != nil {
-		return nil, err
-	}
-	return c, nil
+	c.groups, err = c.newGroupsClient()
+	return err
 }
 
 // newGroupsClient configures the shared SCIM write client for Airtable: its SCIM base
@@ -253,15 +243,49 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 // negotiated down to the RFC's array for a server that takes only that. Airtable offers
 // PATCH and documents no ETags, so the target is fixed; requests are plain
 // application/json, as its documentation sends them.
-func (c *conn) newGroupsClient(logger *slog.Logger) (*scimclient.Client, error) {
+func (c *conn) newGroupsClient() (*scimclient.Client, error) {
 	return scimclient.New(scimclient.Config{
 		HTTP:   c.scim,
 		Target: scimclient.Static(scimclient.Target{GroupsPath: c.scimPath("/Groups")}),
 		Endpoints: scimclient.Endpoints{Create: epSCIMCreate, Get: epSCIMGet, Patch: epSCIMPatch,
 			Put: epSCIMPut, Delete: epSCIMDelete},
 		AddForm: scimclient.FormObject, NegotiateAddForm: true,
-		MaxMembersPerWrite: MaxMembersPerWrite, Logger: logger,
+		MaxMembersPerWrite: MaxMembersPerWrite, Logger: c.log,
 	})
+}
+
+// sizes are the numeric settings, defaults applied.
+type sizes struct {
+	limit                        float64
+	burst, concurrency, pageSize int
+}
+
+// readSizes applies the defaults to rate_limit, burst, concurrency and page_size and
+// checks their bounds; problem says what is wrong, "" when nothing is.
+func readSizes(cfg connectors.SystemConfig) (sz sizes, problem string) {
+	if cfg.RateLimit < 0 || cfg.Burst < 0 || cfg.Concurrency < 0 || cfg.PageSize < 0 {
+		return sizes{}, "rate_limit, burst, concurrency and page_size must not be negative"
+	}
+	sz = sizes{limit: cfg.RateLimit, burst: cfg.Burst, concurrency: cfg.Concurrency, pageSize: cfg.PageSize}
+	if sz.limit == 0 {
+		sz.limit = DefaultRateLimit
+	}
+	if sz.burst == 0 {
+		sz.burst = DefaultBurst
+	}
+	if sz.concurrency == 0 {
+		sz.concurrency = DefaultConcurrency
+	}
+	if sz.concurrency > MaxConcurrency {
+		return sizes{}, fmt.Sprintf("concurrency %d exceeds %d", sz.concurrency, MaxConcurrency)
+	}
+	if sz.pageSize == 0 {
+		sz.pageSize = DefaultPageSize
+	}
+	if sz.pageSize > MaxPageSize {
+		return sizes{}, fmt.Sprintf("page_size %d exceeds %d (user ids per lookup request)", sz.pageSize, MaxPageSize)
+	}
+	return sz, ""
 }
 
 func parseBase(s string) (*url.URL, error) {
