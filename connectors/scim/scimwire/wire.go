@@ -1,7 +1,7 @@
-// Package scimwire holds the SCIM 2.0 PatchOp message (RFC 7644 §3.5.2) as both SCIM
-// writers send it: the scim connector and Airtable's SCIM group writes. Only the wire
-// shapes live here, so the two cannot drift apart; each writer keeps its own habits
-// (Airtable's object-form member values, its fallbacks).
+// Package scimwire holds the SCIM 2.0 PatchOp message (RFC 7644 §3.5.2) and schema URIs:
+// the wire shapes alone, for whoever speaks SCIM. The group writes that send them (both
+// the scim connector's and Airtable's, with Airtable's object-form member values and
+// fallbacks as options) are one client, connectors/scim/scimclient.
 package scimwire
 
 // Schema URIs (RFC 7643 §8.7.1, RFC 7644 §3.5.2).
