@@ -17,8 +17,8 @@ import (
 // listQuery turns a list request into the store's query. A filter the store may evaluate
 // in SQL goes into the query; fallback is the same filter as a validator the face applies
 // to each resource of a scan, for when the store cannot (state.ErrInboundFilter).
-func listQuery(p elimity.ListRequestParams, table string) (state.InboundQuery, *scimfilter.Validator) {
-	q := state.InboundQuery{Start: max(p.StartIndex, 1), Count: min(max(p.Count, 0), MaxResults)}
+func listQuery(p elimity.ListRequestParams, table string, maxPage int) (state.InboundQuery, *scimfilter.Validator) {
+	q := state.InboundQuery{Start: max(p.StartIndex, 1), Count: min(max(p.Count, 0), maxPage)}
 	if p.FilterValidator == nil {
 		return q, nil
 	}

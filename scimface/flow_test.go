@@ -47,7 +47,7 @@ func TestFlowFromTheFaceIntoDevRev(t *testing.T) {
 	}
 	flow := config.Flow{Source: "okta", Targets: []string{"devrev"}, Schedule: "@every 1m", Scope: config.Scope{All: true},
 		Membership: config.MembershipMirror, CreateGroups: true, DeleteGroups: config.DeleteNever,
-		Limits: config.Limits{MaxMemberRemovals: 5, MaxMemberRemovalsPercent: 20, MaxGroupDeletions: 5, MinSourceRatio: 0.8},
+		Limits:            config.Limits{MaxMemberRemovals: 5, MaxMemberRemovalsPercent: 20, MaxGroupDeletions: 5, MinSourceRatio: 0.8},
 		MaxChangeAttempts: 3}
 	cfg := &config.Config{Flows: map[string]config.Flow{"okta-devrev": flow}, Systems: map[string]config.System{
 		"okta": {Kind: connectors.KindSCIMInbound}, "devrev": {Kind: connectors.KindDevRev, BaseURL: org.Systems["devrev"].Config.BaseURL}}}

@@ -143,7 +143,7 @@ func (h *groups) read(r *http.Request, id string) (elimity.Resource, error) {
 func (h *groups) Get(r *http.Request, id string) (elimity.Resource, error) { return h.read(r, id) }
 
 func (h *groups) GetAll(r *http.Request, p elimity.ListRequestParams) (elimity.Page, error) {
-	q, v := listQuery(p, "groups")
+	q, v := listQuery(p, "groups", h.s.maxPage)
 	if !sqlFirst(q, v) {
 		return h.s.scanGroups(r, v, q)
 	}

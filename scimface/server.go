@@ -38,8 +38,8 @@ import (
 // BasePath is where the face is served: clients are given http(s)://host/scim/v2.
 const BasePath = "/scim/v2"
 
-// MaxResults is the most resources one list response holds (ServiceProviderConfig
-// filter.maxResults); a larger count is served as this many.
+// MaxResults is the most resources one list response holds by default
+// (ServiceProviderConfig filter.maxResults); a larger count is served as this many.
 const MaxResults = 200
 
 // Client is one identity provider allowed to push: a scim_inbound system.
@@ -59,7 +59,9 @@ type Options struct {
 	Clients []Client
 	// MaxBodyBytes caps one request body (413 past it).
 	MaxBodyBytes int64
-	Logger       *slog.Logger
+	// MaxResults caps a list page; 0 means MaxResults.
+	MaxResults int
+	Logger     *slog.Logger
 }
 
 // Server serves BasePath for every client.
@@ -67,6 +69,7 @@ type Server struct {
 	store   *state.Store
 	clients []client
 	maxBody int64
+	maxPage int
 	logger  *slog.Logger
 	scim    http.Handler
 }
@@ -87,7 +90,10 @@ func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("scimface: no store")
 	}
-	s := &Server{store: opts.Store, maxBody: opts.MaxBodyBytes, logger: opts.Logger}
+	s := &Server{store: opts.Store, maxBody: opts.MaxBodyBytes, maxPage: opts.MaxResults, logger: opts.Logger}
+	if s.maxPage <= 0 {
+		s.maxPage = MaxResults
+	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -102,7 +108,7 @@ func New(opts Options) (*Server, error) {
 			limit: rate.NewLimiter(rate.Limit(c.Rate), max(c.Burst, 1))})
 	}
 	srv, err := elimity.NewServer(&elimity.ServerArgs{
-		ServiceProviderConfig: serviceProviderConfig(),
+		ServiceProviderConfig: serviceProviderConfig(s.maxPage),
 		ResourceTypes: []elimity.ResourceType{
 			{ID: optional.NewString("User"), Name: "User", Endpoint: "/Users", Description: optional.NewString("User Account"),
 				Schema: schema.CoreUserSchema(), Handler: &users{s},
@@ -120,10 +126,10 @@ func New(opts Options) (*Server, error) {
 
 // serviceProviderConfig claims what the face implements, and nothing more: filtering and
 // PATCH, bearer tokens; no bulk, sort, password change or ETags (the library announces none).
-func serviceProviderConfig() *elimity.ServiceProviderConfig {
+func serviceProviderConfig(maxPage int) *elimity.ServiceProviderConfig {
 	return &elimity.ServiceProviderConfig{
 		DocumentationURI: optional.NewString("https://github.com/groupsync/groupsync/blob/main/docs/scim_inbound.md"),
-		MaxResults:       MaxResults, SupportFiltering: true, SupportPatch: true,
+		MaxResults:       maxPage, SupportFiltering: true, SupportPatch: true,
 		AuthenticationSchemes: []elimity.AuthenticationScheme{{Type: elimity.AuthenticationTypeOauthBearerToken,
 			Name: "Bearer token", Description: "The token of the scim_inbound system, as Authorization: Bearer <token>",
 			Primary: true}},

@@ -124,7 +124,7 @@ func (h *users) Get(r *http.Request, id string) (elimity.Resource, error) {
 }
 
 func (h *users) GetAll(r *http.Request, p elimity.ListRequestParams) (elimity.Page, error) {
-	q, v := listQuery(p, "users")
+	q, v := listQuery(p, "users", h.s.maxPage)
 	if !sqlFirst(q, v) {
 		return h.s.scanUsers(r, v, q)
 	}
