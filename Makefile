@@ -28,11 +28,16 @@ test: deps ## vet and run every test with the race detector (needs Postgres: GRO
 
 FUZZTIME ?= 5s
 
+# A run that fails with only "context deadline exceeded" and writes no failing input is the
+# fuzzer's coordinator timing out on a busy machine, not a finding: it is run once more.
 fuzz: ## run every fuzz target for FUZZTIME each (make test already runs their seed corpora)
 	@n=0; for pkg in $$(go list ./...); do \
 		for target in $$(go test -list '^Fuzz' "$$pkg" | grep '^Fuzz'); do \
 			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
-			out=$$(go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) "$$pkg" 2>&1) || { \
+			out=$$(go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) "$$pkg" 2>&1) || \
+			{ echo "$$out" | grep -q 'context deadline exceeded' && ! echo "$$out" | grep -q 'Failing input written' && \
+			  echo "fuzz $$target: the fuzzer's own deadline fired on a loaded host (no failing input): once more" && \
+			  out=$$(go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) "$$pkg" 2>&1); } || { \
 				echo "$$out" | tail -40; \
 				echo "fuzz $$target failed: rerun with go test -run '^$$' -fuzz '^$$target$$' $$pkg"; \
 				echo "fuzz: $$n passed, 1 failed"; exit 1; }; \
