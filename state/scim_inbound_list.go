@@ -48,7 +48,7 @@ var inboundColumns = map[string]map[string]inboundColumn{
 		"id": {"id::text", false, "string"}, "displayname": {"display_name", true, "string"},
 		"externalid": {"external_id", false, "string"}, "meta.created": {"created_at", false, "time"},
 		"meta.lastmodified": {"modified_at", false, "time"},
-		"members.value": {"members", false, "members"},
+		"members.value":     {"members", false, "members"},
 	},
 }
 
