@@ -139,7 +139,7 @@ func (w *MembershipMerge) startGate(ctx context.Context, s *Store) error {
 // mirrorDigests computes the digest of each group's live members of system, or nil when
 // more than limit groups have some. It reads in a short transaction of its own, for
 // SET LOCAL: the query's estimated cost can cross JIT's threshold, and compiling it
-// (30-40 ms for 1M memberships) costs more than it saves.
+// (50-100 ms) costs more than it saves.
 func (s *Store) mirrorDigests(ctx context.Context, system string, seeds [2]int64, limit int) (map[string]memberDigest, error) {
 	var out map[string]memberDigest
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -370,8 +370,8 @@ func (g *digestGate) changed(ctx context.Context, tx pgx.Tx, system string) (int
 		ids[i], ns[i], d1s[i], d2s[i] = s.id, s.dig.n, int64(s.dig.d1), int64(s.dig.d2)
 	}
 	// As for Begin's digests: compiling the aggregate costs more than it saves. The
-	// setting lasts for the rest of the transaction: the classification, whose hash
-	// joins JIT does not pay for either.
+	// setting lasts for the rest of the transaction, which at most classifies the groups
+	// that were not left out.
 	if _, err := tx.Exec(ctx, `SELECT set_config('jit', 'off', true)`); err != nil {
 		return 0, fmt.Errorf("check the left-out groups' member digests: %w", err)
 	}
