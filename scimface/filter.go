@@ -1,7 +1,9 @@
 package scimface
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -31,8 +33,29 @@ func listQuery(p elimity.ListRequestParams, table string, maxPage int) (state.In
 	return q, &v
 }
 
-// sqlFirst reports whether q should go to the store's SQL (its filter, if any, converted).
-func sqlFirst(q state.InboundQuery, v *scimfilter.Validator) bool { return v == nil || q.Filter != nil }
+// listResources answers a list request of one resource type: in the store's SQL when the
+// filter converts and the store can evaluate it, else by evaluating the filter over a scan.
+func listResources[T any](r *http.Request, s *Server, p elimity.ListRequestParams, table string,
+	list func(context.Context, string, state.InboundQuery) (int, []T, error),
+	render func([]T) ([]elimity.Resource, error),
+	scan func(*http.Request, *scimfilter.Validator, state.InboundQuery) (elimity.Page, error)) (elimity.Page, error) {
+	q, v := listQuery(p, table, s.maxPage)
+	if v != nil && q.Filter == nil {
+		return scan(r, v, q)
+	}
+	total, page, err := list(r.Context(), systemOf(r), q)
+	if errors.Is(err, state.ErrInboundFilter) {
+		return scan(r, v, q)
+	}
+	if err != nil {
+		return elimity.Page{}, s.scimError(r, err)
+	}
+	res, err := render(page)
+	if err != nil {
+		return elimity.Page{}, s.scimError(r, err)
+	}
+	return elimity.Page{TotalResults: total, Resources: res}, nil
+}
 
 func withCommon(table string) schema.Schema {
 	s := schema.CoreGroupSchema()

@@ -3,7 +3,6 @@ package scimface
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 
@@ -143,22 +142,11 @@ func (h *groups) read(r *http.Request, id string) (elimity.Resource, error) {
 func (h *groups) Get(r *http.Request, id string) (elimity.Resource, error) { return h.read(r, id) }
 
 func (h *groups) GetAll(r *http.Request, p elimity.ListRequestParams) (elimity.Page, error) {
-	q, v := listQuery(p, "groups", h.s.maxPage)
-	if !sqlFirst(q, v) {
-		return h.s.scanGroups(r, v, q)
-	}
-	total, page, err := h.s.store.ListInboundGroups(r.Context(), systemOf(r), q)
-	if errors.Is(err, state.ErrInboundFilter) {
-		return h.s.scanGroups(r, v, q)
-	}
-	if err != nil {
-		return elimity.Page{}, h.s.scimError(r, err)
-	}
-	_, res, err := h.s.groupViews(r, page, wantsMembers(r))
-	if err != nil {
-		return elimity.Page{}, h.s.scimError(r, err)
-	}
-	return elimity.Page{TotalResults: total, Resources: res}, nil
+	return listResources(r, h.s, p, "groups", h.s.store.ListInboundGroups,
+		func(gs []state.InboundGroup) ([]elimity.Resource, error) {
+			_, res, err := h.s.groupViews(r, gs, wantsMembers(r))
+			return res, err
+		}, h.s.scanGroups)
 }
 
 // groupViews renders a page of groups, reading their members in one query when wanted,

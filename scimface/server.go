@@ -23,8 +23,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	elimity "github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
@@ -202,3 +204,22 @@ func writeError(w http.ResponseWriter, status int, scimType, detail string) {
 type libLogger struct{ l *slog.Logger }
 
 func (l libLogger) Error(args ...any) { l.l.Error("scim face", "detail", fmt.Sprint(args...)) }
+
+// Listen serves h on addr (scim.listen) until Shutdown. Timeouts bound slow clients: a
+// provider's request is small (scim.max_body_bytes), so a minute is ample.
+func Listen(addr string, h http.Handler, logger *slog.Logger) (*http.Server, net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scim face: listen on %s (scim.listen): %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("scim face stopped", "error", err)
+		}
+	}()
+	logger.Info("scim face listening", "addr", ln.Addr().String(), "path", BasePath)
+	return srv, ln.Addr(), nil
+}

@@ -3,10 +3,7 @@ package scimface
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/groupsync/groupsync/state"
@@ -67,23 +64,4 @@ func RunTriggers(ctx context.Context, store *state.Store, systems []Inbound, log
 			}
 		}
 	}
-}
-
-// Listen serves h on addr (scim.listen) until Shutdown. Timeouts bound slow clients: a
-// provider's request is small (scim.max_body_bytes), so a minute is ample.
-func Listen(addr string, h http.Handler, logger *slog.Logger) (*http.Server, net.Addr, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("scim face: listen on %s (scim.listen): %w", addr, err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("scim face stopped", "error", err)
-		}
-	}()
-	logger.Info("scim face listening", "addr", ln.Addr().String(), "path", BasePath)
-	return srv, ln.Addr(), nil
 }

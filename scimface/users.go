@@ -2,7 +2,6 @@ package scimface
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 
@@ -124,22 +123,14 @@ func (h *users) Get(r *http.Request, id string) (elimity.Resource, error) {
 }
 
 func (h *users) GetAll(r *http.Request, p elimity.ListRequestParams) (elimity.Page, error) {
-	q, v := listQuery(p, "users", h.s.maxPage)
-	if !sqlFirst(q, v) {
-		return h.s.scanUsers(r, v, q)
-	}
-	total, page, err := h.s.store.ListInboundUsers(r.Context(), systemOf(r), q)
-	if errors.Is(err, state.ErrInboundFilter) {
-		return h.s.scanUsers(r, v, q)
-	}
-	if err != nil {
-		return elimity.Page{}, h.s.scimError(r, err)
-	}
-	out := elimity.Page{TotalResults: total}
-	for _, u := range page {
-		out.Resources = append(out.Resources, userResource(u))
-	}
-	return out, nil
+	return listResources(r, h.s, p, "users", h.s.store.ListInboundUsers,
+		func(us []state.InboundUser) ([]elimity.Resource, error) {
+			out := make([]elimity.Resource, len(us))
+			for i, u := range us {
+				out[i] = userResource(u)
+			}
+			return out, nil
+		}, h.s.scanUsers)
 }
 
 func (h *users) Replace(r *http.Request, id string, attrs elimity.ResourceAttributes) (elimity.Resource, error) {

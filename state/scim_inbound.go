@@ -93,14 +93,10 @@ func (s *Store) InboundWrite(ctx context.Context, system string, fn func(*Inboun
 	})
 }
 
-// InboundRead runs fn in one read-only transaction on system's resources.
+// InboundRead runs fn in one transaction on system's resources, for reads (a group and its
+// members seen together).
 func (s *Store) InboundRead(ctx context.Context, system string, fn func(*InboundTx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET TRANSACTION READ ONLY`); err != nil {
-			return err
-		}
-		return fn(&InboundTx{tx: tx, system: system})
-	})
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(&InboundTx{tx: tx, system: system}) })
 }
 
 // isUnique reports whether err is a unique violation (a second userName or displayName).
@@ -243,8 +239,8 @@ func (w *InboundTx) UpdateGroup(ctx context.Context, g InboundGroup) (InboundGro
 	return found(out, err, "group", g.ID)
 }
 
-// TouchGroup bumps a group's version after a member change, so its ETag moves.
-func (w *InboundTx) TouchGroup(ctx context.Context, id string) error {
+// touchGroup bumps a group's version after a member change, so its ETag moves.
+func (w *InboundTx) touchGroup(ctx context.Context, id string) error {
 	w.wrote = true
 	_, err := w.tx.Exec(ctx, `UPDATE scim_groups SET version = version + 1, modified_at = now()
 		WHERE system = $1 AND id = $2::uuid`, w.system, id)

@@ -41,8 +41,9 @@ var inboundColumns = map[string]map[string]inboundColumn{
 		"externalid": {"external_id", false, "string"}, "displayname": {"display_name", true, "string"},
 		"active": {"active", false, "bool"}, "meta.created": {"created_at", false, "time"},
 		"meta.lastmodified": {"modified_at", false, "time"},
-		// emails.value is any of the user's addresses, as RFC 7644's multi-valued filter says.
-		"emails.value": {"(SELECT string_agg(e->>'value', ' ') FROM jsonb_array_elements(CASE jsonb_typeof(attrs->'emails') WHEN 'array' THEN attrs->'emails' ELSE '[]' END) e)", true, "multi"},
+		// emails.value is any of the user's addresses, as RFC 7644's multi-valued filter
+		// says: each is matched on its own (compareMulti).
+		"emails.value": {"", true, "multi"},
 	},
 	"groups": {
 		"id": {"id::text", false, "string"}, "displayname": {"display_name", true, "string"},
@@ -97,8 +98,11 @@ func (c *filterSQL) compile(f *InboundFilter) (string, error) {
 
 func (c *filterSQL) compare(col inboundColumn, op string, v any) (string, error) {
 	if op == "pr" {
-		if col.kind == "members" {
+		switch col.kind {
+		case "members":
 			return "EXISTS (SELECT 1 FROM scim_members m WHERE m.system = t.system AND m.group_id = t.id)", nil
+		case "multi":
+			return emailElements + "coalesce(e->>'value', '') <> '')", nil
 		}
 		return "(" + col.expr + " IS NOT NULL AND " + col.expr + "::text <> '')", nil
 	}
@@ -139,9 +143,7 @@ func (c *filterSQL) compareString(col inboundColumn, op, s string) (string, erro
 	}
 	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 	if col.kind == "multi" {
-		// Each address is matched on its own: the aggregate joins them with spaces, which
-		// no address holds, so a pattern per address is anchored on the separators.
-		return c.compareMulti(col, op, esc)
+		return c.compareMulti(op, esc)
 	}
 	switch op {
 	case "eq":
@@ -161,8 +163,13 @@ func (c *filterSQL) compareString(col inboundColumn, op, s string) (string, erro
 	return "", fmt.Errorf("%w: operator %s", ErrInboundFilter, op)
 }
 
-func (c *filterSQL) compareMulti(col inboundColumn, op, esc string) (string, error) {
-	each := "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(attrs->'emails') WHEN 'array' THEN attrs->'emails' ELSE '[]' END) e WHERE lower(e->>'value') LIKE "
+// emailElements opens a condition on each of a user's emails (e); a stored emails that is
+// not an array has none.
+const emailElements = "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(t.attrs->'emails') WHEN 'array' THEN t.attrs->'emails' ELSE '[]' END) e WHERE "
+
+// compareMulti matches each address on its own, without case.
+func (c *filterSQL) compareMulti(op, esc string) (string, error) {
+	each := emailElements + "lower(e->>'value') LIKE "
 	switch op {
 	case "eq":
 		return each + c.arg(esc) + ")", nil

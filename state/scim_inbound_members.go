@@ -53,7 +53,7 @@ func (w *InboundTx) AddMembers(ctx context.Context, id string, userIDs []string)
 		ON CONFLICT DO NOTHING`, w.system, id, userIDs); err != nil {
 		return fmt.Errorf("state: add members to group %s: %w", id, err)
 	}
-	return w.TouchGroup(ctx, id)
+	return w.touchGroup(ctx, id)
 }
 
 // RemoveMembers removes users from group id and reports how many were members.
@@ -65,7 +65,7 @@ func (w *InboundTx) RemoveMembers(ctx context.Context, id string, userIDs []stri
 	if err != nil {
 		return 0, fmt.Errorf("state: remove members from group %s: %w", id, err)
 	}
-	return tag.RowsAffected(), w.TouchGroup(ctx, id)
+	return tag.RowsAffected(), w.touchGroup(ctx, id)
 }
 
 // SetMembers makes userIDs the whole membership of group id, writing only the difference.
@@ -90,7 +90,7 @@ func (w *InboundTx) SetMembers(ctx context.Context, id string, userIDs []string)
 		SELECT $1, $2::uuid, v::uuid FROM unnest($3::text[]) v ON CONFLICT DO NOTHING`, w.system, id, userIDs); err != nil {
 		return fmt.Errorf("state: replace members of group %s: %w", id, err)
 	}
-	return w.TouchGroup(ctx, id)
+	return w.touchGroup(ctx, id)
 }
 
 // RemoveAllMembers empties group id.

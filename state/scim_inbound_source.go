@@ -23,10 +23,10 @@ func inboundGroup(g InboundGroup) connectors.Group {
 		CreatedAt: g.Created, ModifiedAt: g.Modified}
 }
 
-// InboundAccountState is the account state of an inbound user: a user the identity
+// inboundAccountState is the account state of an inbound user: a user the identity
 // provider set active=false is deactivated, so the mirror tombstones it and nobody is
 // added anywhere through it.
-func InboundAccountState(active bool) string {
+func inboundAccountState(active bool) string {
 	if active {
 		return "active"
 	}
@@ -38,7 +38,7 @@ func inboundAccount(u InboundUser) connectors.Account {
 	if name == "" {
 		name = u.UserName
 	}
-	return connectors.Account{ID: u.ID, Email: u.Email, DisplayName: name, State: InboundAccountState(u.Active), Raw: u.Attrs}
+	return connectors.Account{ID: u.ID, Email: u.Email, DisplayName: name, State: inboundAccountState(u.Active), Raw: u.Attrs}
 }
 
 func (i inboundSource) InboundGroups(ctx context.Context, system string, fn func([]connectors.Group) error) error {
