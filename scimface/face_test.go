@@ -150,6 +150,7 @@ func TestFiltersAndPagination(t *testing.T) {
 		`userName eq "user1@example.com" or userName eq "user2@example.com"`: 2,
 		`userName sw "user" and active eq true`:                              7,
 		`externalId pr`:                                                      0,
+		`emails.value pr`:                                                    7,
 		`name.familyName eq "user6@example.com"`:                             1, // not a column: evaluated over a scan
 		`emails[type eq "work" and value co "u2@"]`:                          1, // a value path: a scan too
 	} {
