@@ -2,12 +2,16 @@ package main
 
 import (
 	"encoding/json"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/groupsync/groupsync/config"
+	"github.com/groupsync/groupsync/connectors"
 	"github.com/groupsync/groupsync/connectors/airtable/airtablesim"
 	"github.com/groupsync/groupsync/connectors/simkit"
+	"github.com/groupsync/groupsync/secret"
 )
 
 // checkResult finds one row of `check --output json`.
@@ -127,5 +131,16 @@ func TestCheckBadCredentials(t *testing.T) {
 		if got := checkResult(t, rows, "community", check); got.Result != checkFailed || !strings.Contains(got.Fix, "admin") {
 			t.Errorf("community %s = %+v, want failed saying the user must be an admin", check, got)
 		}
+	}
+}
+
+// A scim_inbound system has no API to call: check says so (skipped) rather than failing on
+// the mirror it was not given.
+func TestCheckSkipsSCIMInbound(t *testing.T) {
+	cfg := &config.Config{Systems: map[string]config.System{"okta": {Kind: connectors.KindSCIMInbound,
+		Token: secret.New(strings.Repeat("t", 40))}}}
+	rows := checkSystem(t.Context(), cfg, "okta", slog.New(slog.DiscardHandler))
+	if len(rows) != 1 || rows[0].Result != checkSkipped || !strings.Contains(rows[0].Detail, "SCIM face") {
+		t.Fatalf("check of a scim_inbound system = %+v, want one skipped row naming the SCIM face", rows)
 	}
 }
