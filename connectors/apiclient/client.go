@@ -115,6 +115,8 @@ type Client struct {
 	// lockedUntil holds every request of this client back after a rate-limit signal, so
 	// concurrent workers do not keep knocking during a lockout.
 	lockedUntil time.Time
+	// lockouts counts the lockouts announced (lockUntil calls that extended lockedUntil).
+	lockouts uint64
 }
 
 // New validates cfg and returns a Client.
@@ -276,12 +278,20 @@ func (c *Client) DoRaw(ctx context.Context, req Request) ([]byte, http.Header, e
 	start := c.cfg.Now()
 
 	for attempt := 1; ; attempt++ {
-		body, hdr, err := c.attempt(ctx, req, u)
+		var sentIn uint64
+		body, hdr, err := c.attempt(ctx, req, u, &sentIn)
 		if err == nil {
 			return body, hdr, nil
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, nil, fmt.Errorf("%s: %s: %w", c.cfg.System, req.label(), ctxErr)
+		}
+		if errors.Is(err, connectors.ErrRateLimited) && c.lockoutsSince(sentIn) {
+			// Another request of this client met a lockout while this one was out, so this
+			// refusal is that lockout's, not a try of this request's own: concurrent workers
+			// must not spend each other's attempts. The request that met it first counts it,
+			// so a server that never stops refusing still ends each request.
+			attempt--
 		}
 		wait, retry := c.retryWait(req, err, bo)
 		if !retry || attempt >= c.cfg.MaxAttempts {
@@ -355,9 +365,20 @@ func (c *Client) lockUntil(t time.Time) {
 	c.mu.Lock()
 	if t.After(c.lockedUntil) {
 		c.lockedUntil = t
+		c.lockouts++
 	}
 	c.mu.Unlock()
 }
+
+// lockoutCount is how many lockouts have been announced so far.
+func (c *Client) lockoutCount() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lockouts
+}
+
+// lockoutsSince reports whether a lockout was announced after the count n was read.
+func (c *Client) lockoutsSince(n uint64) bool { return c.lockoutCount() != n }
 
 // waitTurn blocks until any rate-limit lockout has passed, the window pacer's turn has come
 // and the limiter grants a token. On success the caller holds a pacer reservation it must
@@ -453,11 +474,13 @@ func (c *Client) permanent(req Request, err error) error {
 	return &connectors.Error{System: c.cfg.System, Op: req.label(), Class: connectors.ErrPermanent, Err: err}
 }
 
-// attempt performs one HTTP exchange and classifies its outcome.
-func (c *Client) attempt(ctx context.Context, req Request, u *url.URL) ([]byte, http.Header, error) {
+// attempt performs one HTTP exchange and classifies its outcome; sentIn is set to the
+// lockout count when the request goes out.
+func (c *Client) attempt(ctx context.Context, req Request, u *url.URL, sentIn *uint64) ([]byte, http.Header, error) {
 	if err := c.waitTurn(ctx); err != nil {
 		return nil, nil, err
 	}
+	*sentIn = c.lockoutCount()
 	var win Window
 	var winOK bool
 	defer func() { c.pacer.done(win, winOK, c.cfg.Now()) }()
