@@ -118,6 +118,12 @@ type merge struct {
 	spool *spool
 	unfit bool
 
+	// settle, when set, runs in Commit's transaction before the staged rows are analyzed
+	// and applied (a membership merge checks the groups its digests left out there, and
+	// stages them after all when in doubt); left is how many rows it left out.
+	settle func(ctx context.Context, tx pgx.Tx) error
+	left   int64
+
 	// Duplicate detection: hashes of the keys staged so far, partitioned by the key's first
 	// column when it has two (a membership's group). While no key repeats, Commit skips the
 	// dedupe sort. A hash collision only costs that sort; past maxTrackedKeys live hashes the
@@ -153,6 +159,8 @@ type mergeKnobs struct {
 	maxKeys     int           // duplicate-detection set bound
 	noFirstLoad bool          // always classify, even when the system has no rows of the kind
 	noSpool     bool          // first loads stage (INSERT … SELECT at Commit) instead of spooling
+	noDigest    bool          // membership merges stage every member (no digest comparison)
+	digestHold  int           // most bytes of members a membership merge holds for its digests
 	maxGroups   int           // most group ids a spooling membership merge holds
 	touchEvery  time.Duration // staging heartbeat period
 	staleAfter  time.Duration // age at which an untouched staging area is dropped
@@ -164,7 +172,8 @@ func (s *Store) knobs() mergeKnobs {
 	if k, ok := mergeKnobsByStore.Load(s); ok {
 		return k.(mergeKnobs)
 	}
-	return mergeKnobs{maxKeys: maxTrackedKeys, maxGroups: maxKnownGroups, touchEvery: stageTouchEvery, staleAfter: stageStaleAfter}
+	return mergeKnobs{maxKeys: maxTrackedKeys, maxGroups: maxKnownGroups, touchEvery: stageTouchEvery, staleAfter: stageStaleAfter,
+		digestHold: digestHoldBytes}
 }
 
 // noteKey records a staged key (b is "" for single-column keys) for duplicate detection.
@@ -565,7 +574,7 @@ func (m *merge) logMerged(ctx context.Context, counts MergeCounts, first, direct
 	m.store.logger.DebugContext(ctx, "merged", "kind", m.kind, "system", m.system, "rows", m.seq,
 		"first_load", first, "deduped", m.dups, "spooled", m.spool != nil, "direct", direct, "batches", batches,
 		"inserted", counts.Inserted, "updated", counts.Updated, "unchanged", counts.Unchanged,
-		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned,
+		"tombstoned", counts.Tombstoned, "revived", counts.Revived, "orphaned", counts.Orphaned, "left_out", m.left,
 		"begin_s", m.beginTook.Seconds(), "writes_s", t[0].Sub(m.opened).Seconds(),
 		"stage_wait_s", t[1].Sub(t[0]).Seconds(), "prepare_s", t[2].Sub(t[1]).Seconds(), "apply_s", t[3].Sub(t[2]).Seconds(),
 		"commit_s", time.Since(t[3]).Seconds())
@@ -595,6 +604,11 @@ func (m *merge) apply(ctx context.Context, tx pgx.Tx, first, direct bool, d dire
 			if err := m.unspool(ctx, tx); err != nil {
 				return c, "stage rows", err
 			}
+		}
+	}
+	if m.settle != nil {
+		if err := m.settle(ctx, tx); err != nil {
+			return c, "compare member digests", err
 		}
 	}
 	// Without statistics the planner guesses the staging table's size and may pick nested

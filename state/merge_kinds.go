@@ -3,6 +3,8 @@ package state
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/groupsync/groupsync/connectors"
@@ -420,6 +422,10 @@ type MembershipMerge struct {
 	known     map[string]struct{}
 	lastKnown string     // the last group found in known
 	rows      memberRows // Write's buffer, reused: write encodes the rows before it returns
+	// gate leaves out the groups whose members match the mirror's (merge_digest.go); nil
+	// on a first load, or when the mirror has too many groups to hold their digests.
+	gate    *digestGate
+	staging []byte // writeGated's buffer, reused
 }
 
 // BeginMembershipMerge starts a membership merge for a registered system.
@@ -439,6 +445,16 @@ func (s *Store) BeginMembershipMerge(ctx context.Context, system string) (*Membe
 		return nil, err
 	}
 	w.m = m
+	if m.spool == nil {
+		if err := w.startGate(ctx, s); err != nil {
+			m.rollback(ctx)
+			return nil, fmt.Errorf("state: begin membership merge for system %q: %w", system, err)
+		}
+		m.settle = w.settle
+		// Begin's time in the debug log includes the mirror's digests.
+		m.beginTook += time.Since(m.opened)
+		m.opened = time.Now()
+	}
 	return w, nil
 }
 
@@ -490,7 +506,35 @@ func (w *MembershipMerge) Write(ctx context.Context, page []connectors.Member) e
 		w.m.seq++
 		rows[i].seq = w.m.seq
 	}
+	if w.gate != nil {
+		return w.writeGated(ctx, rows)
+	}
 	return w.m.write(ctx, rows)
+}
+
+// writeGated stages the rows the gate does not hold, and the rows of groups it released
+// since the last Write.
+func (w *MembershipMerge) writeGated(ctx context.Context, rows memberRows) error {
+	g := w.gate
+	if g.err != nil {
+		// Later merges of this store stage every member: they need no local disk.
+		w.m.store.noSpool.Store(true)
+		return w.m.fail(fmt.Errorf("state: membership merge for system %q: %w", w.m.system, g.err))
+	}
+	if w.m.dups {
+		g.distrust()
+	}
+	b, n := w.staging[:0], 0
+	for i := range rows {
+		if !g.hold(&rows[i]) {
+			b = rows[i].appendCopy(b)
+			n++
+		}
+	}
+	b, n = append(b, g.release...), n+g.releaseRows
+	g.release, g.releaseRows = g.release[:0], 0
+	w.staging = b
+	return w.m.write(ctx, rawRows{b: b, n: n})
 }
 
 // noteGroup marks the spool unfit for the mirror table when a member's group was not in
@@ -516,15 +560,19 @@ type memberRows []memberRow
 func (p memberRows) len() int { return len(p) }
 func (p memberRows) appendCopy(b []byte) []byte {
 	for i := range p {
-		r := &p[i]
-		b = appendCopyInt(appendCopyRow(b, 1+5), r.seq)
-		b = appendCopyText(b, r.group)
-		b = appendCopyText(b, r.account)
-		b = appendCopyText(b, r.typ)
-		b = appendCopyText(b, r.role)
-		b = appendCopyText(b, r.email)
+		b = p[i].appendCopy(b)
 	}
 	return b
+}
+
+// appendCopy appends the row in the staging layout, seq first.
+func (r *memberRow) appendCopy(b []byte) []byte {
+	b = appendCopyInt(appendCopyRow(b, 1+5), r.seq)
+	b = appendCopyText(b, r.group)
+	b = appendCopyText(b, r.account)
+	b = appendCopyText(b, r.typ)
+	b = appendCopyText(b, r.role)
+	return appendCopyText(b, r.email)
 }
 
 // CompleteGroup records that every member page of groupID was read (whether or not any
@@ -533,6 +581,9 @@ func (p memberRows) appendCopy(b []byte) []byte {
 func (w *MembershipMerge) CompleteGroup(groupID string) {
 	w.complete = append(w.complete, groupID)
 	w.m.forgetKeys(groupID)
+	if w.gate != nil {
+		w.gate.complete(groupID)
+	}
 }
 
 // membershipColumns and membershipValues: as groupColumns and groupValues.
@@ -554,12 +605,30 @@ func (w *MembershipMerge) Commit(ctx context.Context) (MergeCounts, error) {
 		return MergeCounts{Inserted: n}, updateSystem(ctx, tx, w.m.system, w.m.begun, fmt.Sprintf(`, membership_count = %d`, n), nil)
 	}
 	d := directCopy{table: "memberships", columns: membershipColumns, finish: loaded}
+	defer w.gate.close()
+	if err := w.releaseHeld(ctx); err != nil {
+		w.m.fail(err) // commit reports it, and rolls back
+	}
 	return w.m.commit(ctx, d, func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
 		if first {
 			return w.firstLoad(ctx, tx)
 		}
 		return w.classify(ctx, tx)
 	})
+}
+
+// releaseHeld stages what the gate still holds: the groups that never completed (their
+// listing was cut short: they are compared, not tombstoned) and the rows released since
+// the last Write.
+func (w *MembershipMerge) releaseHeld(ctx context.Context) error {
+	g := w.gate
+	if g == nil || w.m.err != nil || w.m.ended {
+		return nil
+	}
+	for id, h := range g.held {
+		g.releaseGroup(id, h)
+	}
+	return w.writeGated(ctx, nil)
 }
 
 // firstLoad inserts the staged memberships of groups the mirror holds: the system has no
@@ -578,6 +647,7 @@ func (w *MembershipMerge) firstLoad(ctx context.Context, tx pgx.Tx) (MergeCounts
 		return c, err
 	}
 	c.Orphaned = distinct - c.Inserted
+	c.Unchanged = w.m.left // groups the digests left out, verified empty
 	if err := recordPull(ctx, tx, w.m.system, c.Inserted); err != nil {
 		return c, err
 	}
@@ -589,12 +659,81 @@ func (w *MembershipMerge) firstLoad(ctx context.Context, tx pgx.Tx) (MergeCounts
 // classify merges the staged memberships into a system that has some: same shape as the
 // group merge; tombstones are limited to the completed groups, and members of groups the
 // mirror lacks are left out (the mirror stores no membership without its group). Both
-// lookups are hashed subplans over small sets.
+// lookups are hashed subplans over small sets. Groups the member digests left out are
+// neither read nor tombstoned; when they are all there is, nothing is classified.
 func (w *MembershipMerge) classify(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
 	var c MergeCounts
-	complete := w.complete
-	if complete == nil {
-		complete = []string{}
+	complete, only, narrow := w.compared()
+	if narrow && len(only) == 0 {
+		c.Unchanged = w.m.left
+		return c, updateSystem(ctx, tx, w.m.system, w.m.begun, `, membership_count = membership_count + 0`, nil)
+	}
+	deltaRows, err := w.classifyDelta(ctx, tx, complete, only, narrow)
+	if err != nil {
+		return c, err
+	}
+	if err := analyzeDelta(ctx, tx, w.m.area.delta, deltaRows); err != nil {
+		return c, err
+	}
+	if err := membershipMergeHistory(ctx, tx, w.m.system, w.m.area.delta, deltaRows); err != nil {
+		return c, err
+	}
+	if c, err = w.writeDelta(ctx, tx); err != nil {
+		return c, err
+	}
+	if err := recordPull(ctx, tx, w.m.system, c.Inserted); err != nil {
+		return c, err
+	}
+	distinct, err := w.m.distinct(ctx, tx, "group_id, account_id")
+	if err != nil {
+		return c, err
+	}
+	c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - c.Orphaned + w.m.left
+	// The count moves by what this merge changed: a no-op merge reads no extra rows.
+	// The engine's own membership writes keep it in step the same way.
+	return c, updateSystem(ctx, tx, w.m.system, w.m.begun,
+		fmt.Sprintf(`, membership_count = membership_count + %d`, c.Inserted+c.Revived-c.Tombstoned), nil)
+}
+
+// compared says what classify compares: complete is the completed groups the digests did
+// not leave out (their members absent from the stream are tombstoned). With narrow, some
+// group was left out, and only the mirror rows of the groups in only (the staged and the
+// completed ones) are read: the others cannot change. Without it, every row of the system
+// is read, as before digests (a left-out group's rows are then found unlisted and not
+// tombstoned: written nothing).
+func (w *MembershipMerge) compared() (complete, only []string, narrow bool) {
+	complete = make([]string, 0, len(w.complete))
+	for _, id := range w.complete {
+		if !w.gate.left(id) {
+			complete = append(complete, id)
+		}
+	}
+	g := w.gate
+	if g == nil || g.restored || len(g.skipped) == 0 || g.staged == nil {
+		return complete, nil, false
+	}
+	// Each group once: a group read twice would be classified twice.
+	seen := make(map[string]struct{}, len(g.staged)+len(complete))
+	only = make([]string, 0, len(g.staged)+len(complete))
+	for _, ids := range [][]string{slices.Collect(maps.Keys(g.staged)), complete} {
+		for _, id := range ids {
+			if _, dup := seen[id]; !dup {
+				seen[id] = struct{}{}
+				only = append(only, id)
+			}
+		}
+	}
+	return complete, only, true
+}
+
+// classifyDelta fills the delta table with the staged keys (and, among the completed
+// groups, the mirror's) that need a write, and returns how many.
+func (w *MembershipMerge) classifyDelta(ctx context.Context, tx pgx.Tx, complete, only []string, narrow bool) (int64, error) {
+	cur, args := `memberships WHERE system = $1`, []any{w.m.system, complete}
+	if narrow {
+		// One index scan per group read, whatever the statistics say.
+		cur = `unnest($3::text[]) AS o(gid) CROSS JOIN LATERAL (SELECT * FROM memberships WHERE system = $1 AND group_id = o.gid) mb`
+		args = append(args, only)
 	}
 	tag, err := tx.Exec(ctx, `
 INSERT INTO `+w.m.area.delta+`
@@ -611,19 +750,19 @@ SELECT * FROM (
 		coalesce(src.group_id, cur.group_id), coalesce(src.account_id, cur.account_id),
 		src.member_type, src.role, src.email
 	FROM (`+w.m.source("group_id, account_id, member_type, role, email", "group_id, account_id")+`) src
-	FULL JOIN (SELECT group_id, account_id, member_type, role, email, deleted_at FROM memberships WHERE system = $1) cur
+	FULL JOIN (SELECT group_id, account_id, member_type, role, email, deleted_at FROM `+cur+`) cur
 		ON cur.group_id = src.group_id AND cur.account_id = src.account_id
-) classified WHERE op NOT IN ('unchanged', 'absent')`, w.m.system, complete)
+) classified WHERE op NOT IN ('unchanged', 'absent')`, args...)
 	if err != nil {
-		return c, fmt.Errorf("classify memberships: %w", err)
+		return 0, fmt.Errorf("classify memberships: %w", err)
 	}
-	if err := analyzeDelta(ctx, tx, w.m.area.delta, tag.RowsAffected()); err != nil {
-		return c, err
-	}
-	if err := membershipMergeHistory(ctx, tx, w.m.system, w.m.area.delta, tag.RowsAffected()); err != nil {
-		return c, err
-	}
-	err = tx.QueryRow(ctx, `
+	return tag.RowsAffected(), nil
+}
+
+// writeDelta applies the delta table to the mirror and counts it by operation.
+func (w *MembershipMerge) writeDelta(ctx context.Context, tx pgx.Tx) (MergeCounts, error) {
+	var c MergeCounts
+	err := tx.QueryRow(ctx, `
 WITH inserted AS (
 	INSERT INTO memberships (`+membershipColumns+`)
 	SELECT `+membershipValues+`
@@ -652,19 +791,11 @@ FROM `+w.m.area.delta, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.
 	if err != nil {
 		return c, fmt.Errorf("write memberships: %w", err)
 	}
-	if err := recordPull(ctx, tx, w.m.system, c.Inserted); err != nil {
-		return c, err
-	}
-	distinct, err := w.m.distinct(ctx, tx, "group_id, account_id")
-	if err != nil {
-		return c, err
-	}
-	c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived - c.Orphaned
-	// The count moves by what this merge changed: a no-op merge reads no extra rows.
-	// The engine's own membership writes keep it in step the same way.
-	return c, updateSystem(ctx, tx, w.m.system, w.m.begun,
-		fmt.Sprintf(`, membership_count = membership_count + %d`, c.Inserted+c.Revived-c.Tombstoned), nil)
+	return c, nil
 }
 
 // Rollback abandons the merge. It is a no-op after Commit, so it can be deferred.
-func (w *MembershipMerge) Rollback(ctx context.Context) { w.m.rollback(ctx) }
+func (w *MembershipMerge) Rollback(ctx context.Context) {
+	w.m.rollback(ctx)
+	w.gate.close()
+}

@@ -82,7 +82,7 @@ func (sp *spool) writer() {
 		n, err := sp.f.Write(b)
 		sp.size += int64(n)
 		if err != nil {
-			sp.err = fmt.Errorf("write the first-load spool file in %s (set TMPDIR to a directory with room): %w", os.TempDir(), err)
+			sp.err = fmt.Errorf("write the merge spool file in %s (set TMPDIR to a directory with room): %w", os.TempDir(), err)
 			return
 		}
 		sp.free <- b[:0]
@@ -126,7 +126,7 @@ func (sp *spool) rows() (io.Reader, error) {
 		return nil, sp.err
 	}
 	if _, err := sp.f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("rewind the first-load spool file: %w", err)
+		return nil, fmt.Errorf("rewind the merge spool file: %w", err)
 	}
 	return io.LimitReader(sp.f, sp.size), nil
 }
@@ -184,8 +184,12 @@ func (m *merge) copyDirect(ctx context.Context, tx pgx.Tx, d directCopy) (int64,
 
 // unspool COPYs the spooled rows unchanged into the staging table in tx, for a Commit that
 // cannot go direct: the rest of the merge is then the staged one.
-func (m *merge) unspool(ctx context.Context, tx pgx.Tx) error {
-	src, err := m.spool.rows()
+func (m *merge) unspool(ctx context.Context, tx pgx.Tx) error { return m.copySpool(ctx, tx, m.spool) }
+
+// copySpool COPYs the rows of sp (in the staging layout) unchanged into the staging table
+// in tx.
+func (m *merge) copySpool(ctx context.Context, tx pgx.Tx, sp *spool) error {
+	src, err := sp.rows()
 	if err != nil {
 		return err
 	}
@@ -280,7 +284,7 @@ func (r *copyRewriter) next() (bool, error) {
 		}
 		if r.srcDone {
 			if r.pos < len(r.in) {
-				return false, errors.New("the first-load spool file ends inside a row")
+				return false, errors.New("the merge spool file ends inside a row")
 			}
 			return false, nil
 		}
@@ -304,7 +308,7 @@ func (r *copyRewriter) read() error {
 	case errors.Is(err, io.EOF):
 		r.srcDone = true
 	case err != nil:
-		return fmt.Errorf("read the first-load spool file: %w", err)
+		return fmt.Errorf("read the merge spool file: %w", err)
 	}
 	return nil
 }
@@ -315,7 +319,7 @@ func (r *copyRewriter) split(b []byte) (n int, ok bool, err error) {
 		return 0, false, nil
 	}
 	if nf := int(binary.BigEndian.Uint16(b)); nf != r.fields {
-		return 0, false, fmt.Errorf("the first-load spool file holds a row of %d fields, want %d", nf, r.fields)
+		return 0, false, fmt.Errorf("the merge spool file holds a row of %d fields, want %d", nf, r.fields)
 	}
 	off := 2
 	r.row = r.row[:0]
