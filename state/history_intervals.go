@@ -76,24 +76,18 @@ func recordPull(ctx context.Context, tx pgx.Tx, system string, inserted int64) e
 }
 
 // membershipMergeHistory runs before a membership merge writes its delta (of deltaRows
-// rows): it closes the intervals of the memberships the delta tombstones and reopens those
-// it revives, as observed by ctx's run.
+// rows): it closes the intervals of the memberships the delta tombstones, as observed by
+// ctx's run. The intervals it revives are opened by the merge's own update of those rows
+// (reopenedMembership), so that a revival writes its row once.
 func membershipMergeHistory(ctx context.Context, tx pgx.Tx, system, delta string, deltaRows int64) error {
 	if deltaRows == 0 {
 		return nil // a no-op merge: not even a round trip
 	}
-	_, err := tx.Exec(ctx, `
-WITH closed AS (
-	`+closedMembership(`'observed'`, `$2::bigint`)+`
+	_, err := tx.Exec(ctx, closedMembership(`'observed'`, `$2::bigint`)+`
 	  FROM `+delta+` d
 	  JOIN memberships m ON m.system = $1 AND m.group_id = d.group_id AND m.account_id = d.account_id AND m.deleted_at IS NULL`+
 		membershipOrigin+`
-	 WHERE d.op = 'tombstoned'
-	RETURNING 1
-)
-UPDATE memberships m SET valid_from = now(), opened_by = 'observed', opened_run = $2::bigint
-  FROM `+delta+` d
- WHERE d.op = 'revived' AND m.system = $1 AND m.group_id = d.group_id AND m.account_id = d.account_id`,
+	 WHERE d.op = 'tombstoned'`,
 		system, runArg(ctx))
 	if err != nil {
 		return fmt.Errorf("record membership history: %w", err)
@@ -101,14 +95,39 @@ UPDATE memberships m SET valid_from = now(), opened_by = 'observed', opened_run 
 	return nil
 }
 
+// groupMoved says that delta row d changes the name or visibility of groups row g.
+const groupMoved = `(d.op = 'updated' AND (g.name, g.visibility) IS DISTINCT FROM (d.name, d.visibility))`
+
+// reopenedGroup is the SET list that a group merge's update of groups row g from delta row
+// d (updated or revived) adds: a revival, or a new name or visibility, opens an interval
+// observed by run (an SQL expression). It reads g as it was before the update.
+func reopenedGroup(run string) string {
+	return reopened("g", `(d.op = 'revived' OR `+groupMoved+`)`, run)
+}
+
+// reopened is the SET list opening a new interval of row alias, observed by run, where
+// cond holds, and keeping the row's interval elsewhere.
+func reopened(alias, cond, run string) string {
+	return `valid_from = CASE WHEN ` + cond + ` THEN now() ELSE ` + alias + `.valid_from END,
+		opened_by = CASE WHEN ` + cond + ` THEN 'observed' ELSE ` + alias + `.opened_by END,
+		opened_run = CASE WHEN ` + cond + ` THEN ` + run + ` ELSE ` + alias + `.opened_run END`
+}
+
+// reopenedMembership is the SET list that a membership merge's update of its delta row d
+// (updated or revived) adds to the update of memberships row m: a revived row opens a new
+// interval, observed by run (an SQL expression); an updated one keeps its interval.
+func reopenedMembership(run string) string {
+	return reopened("m", `d.op = 'revived'`, run)
+}
+
 // groupMergeHistory runs before a group merge writes its delta: a tombstoned group closes
 // its (name, visibility) interval and its members' intervals; an update that changes name
-// or visibility closes the old interval and opens the new one; a revival opens one.
+// or visibility closes the old interval. The merge's own update of the row opens the new
+// one, as it does a revived group's (reopenedGroup).
 func groupMergeHistory(ctx context.Context, tx pgx.Tx, system, delta string, deltaRows int64) error {
 	if deltaRows == 0 {
 		return nil // a no-op merge: not even a round trip
 	}
-	const moved = `(d.op = 'updated' AND (g.name, g.visibility) IS DISTINCT FROM (d.name, d.visibility))`
 	_, err := tx.Exec(ctx, `
 WITH members_closed AS (
 	`+closedMembership(`'observed'`, `$2::bigint`)+`
@@ -117,15 +136,10 @@ WITH members_closed AS (
 		membershipOrigin+`
 	 WHERE d.op = 'tombstoned'
 	RETURNING 1
-), closed AS (
-	`+closedGroup(`'observed'`, `$2::bigint`)+`
-	  JOIN `+delta+` d ON d.external_id = g.external_id
-	 WHERE g.system = $1 AND g.deleted_at IS NULL AND (d.op = 'tombstoned' OR `+moved+`)
-	RETURNING 1
 )
-UPDATE groups g SET valid_from = now(), opened_by = 'observed', opened_run = $2::bigint
-  FROM `+delta+` d
- WHERE g.system = $1 AND g.external_id = d.external_id AND (d.op = 'revived' OR `+moved+`)`,
+`+closedGroup(`'observed'`, `$2::bigint`)+`
+  JOIN `+delta+` d ON d.external_id = g.external_id
+ WHERE g.system = $1 AND g.deleted_at IS NULL AND (d.op = 'tombstoned' OR `+groupMoved+`)`,
 		system, runArg(ctx))
 	if err != nil {
 		return fmt.Errorf("record group history: %w", err)

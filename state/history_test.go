@@ -194,6 +194,120 @@ func TestNoOpPullAddsNoHistoryRows(t *testing.T) {
 	}
 }
 
+// rowUpdates installs a row trigger of the test's own on table and returns a function
+// counting the updates of the rows whose key column equals key since then.
+func rowUpdates(t *testing.T, s *state.Store, table, key string) func(value string) int {
+	t.Helper()
+	log := table + "_updates"
+	for _, sql := range []string{
+		`CREATE TABLE ` + log + ` (key text NOT NULL)`,
+		`CREATE FUNCTION count_` + log + `() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN INSERT INTO ` + log + ` VALUES (NEW.` + key + `); RETURN NEW; END $$`,
+		`CREATE TRIGGER count_` + log + ` AFTER UPDATE ON ` + table + ` FOR EACH ROW EXECUTE FUNCTION count_` + log + `()`,
+	} {
+		if _, err := s.Pool().Exec(t.Context(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func(value string) int {
+		t.Helper()
+		var n int
+		if err := s.Pool().QueryRow(t.Context(), `SELECT count(*) FROM `+log+` WHERE key = $1`, value).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+}
+
+// A member who comes back opens a new interval, observed by the pull's run, and the merge
+// writes the revived row once: reopening the interval is part of the revival's update, not
+// a second update of the same row (each changed row costs one tuple).
+func TestRevivalOpensItsIntervalInOneWrite(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	mergeGroups(t, s, []connectors.Group{group(0)}, true)
+	r1, r2, r3 := newRun(t, s), newRun(t, s), newRun(t, s)
+	pull(t, s, r1, "g0000", member("g0000", 1), member("g0000", 2))
+	pull(t, s, r2, "g0000", member("g0000", 2))
+
+	updates := rowUpdates(t, s, "memberships", "account_id")
+	between := dbNow(t, s)
+	if c := pull(t, s, r3, "g0000", member("g0000", 1), member("g0000", 2)); c.Revived != 1 || c.Unchanged != 1 {
+		t.Fatalf("revival pull: %+v", c)
+	}
+	if n := updates("u1"); n != 1 {
+		t.Errorf("the revived row was updated %d times, want once", n)
+	}
+	want := []changeRow{
+		{"u1", "joined", "observed", r1}, {"u2", "joined", "observed", r1},
+		{"u1", "left", "observed", r2}, {"u1", "joined", "observed", r3},
+	}
+	if got := membershipChanges(t, s, "g0000"); !slices.Equal(got, want) {
+		t.Errorf("membership_changes = %+v\nwant %+v", got, want)
+	}
+	if got := membersAt(t, s, "g0000", between); !slices.Equal(got, []string{"u2<user2@example.com>"}) {
+		t.Errorf("members_at before the revival = %v, want only u2", got)
+	}
+}
+
+// A group renamed, changed in its description only, tombstoned and revived is written
+// once per merge that changed it, its new intervals included.
+func TestGroupIntervalsOpenInOneWrite(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	run := newRun(t, s)
+	g := group(0)
+	mergeGroups(t, s, []connectors.Group{g, group(1)}, true)
+	updates := rowUpdates(t, s, "groups", "external_id")
+	ctx := state.WithRunID(t.Context(), run)
+	merge := func(gs ...connectors.Group) state.MergeCounts {
+		w, err := s.BeginGroupMerge(ctx, sys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Rollback(ctx)
+		if err := w.Write(ctx, gs); err != nil {
+			t.Fatal(err)
+		}
+		c, err := w.Commit(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	g.Name, g.Hash = "Renamed", "h2"
+	merge(g, group(1))
+	g.Description, g.Hash = "only the description", "h3"
+	merge(g, group(1))
+	merge(group(1))
+	if c := merge(g, group(1)); c.Revived != 1 {
+		t.Fatalf("revival: %+v", c)
+	}
+	if n := updates("g0000"); n != 4 {
+		t.Errorf("four merges that changed the group updated its row %d times, want 4", n)
+	}
+	rows, err := s.Pool().Query(t.Context(), `SELECT name || ' ' || coalesce(opened_run, 0) || '-' || coalesce(closed_run, -1)
+		FROM group_intervals WHERE system = $1 AND group_id = 'g0000' ORDER BY valid_from`, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"Group 0 0-" + fmt.Sprint(run), fmt.Sprintf("Renamed %d-%d", run, run), fmt.Sprintf("Renamed %d--1", run)}
+	if !slices.Equal(got, want) {
+		t.Errorf("group_intervals = %q, want %q", got, want)
+	}
+}
+
 // A group's renames and visibility changes are intervals too; its tombstone closes its own
 // interval and its members'.
 func TestGroupNameAndVisibilityIntervals(t *testing.T) {

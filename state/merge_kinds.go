@@ -199,7 +199,7 @@ WITH inserted AS (
 		state = d.state, membership_managed = d.membership_managed,
 		is_system = d.is_system, remote_created_at = d.remote_created_at,
 		remote_modified_at = d.remote_modified_at, raw = d.raw::jsonb, hash = d.hash,
-		updated_at = now(), deleted_at = NULL,
+		updated_at = now(), deleted_at = NULL, `+reopenedGroup(`$2::bigint`)+`,
 		origin_system = coalesce(g.origin_system, $1),
 		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
 	FROM `+w.m.area.delta+` d WHERE d.op IN ('updated', 'revived') AND g.system = $1 AND g.external_id = d.external_id
@@ -219,7 +219,7 @@ WITH inserted AS (
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
        count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'tombstoned'),
        (SELECT count(*) FROM members_gone)
-FROM `+w.m.area.delta, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned, &membersGone)
+FROM `+w.m.area.delta, w.m.system, runArg(ctx)).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned, &membersGone)
 		if err != nil {
 			return c, fmt.Errorf("write groups: %w", err)
 		}
@@ -771,7 +771,7 @@ WITH inserted AS (
 ), updated AS (
 	UPDATE memberships m SET
 		member_type = d.member_type, role = d.role, email = d.email,
-		updated_at = now(), deleted_at = NULL,
+		updated_at = now(), deleted_at = NULL, `+reopenedMembership(`$2::bigint`)+`,
 		origin_system = coalesce(m.origin_system, $1),
 		last_sync_in_status = 'modified', last_sync_in_date = now(), last_sync_in_error = NULL
 	FROM `+w.m.area.delta+` d WHERE d.op IN ('updated', 'revived')
@@ -787,7 +787,7 @@ WITH inserted AS (
 SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'updated'),
        count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'orphaned'),
        count(*) FILTER (WHERE op = 'tombstoned')
-FROM `+w.m.area.delta, w.m.system).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Orphaned, &c.Tombstoned)
+FROM `+w.m.area.delta, w.m.system, runArg(ctx)).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Orphaned, &c.Tombstoned)
 	if err != nil {
 		return c, fmt.Errorf("write memberships: %w", err)
 	}
