@@ -272,6 +272,8 @@ func execSQL(b *testing.B, s *state.Store, sql string, args ...any) {
 //	noop_tuples       tuples written by the no-op re-pull in the mirror's tables, the systems row
 //	                  and the merge_stages registry left out                                       (target 0)
 //	change_tuples     membership tuples written by a re-pull after 1% of memberships changed    (target = changed)
+//	few_tuples        membership tuples written by a re-pull after 1% of groups changed by one
+//	                  member each (target = few_rows); few_e2e/copy is its time / T_copy
 //	group_reqs/min, member_reqs/min   list requests / minimum pages                               (target 1)
 func BenchmarkPull(b *testing.B) {
 	for _, sz := range pullSizes {
@@ -360,8 +362,10 @@ func benchPull(b *testing.B, sz size) {
 			b.Fatalf("no-op pull counts %+v", c)
 		}
 
-		// 5. 1% of memberships change: half leave, half join (different groups).
-		changed := changeOnePercent(src)
+		// 5. 1% of memberships change: half leave, half join, one change per group. At both sizes
+		// that is every group (2,000 and 10,000), so no group is left out by its digest: the worst case
+		// for the membership merge, not a typical day (where a few groups change).
+		tn, changed := changeMembers(src, src.tenant, src.tenant.Memberships()/200)
 		before = d.stats(b)
 		st = d.openStore(b)
 		start = time.Now()
@@ -374,6 +378,21 @@ func benchPull(b *testing.B, sz size) {
 		change := delta(d.stats(b), before)
 		b.Logf("%s: no-op writes: %s", sz.name, describe(noop))
 		b.Logf("%s: 1%% change (%d rows) writes: %s; counts %+v", sz.name, changed, describe(change), c)
+
+		// 6. A typical day on top of that: 1% of the groups change by one member each, so the
+		// other 99% are left out by their digests.
+		_, fewChanged := changeMembers(src, tn, len(src.tenant.Groups)/200)
+		before = d.stats(b)
+		st = d.openStore(b)
+		start = time.Now()
+		c, err = pull(ctx, st, conn, "devrev", 4)
+		tFew := time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.closeAndFlush(b, st)
+		few := delta(d.stats(b), before)
+		b.Logf("%s: 1%% of groups change (%d rows) writes: %s; counts %+v", sz.name, fewChanged, describe(few), c)
 		restoreTenant(src)
 
 		var noopMirror int64
@@ -395,6 +414,9 @@ func benchPull(b *testing.B, sz size) {
 		b.ReportMetric(float64(change["memberships"].total()), "change_tuples")
 		b.ReportMetric(float64(changed), "changed_rows")
 		b.ReportMetric(tChange.Seconds()/tCopy.Seconds(), "change_e2e/copy")
+		b.ReportMetric(float64(few["memberships"].total()), "few_tuples")
+		b.ReportMetric(float64(fewChanged), "few_rows")
+		b.ReportMetric(tFew.Seconds()/tCopy.Seconds(), "few_e2e/copy")
 		b.ReportMetric(float64(groupReqs)/float64(gMin), "group_reqs/min")
 		b.ReportMetric(float64(memberReqs)/float64(mMin), "member_reqs/min")
 		b.ReportMetric(float64(memberships)/tE2E.Seconds(), "memberships/s")
@@ -463,12 +485,12 @@ func mergePages(b *testing.B, st *state.Store, pages [][]connectors.Member) stat
 	return c
 }
 
-// changeOnePercent reseeds the source with 1% of memberships changed: the first k groups
-// each lose their last member and the next k each gain one; it returns 2k.
-func changeOnePercent(src *source) int {
-	k := src.tenant.Memberships() / 200
-	tn := src.tenant
-	tn.Groups = append([]simkit.TenantGroup(nil), src.tenant.Groups...)
+// changeMembers reseeds the source with base changed by 2k memberships: the first k groups
+// each lose their last member and the next k each gain one. It returns the tenant seeded
+// and 2k.
+func changeMembers(src *source, base simkit.Tenant, k int) (simkit.Tenant, int) {
+	tn := base
+	tn.Groups = append([]simkit.TenantGroup(nil), base.Groups...)
 	for i := range k {
 		g := &tn.Groups[i%len(tn.Groups)]
 		g.Members = g.Members[:len(g.Members)-1]
@@ -484,7 +506,7 @@ func changeOnePercent(src *source) int {
 		g.Members = append(append([]int32(nil), g.Members...), next)
 	}
 	src.sim.Seed(tn)
-	return 2 * k
+	return tn, 2 * k
 }
 
 func restoreTenant(src *source) { src.sim.Seed(src.tenant) }

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -201,10 +202,14 @@ func (s *Server) now() time.Time { return s.opts.Now().UTC().Truncate(time.Milli
 
 // Seed replaces the tenant: every person becomes an active dev user, every group a static
 // dev-user group with its members (DevRev has no member roles, so managers are members).
+// A group the tenant had before under the same name keeps its created_date, and its
+// modified_date too when its description and members are the same, as the API's own
+// writes leave them: a reseed that changes a few groups changes only their dates.
 func (s *Server) Seed(t simkit.Tenant) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
+	before := s.groupsByNameLocked()
 	s.users = make([]devUser, 0, len(t.People))
 	s.userByEmail = make(map[string]int32, len(t.People))
 	s.revUsers = nil
@@ -219,9 +224,27 @@ func (s *Server) Seed(t simkit.Tenant) {
 		for i, m := range tg.Members {
 			g.members[i] = memberRef{kind: kindDev, idx: m}
 		}
+		if old := before[g.name]; old != nil {
+			g.created = old.created
+			if old.description == g.description && slices.Equal(old.members, g.members) {
+				g.modified = old.modified
+			}
+		}
 		s.groupByName[g.name] = int32(len(s.groups))
 		s.groups = append(s.groups, g)
 	}
+}
+
+// groupsByNameLocked indexes the static dev-user groups by name, for Seed. Members are
+// compared by user index, which is their DON id: the same id is the same member.
+func (s *Server) groupsByNameLocked() map[string]*group {
+	out := make(map[string]*group, len(s.groups))
+	for _, g := range s.groups {
+		if !g.dynamic && g.memberType == "dev_user" {
+			out[g.name] = g
+		}
+	}
+	return out
 }
 
 // normalizeEmail is the lookup key of the email filter (DevRev's matching is not
