@@ -233,6 +233,22 @@ func (d *db) closeAndFlush(b *testing.B, s *state.Store) {
 	}
 }
 
+// repull pulls the source into the mirror again and returns how long the pull took, its
+// counts and the tuples it wrote.
+func (d *db) repull(b *testing.B, conn connectors.Connector) (time.Duration, state.MergeCounts, map[string]tupleWrites) {
+	before := d.stats(b)
+	st := d.openStore(b)
+	execSQL(b, d.admin, `CHECKPOINT`)
+	start := time.Now()
+	c, err := pull(context.WithoutCancel(b.Context()), st, conn, "devrev", 4)
+	took := time.Since(start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d.closeAndFlush(b, st)
+	return took, c, delta(d.stats(b), before)
+}
+
 func delta(after, before map[string]tupleWrites) map[string]tupleWrites {
 	out := map[string]tupleWrites{}
 	for k, v := range after {
@@ -347,17 +363,7 @@ func benchPull(b *testing.B, sz size) {
 		d.closeAndFlush(b, st)
 
 		// 4. Full no-op re-pull: nothing may be written.
-		before := d.stats(b)
-		st = d.openStore(b)
-		execSQL(b, d.admin, `CHECKPOINT`)
-		start = time.Now()
-		c, err = pull(ctx, st, conn, "devrev", 4)
-		tNoopE2E := time.Since(start)
-		if err != nil {
-			b.Fatal(err)
-		}
-		d.closeAndFlush(b, st)
-		noop := delta(d.stats(b), before)
+		tNoopE2E, c, noop := d.repull(b, conn)
 		if c.Unchanged != int64(memberships) {
 			b.Fatalf("no-op pull counts %+v", c)
 		}
@@ -366,32 +372,14 @@ func benchPull(b *testing.B, sz size) {
 		// that is every group (2,000 and 10,000), so no group is left out by its digest: the worst case
 		// for the membership merge, not a typical day (where a few groups change).
 		tn, changed := changeMembers(src, src.tenant, src.tenant.Memberships()/200)
-		before = d.stats(b)
-		st = d.openStore(b)
-		start = time.Now()
-		c, err = pull(ctx, st, conn, "devrev", 4)
-		tChange := time.Since(start)
-		if err != nil {
-			b.Fatal(err)
-		}
-		d.closeAndFlush(b, st)
-		change := delta(d.stats(b), before)
+		tChange, c, change := d.repull(b, conn)
 		b.Logf("%s: no-op writes: %s", sz.name, describe(noop))
 		b.Logf("%s: 1%% change (%d rows) writes: %s; counts %+v", sz.name, changed, describe(change), c)
 
 		// 6. A typical day on top of that: 1% of the groups change by one member each, so the
 		// other 99% are left out by their digests.
 		_, fewChanged := changeMembers(src, tn, len(src.tenant.Groups)/200)
-		before = d.stats(b)
-		st = d.openStore(b)
-		start = time.Now()
-		c, err = pull(ctx, st, conn, "devrev", 4)
-		tFew := time.Since(start)
-		if err != nil {
-			b.Fatal(err)
-		}
-		d.closeAndFlush(b, st)
-		few := delta(d.stats(b), before)
+		tFew, c, few := d.repull(b, conn)
 		b.Logf("%s: 1%% of groups change (%d rows) writes: %s; counts %+v", sz.name, fewChanged, describe(few), c)
 		restoreTenant(src)
 

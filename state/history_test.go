@@ -286,22 +286,8 @@ func TestGroupIntervalsOpenInOneWrite(t *testing.T) {
 	if n := updates("g0000"); n != 4 {
 		t.Errorf("four merges that changed the group updated its row %d times, want 4", n)
 	}
-	rows, err := s.Pool().Query(t.Context(), `SELECT name || ' ' || coalesce(opened_run, 0) || '-' || coalesce(closed_run, -1)
-		FROM group_intervals WHERE system = $1 AND group_id = 'g0000' ORDER BY valid_from`, sys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for rows.Next() {
-		var r string
-		if err := rows.Scan(&r); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	got := dump(t, s, `SELECT name || ' ' || coalesce(opened_run, 0) || '-' || coalesce(closed_run, -1)
+		FROM group_intervals WHERE system = '`+sys+`' AND group_id = 'g0000' ORDER BY valid_from`)
 	want := []string{"Group 0 0-" + fmt.Sprint(run), fmt.Sprintf("Renamed %d-%d", run, run), fmt.Sprintf("Renamed %d--1", run)}
 	if !slices.Equal(got, want) {
 		t.Errorf("group_intervals = %q, want %q", got, want)
