@@ -59,8 +59,10 @@ type Store struct {
 	logger *slog.Logger
 	// copyMode is how merges stage rows; tests and benchmarks compare the modes.
 	copyMode copyMode
-	// noSpool is set once a first-load spool file could not be written (no room in
-	// $TMPDIR, say): this store's later first loads stage instead (see merge_spool.go).
+	// noSpool is set once a local file of a merge could not be written (no room in
+	// $TMPDIR, say): a first load's spool or the member digests' fallback file. This
+	// store's later first loads stage instead, and its membership merges stage every
+	// member without digests (see merge_spool.go and merge_digest.go).
 	noSpool atomic.Bool
 }
 
