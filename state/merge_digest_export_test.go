@@ -25,3 +25,11 @@ func SetDigestHoldBytes(s *Store, n int) {
 	k.digestHold = n
 	mergeKnobsByStore.Store(s, k)
 }
+
+// BreakDigestFallback closes the file w's left-out groups' rows go to, as a full disk or a
+// removed TMPDIR would make it fail, so tests can see a merge that needs it fail cleanly.
+func BreakDigestFallback(w *MembershipMerge) {
+	if w.gate != nil && w.gate.fallback != nil {
+		_ = w.gate.fallback.f.Close()
+	}
+}

@@ -138,6 +138,69 @@ func TestMemberDigestsLeaveOutUnchangedGroups(t *testing.T) {
 	sameRows(t, "memberships", dump(t, s, q), dump(t, full, q))
 }
 
+// Without a usable TMPDIR there is no fallback file for the left-out groups: the merge
+// stages every member, as without digests, and still writes nothing for a no-op.
+func TestMemberDigestsWithoutTempDirStageEverything(t *testing.T) {
+	s := newStore(t)
+	mergeGroups(t, s, groups(4), true)
+	pages := digestListing(4, 5)
+	if c, _, _ := mergePagesOf(t, s, pages, nil); c.Inserted != 20 {
+		t.Fatalf("first load counts %+v", c)
+	}
+	t.Setenv("TMPDIR", t.TempDir()+"/missing")
+	before := xid(t, s)
+	c, left, staged := mergePagesOf(t, s, pages, nil)
+	wantCounts(t, c, state.MergeCounts{Unchanged: 20})
+	if left != 0 || staged != 20 {
+		t.Fatalf("no-op merge without TMPDIR left out %d rows and staged %d, want 0 and 20", left, staged)
+	}
+	if n := writtenSince(t, s, "memberships", before); n != 0 {
+		t.Fatalf("no-op merge wrote %d membership rows", n)
+	}
+}
+
+// When the left-out groups must be compared after all (the mirror changed mid-merge) and
+// their fallback file cannot be read back, the merge fails, saying where to look, and
+// changes nothing; the next merge completes.
+func TestMemberDigestsFailCleanlyWhenTheFallbackFileFails(t *testing.T) {
+	s := newStore(t)
+	mergeGroups(t, s, groups(4), true)
+	pages := digestListing(4, 5)
+	mergePagesOf(t, s, pages, nil)
+	changed := digestListing(4, 5)
+	changed[1] = changed[1][:4]
+	if _, err := s.Pool().Exec(t.Context(), `UPDATE memberships SET role = 'admin' WHERE system = $1 AND group_id = 'g0002'`, sys); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := t.Context()
+	w, err := s.BeginMembershipMerge(ctx, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Rollback(ctx)
+	for _, p := range changed {
+		if err := w.Write(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		w.CompleteGroup(p[0].GroupID)
+	}
+	state.BreakDigestFallback(w)
+	// g0000 and g0003 are left out; this write makes g0003 differ, so Commit needs their rows.
+	if _, err := s.Pool().Exec(ctx, `UPDATE memberships SET role = 'admin' WHERE system = $1 AND group_id = 'g0003' AND account_id = 'u000'`, sys); err != nil {
+		t.Fatal(err)
+	}
+	before := dump(t, s, liveMembersQuery)
+	_, err = w.Commit(ctx)
+	if err == nil || !strings.Contains(err.Error(), "TMPDIR") {
+		t.Fatalf("commit with a broken fallback file: %v, want an error naming TMPDIR", err)
+	}
+	sameRows(t, "memberships after the failed merge", dump(t, s, liveMembersQuery), before)
+
+	c, _, _ := mergePagesOf(t, s, changed, nil)
+	wantCounts(t, c, state.MergeCounts{Updated: 6, Tombstoned: 1, Unchanged: 13})
+}
+
 // Whatever changes the mirror while a merge lists (a push, a revert, a person with psql),
 // the left-out groups are compared again under the merge lock, and a group that no longer
 // matches is merged as the full compare would merge it: the complete listing wins.
