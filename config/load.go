@@ -380,7 +380,21 @@ func lastKey(key string) string {
 	return key
 }
 
+// applyDefaults fills in what neither the file nor the environment gave: the top-level
+// settings, then each system's, then each flow's.
 func applyDefaults(cfg *Config, present *presence) {
+	applyTopLevelDefaults(cfg, present)
+	for name, s := range cfg.Systems {
+		cfg.Systems[name] = systemDefaults(s)
+	}
+	for name, f := range cfg.Flows {
+		cfg.Flows[name] = flowDefaults(cfg, name, f, present)
+	}
+}
+
+// applyTopLevelDefaults fills in the database, accounts, log, listener, lease and history
+// settings.
+func applyTopLevelDefaults(cfg *Config, present *presence) {
 	if cfg.Database.Schema == "" {
 		cfg.Database.Schema = DefaultSchema
 	}
@@ -415,61 +429,67 @@ func applyDefaults(cfg *Config, present *presence) {
 	if !present.has("history", "retention") {
 		cfg.History.Retention = DefaultHistoryRetention
 	}
-	for name, s := range cfg.Systems {
-		if s.BaseURL == "" {
-			s.BaseURL = DefaultBaseURLs[s.Kind]
-		}
-		// Zero means "default" for the transport knobs: no one wants a 0s timeout.
-		if s.Timeout == 0 {
-			s.Timeout = DefaultTimeout
-		}
-		if s.MaxAttempts == 0 {
-			s.MaxAttempts = DefaultMaxAttempts
-		}
-		if s.MaxBodyBytes == 0 {
-			s.MaxBodyBytes = DefaultMaxBodyBytes
-		}
-		if s.MatchBy == "" {
-			s.MatchBy = connectors.MatchByEmail
-		}
-		cfg.Systems[name] = s
+}
+
+// systemDefaults returns s with its kind's base URL, the transport defaults and match_by
+// filled in.
+func systemDefaults(s System) System {
+	if s.BaseURL == "" {
+		s.BaseURL = DefaultBaseURLs[s.Kind]
 	}
-	for name, f := range cfg.Flows {
-		has := func(path ...string) bool { return present.has(append([]string{"flows", name}, path...)...) }
-		if f.Matching.By == "" {
-			// How the systems key their accounts decides how the flow can match them.
-			f.Matching.By = string(connectors.MatchByEmail)
-			if src, ok := cfg.Systems[f.Source]; ok && src.MatchBy != "" {
-				f.Matching.By = string(src.MatchBy)
-			}
-		}
-		if f.Membership == "" {
-			f.Membership = MembershipMirror
-		}
-		if !has("create_groups") {
-			f.CreateGroups = true
-		}
-		if f.DeleteGroups == "" {
-			f.DeleteGroups = DeleteNever
-		}
-		// Zero is a meaningful limit ("block any"), so only an absent key gets the default.
-		if !has("limits", "max_member_removals") {
-			f.Limits.MaxMemberRemovals = DefaultMaxMemberRemovals
-		}
-		if !has("limits", "max_member_removals_percent") {
-			f.Limits.MaxMemberRemovalsPercent = DefaultMaxMemberRemovalsPercent
-		}
-		if !has("limits", "max_group_deletions") {
-			f.Limits.MaxGroupDeletions = DefaultMaxGroupDeletions
-		}
-		if !has("limits", "min_source_ratio") {
-			f.Limits.MinSourceRatio = DefaultMinSourceRatio
-		}
-		if f.MaxChangeAttempts == 0 {
-			f.MaxChangeAttempts = DefaultMaxChangeAttempts
-		}
-		cfg.Flows[name] = f
+	// Zero means "default" for the transport knobs: no one wants a 0s timeout.
+	if s.Timeout == 0 {
+		s.Timeout = DefaultTimeout
 	}
+	if s.MaxAttempts == 0 {
+		s.MaxAttempts = DefaultMaxAttempts
+	}
+	if s.MaxBodyBytes == 0 {
+		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if s.MatchBy == "" {
+		s.MatchBy = connectors.MatchByEmail
+	}
+	return s
+}
+
+// flowDefaults returns flow name's f with matching, membership, group policies, limits and
+// max_change_attempts filled in.
+func flowDefaults(cfg *Config, name string, f Flow, present *presence) Flow {
+	has := func(path ...string) bool { return present.has(append([]string{"flows", name}, path...)...) }
+	if f.Matching.By == "" {
+		// How the systems key their accounts decides how the flow can match them.
+		f.Matching.By = string(connectors.MatchByEmail)
+		if src, ok := cfg.Systems[f.Source]; ok && src.MatchBy != "" {
+			f.Matching.By = string(src.MatchBy)
+		}
+	}
+	if f.Membership == "" {
+		f.Membership = MembershipMirror
+	}
+	if !has("create_groups") {
+		f.CreateGroups = true
+	}
+	if f.DeleteGroups == "" {
+		f.DeleteGroups = DeleteNever
+	}
+	// Zero is a meaningful limit ("block any"), so only an absent key gets the default.
+	if !has("limits", "max_member_removals") {
+		f.Limits.MaxMemberRemovals = DefaultMaxMemberRemovals
+	}
+	if !has("limits", "max_member_removals_percent") {
+		f.Limits.MaxMemberRemovalsPercent = DefaultMaxMemberRemovalsPercent
+	}
+	if !has("limits", "max_group_deletions") {
+		f.Limits.MaxGroupDeletions = DefaultMaxGroupDeletions
+	}
+	if !has("limits", "min_source_ratio") {
+		f.Limits.MinSourceRatio = DefaultMinSourceRatio
+	}
+	if f.MaxChangeAttempts == 0 {
+		f.MaxChangeAttempts = DefaultMaxChangeAttempts
+	}
+	return f
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -228,23 +228,41 @@ func validateAccounts(a Accounts, p *problems) {
 	}
 }
 
+// validateSystem checks one system: its name and kind, then what its kind requires. A
+// scim_inbound system is served by the face, so it has checks of its own.
 func validateSystem(name string, s System, p *problems) {
 	key := "systems." + name
 	if !nameRE.MatchString(name) {
 		p.add(key, "system name %q must match [a-z0-9][a-z0-9-]*", name)
 	}
 	env := SystemEnvPrefix(name)
-	if !slices.Contains(kinds, s.Kind) {
-		if s.Kind == "" {
-			p.add(key+".kind", "required: one of airtable, devrev, scim, scim_inbound, selfcommunity, socialcast")
-		} else {
-			p.add(key+".kind", "unknown kind %q: use airtable, devrev, scim, scim_inbound, selfcommunity or socialcast", s.Kind)
-		}
-	}
+	validateSystemKind(key, s.Kind, p)
 	if s.Kind == connectors.KindSCIMInbound {
 		validateSCIMInbound(key, env, s, p)
 		return
 	}
+	validateBaseURL(key, s, p)
+	validateCredentials(key, env, s, p)
+	validateNoPlaceholderSecrets(key, env, s, p)
+	validateSystemMatchBy(key, s, p)
+	validateTransport(key, s, p)
+}
+
+// validateSystemKind checks that the system names one of the known kinds.
+func validateSystemKind(key string, kind connectors.Kind, p *problems) {
+	if slices.Contains(kinds, kind) {
+		return
+	}
+	if kind == "" {
+		p.add(key+".kind", "required: one of airtable, devrev, scim, scim_inbound, selfcommunity, socialcast")
+	} else {
+		p.add(key+".kind", "unknown kind %q: use airtable, devrev, scim, scim_inbound, selfcommunity or socialcast", kind)
+	}
+}
+
+// validateBaseURL checks that base_url is given where the kind has no default host, and is
+// an http(s) URL: plain http only to a loopback host or with allow_insecure_http.
+func validateBaseURL(key string, s System, p *problems) {
 	if s.BaseURL == "" {
 		switch s.Kind {
 		case connectors.KindSelfCommunity, connectors.KindSocialcast:
@@ -257,7 +275,11 @@ func validateSystem(name string, s System, p *problems) {
 	} else if err := apiclient.CheckScheme(u, s.AllowInsecureHTTP); err != nil {
 		p.add(key+".base_url", "%v", err)
 	}
+}
 
+// validateCredentials checks that the system has the credentials its kind authenticates
+// with, and kind-specific options (airtable's enterprise account, scim's options).
+func validateCredentials(key, env string, s System, p *problems) {
 	missing := func(what string, envs ...string) {
 		p.add(key, "kind %s needs %s (env %s)", s.Kind, what, strings.Join(envs, " or "))
 	}
@@ -287,7 +309,11 @@ func validateSystem(name string, s System, p *problems) {
 			missing("token, or username with password", env+"TOKEN", env+"USERNAME + "+env+"PASSWORD")
 		}
 	}
+}
 
+// validateNoPlaceholderSecrets checks that no secret of the system is a placeholder left
+// in place of the real credential.
+func validateNoPlaceholderSecrets(key, env string, s System, p *problems) {
 	for _, sec := range []struct {
 		key, env string
 		v        secret.Value
@@ -297,7 +323,10 @@ func validateSystem(name string, s System, p *problems) {
 				sec.v.Reveal(), env, sec.env, env, sec.env, sec.key)
 		}
 	}
+}
 
+// validateSystemMatchBy checks that match_by is a key the system's kind can match accounts by.
+func validateSystemMatchBy(key string, s System, p *problems) {
 	switch s.MatchBy {
 	case "", connectors.MatchByEmail:
 	case connectors.MatchByExtID:
@@ -307,7 +336,11 @@ func validateSystem(name string, s System, p *problems) {
 	default:
 		p.add(key+".match_by", "%q is not a way to match accounts: use email or ext_id", s.MatchBy)
 	}
+}
 
+// validateTransport checks the client knobs: rate limit, timeouts, retries, body and page
+// sizes, and concurrency.
+func validateTransport(key string, s System, p *problems) {
 	if s.RateLimit < 0 {
 		p.add(key+".rate_limit", "must be >= 0 (0 = the connector's default), got %v", s.RateLimit)
 	}
@@ -334,16 +367,38 @@ func validateSystem(name string, s System, p *problems) {
 	}
 }
 
+// validateFlow checks one flow: its name, the systems it reads and writes, its schedule,
+// scope, links, matching, policies and limits.
 func validateFlow(cfg *Config, name string, f Flow, p *problems) {
 	key := "flows." + name
 	if !nameRE.MatchString(name) {
 		p.add(key, "flow name %q must match [a-z0-9][a-z0-9-]*", name)
 	}
+	validateFlowSource(cfg, key, f, p)
+	validateFlowTargets(cfg, key, f, p)
+	validateFlowSchedule(key, f.Schedule, p)
+	validateScope(key+".scope", f.Scope, p)
+	validateLinks(key, f, p)
+	validateMatching(cfg, key, f, p)
+	validatePolicies(key, f, p)
+	validateLimits(key, f.Limits, p)
+	if f.MaxChangeAttempts < 1 {
+		p.add(key+".max_change_attempts", "must be >= 1, got %d", f.MaxChangeAttempts)
+	}
+}
+
+// validateFlowSource checks that the flow's source is given and is a configured system.
+func validateFlowSource(cfg *Config, key string, f Flow, p *problems) {
 	if f.Source == "" {
 		p.add(key+".source", "required: the system groups are read from")
 	} else if _, ok := cfg.Systems[f.Source]; !ok {
 		p.add(key+".source", "unknown system %q", f.Source)
 	}
+}
+
+// validateFlowTargets checks that the flow has targets, each a configured system other
+// than the source, writable (not scim_inbound) and listed once.
+func validateFlowTargets(cfg *Config, key string, f Flow, p *problems) {
 	if len(f.Targets) == 0 {
 		p.add(key+".targets", "at least one target system is required")
 	}
@@ -364,13 +419,20 @@ func validateFlow(cfg *Config, name string, f Flow, p *problems) {
 			}
 		}
 	}
-	if f.Schedule == "" {
+}
+
+// validateFlowSchedule checks that the flow's schedule is given and parses.
+func validateFlowSchedule(key, schedule string, p *problems) {
+	if schedule == "" {
 		p.add(key+".schedule", `required: a cron expression such as "*/15 * * * *" or "@every 10m"`)
-	} else if _, err := ParseSchedule(f.Schedule); err != nil {
+	} else if _, err := ParseSchedule(schedule); err != nil {
 		p.add(key+".schedule", "%v", err)
 	}
-	validateScope(key+".scope", f.Scope, p)
+}
 
+// validateLinks checks the flow's explicit links: each complete, on one of the flow's
+// targets, and no source group or target group linked twice on one target system.
+func validateLinks(key string, f Flow, p *problems) {
 	seenLink := map[[2]string]int{}
 	seenTarget := map[[2]string]int{}
 	for i, l := range f.Links {
@@ -395,9 +457,10 @@ func validateFlow(cfg *Config, name string, f Flow, p *problems) {
 			seenTarget[[2]string{l.TargetSystem, l.Target}] = i
 		}
 	}
+}
 
-	validateMatching(cfg, key, f, p)
-
+// validatePolicies checks that the flow's membership mode and delete_groups policy are known.
+func validatePolicies(key string, f Flow, p *problems) {
 	switch f.Membership {
 	case MembershipMirror, MembershipAddOnly:
 	default:
@@ -408,7 +471,10 @@ func validateFlow(cfg *Config, name string, f Flow, p *problems) {
 	default:
 		p.add(key+".delete_groups", "%q is not a policy: use never, archive or delete", f.DeleteGroups)
 	}
-	l := f.Limits
+}
+
+// validateLimits checks that the flow's safety limits are in range.
+func validateLimits(key string, l Limits, p *problems) {
 	if l.MaxMemberRemovals < 0 {
 		p.add(key+".limits.max_member_removals", "must be >= 0, got %d", l.MaxMemberRemovals)
 	}
@@ -420,9 +486,6 @@ func validateFlow(cfg *Config, name string, f Flow, p *problems) {
 	}
 	if l.MinSourceRatio < 0 || l.MinSourceRatio > 1 {
 		p.add(key+".limits.min_source_ratio", "must be between 0 and 1, got %v", l.MinSourceRatio)
-	}
-	if f.MaxChangeAttempts < 1 {
-		p.add(key+".max_change_attempts", "must be >= 1, got %d", f.MaxChangeAttempts)
 	}
 }
 
