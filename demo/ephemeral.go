@@ -59,18 +59,8 @@ func (e *Ephemeral) URL() string {
 // Postgres server on a free local port, returning once it accepts connections. When this
 // process is root, initdb and the server run as an unprivileged account.
 func StartEphemeral(ctx context.Context, o EphemeralOptions) (*Ephemeral, error) {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.StartTimeout <= 0 {
-		o.StartTimeout = 60 * time.Second
-	}
-	binDir := o.BinDir
-	if binDir == "" {
-		var err error
-		if binDir, err = FindPostgresBinaries(); err != nil {
-			return nil, err
-		}
+	if err := o.setDefaults(); err != nil {
+		return nil, err
 	}
 	cred, account, err := serverAccount(o.User)
 	if err != nil {
@@ -81,7 +71,7 @@ func StartEphemeral(ctx context.Context, o EphemeralOptions) (*Ephemeral, error)
 	if err != nil {
 		return nil, fmt.Errorf("demo: private postgres: temp dir: %w", err)
 	}
-	e := &Ephemeral{Dir: dir, BinDir: binDir, User: account, exited: make(chan struct{}), logger: o.Logger}
+	e := &Ephemeral{Dir: dir, BinDir: o.BinDir, User: account, exited: make(chan struct{}), logger: o.Logger}
 	ok := false
 	defer func() {
 		if !ok {
@@ -98,47 +88,83 @@ func StartEphemeral(ctx context.Context, o EphemeralOptions) (*Ephemeral, error)
 	defer cancel()
 
 	data := filepath.Join(dir, "data")
-	initdb := exec.CommandContext(sctx, filepath.Join(binDir, "initdb"),
+	if err := e.initCluster(sctx, data, cred); err != nil {
+		return nil, err
+	}
+	logPath, err := e.startServer(data, cred)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.waitReady(sctx, logPath); err != nil {
+		return nil, err
+	}
+	ok = true
+	o.Logger.Info("private postgres started", "port", e.Port, "dir", dir, "account", accountName(account))
+	return e, nil
+}
+
+// setDefaults fills in the options left zero, finding the PostgreSQL binaries if need be.
+func (o *EphemeralOptions) setDefaults() error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = 60 * time.Second
+	}
+	if o.BinDir == "" {
+		binDir, err := FindPostgresBinaries()
+		if err != nil {
+			return err
+		}
+		o.BinDir = binDir
+	}
+	return nil
+}
+
+// initCluster runs initdb to create the cluster in data, as cred's account when not nil.
+func (e *Ephemeral) initCluster(ctx context.Context, data string, cred *syscall.Credential) error {
+	initdb := exec.CommandContext(ctx, filepath.Join(e.BinDir, "initdb"),
 		"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
-	initdb.Dir = dir // the caller's directory may be closed to the server's account
+	initdb.Dir = e.Dir // the caller's directory may be closed to the server's account
 	initdb.Env = serverEnv()
 	initdb.SysProcAttr = serverProcAttr(cred)
 	if out, err := initdb.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("demo: private postgres: initdb (%s, as %s): %w: %s", binDir, accountName(account), err, tail(out))
+		return fmt.Errorf("demo: private postgres: initdb (%s, as %s): %w: %s", e.BinDir, accountName(e.User), err, tail(out))
 	}
+	return nil
+}
 
+// startServer starts the server on the cluster in data, on a free port, as cred's account
+// when not nil, and returns the path of its log. It does not wait for it to be ready; the
+// server's exit closes e.exited.
+func (e *Ephemeral) startServer(data string, cred *syscall.Credential) (logPath string, err error) {
 	port, err := freePort()
 	if err != nil {
-		return nil, fmt.Errorf("demo: private postgres: %w", err)
+		return "", fmt.Errorf("demo: private postgres: %w", err)
 	}
 	e.Port = port
-	logPath := filepath.Join(dir, "postgres.log")
+	logPath = filepath.Join(e.Dir, "postgres.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return nil, fmt.Errorf("demo: private postgres: server log: %w", err)
+		return "", fmt.Errorf("demo: private postgres: server log: %w", err)
 	}
 	defer logFile.Close() // the server holds its own copy of the descriptor
-	e.cmd = exec.Command(filepath.Join(binDir, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
+	e.cmd = exec.Command(filepath.Join(e.BinDir, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", e.Dir,
 		"-c", "listen_addresses=127.0.0.1",
 		// A demo mirror is thrown away on exit: durability would only cost time.
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
-	e.cmd.Dir = dir
+	e.cmd.Dir = e.Dir
 	e.cmd.Env = serverEnv()
 	e.cmd.Stdout, e.cmd.Stderr = logFile, logFile
 	e.cmd.SysProcAttr = serverProcAttr(cred)
 	if err := e.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("demo: private postgres: start server: %w", err)
+		return "", fmt.Errorf("demo: private postgres: start server: %w", err)
 	}
 	go func() {
 		e.waitErr = e.cmd.Wait()
 		close(e.exited)
 	}()
-	if err := e.waitReady(sctx, logPath); err != nil {
-		return nil, err
-	}
-	ok = true
-	o.Logger.Info("private postgres started", "port", port, "dir", dir, "account", accountName(account))
-	return e, nil
+	return logPath, nil
 }
 
 // ephemeralDirPrefix names the temporary directories of private servers.

@@ -44,7 +44,9 @@ const (
 	// The last contractorCount people only have DevRev accounts: council members without
 	// an Airtable account (no_account on the councils flow).
 	contractorCount = 10
-	emailDomain     = "acme.example"
+	// staffCount is how many people are staff: everyone before the contractors.
+	staffCount  = peopleCount - contractorCount
+	emailDomain = "acme.example"
 )
 
 // Group is a group of the sample organisation as one system holds it before the demo runs.
@@ -89,52 +91,96 @@ var (
 // SampleOrg builds the sample organisation. A fixed seed makes it deterministic.
 func SampleOrg() *Org {
 	rng := rand.New(rand.NewPCG(2026, 5))
-	o := &Org{Accounts: map[string][]int{}, Groups: map[string][]Group{}}
+	o := &Org{People: samplePeople(), Accounts: sampleAccounts()}
+	// The builders draw from rng in this order: reordering them changes the organisation.
+	teamGroups := sampleTeams(rng, o.Accounts[SystemAirtable])
+	councilGroups := sampleCouncils(rng, o.Accounts[SystemDevRev])
+	communityGroups := sampleCommunities(rng, o.Accounts[SystemSocialcast])
+	eng, pc, bc := teamGroups[0], councilGroups[0], communityGroups[0]
+	engInDevRev := engineeringInDevRev(eng)
+	pcInAirtable := councilInAirtable(pc)
+	bcInSelfCommunity := bookClubInSelfCommunity(bc)
+	o.Groups = map[string][]Group{
+		SystemAirtable:      append(teamGroups, pcInAirtable),
+		SystemDevRev:        append(slices.Clone(councilGroups), engInDevRev),
+		SystemSocialcast:    communityGroups,
+		SystemSelfCommunity: {bcInSelfCommunity},
+	}
+	o.Notes = []string{
+		fmt.Sprintf("DevRev already has %q: the %s flow adopts it as %q (no duplicate) and removes its one extra member.", engInDevRev.Name, FlowTeams, eng.Name),
+		fmt.Sprintf("SelfCommunity already has %q: the %s flow adopts it as %q.", bcInSelfCommunity.Name, FlowCommunities, bc.Name),
+		fmt.Sprintf("Airtable already has %q: the %s flow adopts it and mirrors DevRev's members.", pcInAirtable.Name, FlowCouncils),
+		"People without an account in a target are skipped as no_account (never invented).",
+		fmt.Sprintf("The %s flow leaves out %q groups: they flow DevRev → Airtable only, never both ways.", FlowTeams, CouncilPrefix+"*"),
+	}
+	return o
+}
+
+// samplePeople names everyone in the organisation, with an email address in emailDomain.
+func samplePeople() []simkit.Person {
+	var people []simkit.Person
 	for i := range peopleCount {
 		first, last := firstNames[i%len(firstNames)], lastNames[(i/len(firstNames))%len(lastNames)]
 		local := emailFold.Replace(strings.ToLower(first + "." + last))
-		o.People = append(o.People, simkit.Person{Email: local + "@" + emailDomain, First: first, Last: last})
+		people = append(people, simkit.Person{Email: local + "@" + emailDomain, First: first, Last: last})
 	}
-	staff := peopleCount - contractorCount
-	isContractor := func(i int) bool { return i >= staff }
-	// A few people never got a DevRev or a SelfCommunity account: their memberships there
-	// are reported no_account instead of failing the run.
-	noDevRev := func(i int) bool { return i < staff && i%50 == 7 }
-	noSelfCommunity := func(i int) bool { return i < staff && i%60 == 13 }
-	// Socialcast is the older community tool: a part of the staff ever signed up.
-	onSocialcast := func(i int) bool { return i < staff && (i < 100 || i%2 == 0) }
+	return people
+}
+
+// isContractor reports whether person i is a contractor, with a DevRev account only.
+func isContractor(i int) bool { return i >= staffCount }
+
+// noDevRev reports whether person i is one of the few staff who never got a DevRev
+// account: their memberships there are reported no_account instead of failing the run.
+func noDevRev(i int) bool { return i < staffCount && i%50 == 7 }
+
+// noSelfCommunity is noDevRev for SelfCommunity.
+func noSelfCommunity(i int) bool { return i < staffCount && i%60 == 13 }
+
+// onSocialcast reports whether person i has a Socialcast account. Socialcast is the older
+// community tool: a part of the staff ever signed up.
+func onSocialcast(i int) bool { return i < staffCount && (i < 100 || i%2 == 0) }
+
+// sampleAccounts says, per system, who has an account there (indexes into People).
+func sampleAccounts() map[string][]int {
+	accounts := map[string][]int{}
 	for i := range peopleCount {
 		if !isContractor(i) {
-			o.Accounts[SystemAirtable] = append(o.Accounts[SystemAirtable], i)
+			accounts[SystemAirtable] = append(accounts[SystemAirtable], i)
 		}
 		if !noDevRev(i) {
-			o.Accounts[SystemDevRev] = append(o.Accounts[SystemDevRev], i)
+			accounts[SystemDevRev] = append(accounts[SystemDevRev], i)
 		}
 		if !isContractor(i) && !noSelfCommunity(i) {
-			o.Accounts[SystemSelfCommunity] = append(o.Accounts[SystemSelfCommunity], i)
+			accounts[SystemSelfCommunity] = append(accounts[SystemSelfCommunity], i)
 		}
 		if onSocialcast(i) {
-			o.Accounts[SystemSocialcast] = append(o.Accounts[SystemSocialcast], i)
+			accounts[SystemSocialcast] = append(accounts[SystemSocialcast], i)
 		}
 	}
-	pick := func(from []int, n int) []int {
-		out := make([]int, 0, n)
-		for _, k := range rng.Perm(len(from))[:n] {
-			out = append(out, from[k])
-		}
-		slices.Sort(out)
-		return out
-	}
+	return accounts
+}
 
-	// Airtable: the teams, source of the teams flow.
+// pick draws n of from at random, sorted.
+func pick(rng *rand.Rand, from []int, n int) []int {
+	out := make([]int, 0, n)
+	for _, k := range rng.Perm(len(from))[:n] {
+		out = append(out, from[k])
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sampleTeams builds Airtable's teams, source of the teams flow, from its accounts.
+func sampleTeams(rng *rand.Rand, accounts []int) []Group {
 	var teamGroups []Group
 	for i, name := range teams {
 		g := Group{Name: name, Description: fmt.Sprintf("The %s team", name),
-			Members: pick(o.Accounts[SystemAirtable], 6+rng.IntN(25))}
+			Members: pick(rng, accounts, 6+rng.IntN(25))}
 		if name == "Onboarding 2026" {
 			// Everyone without a DevRev or SelfCommunity account starts here, so the run
 			// shows no_account for sure.
-			for p := range staff {
+			for p := range staffCount {
 				if noDevRev(p) || noSelfCommunity(p) {
 					g.Members = append(g.Members, p)
 				}
@@ -144,53 +190,53 @@ func SampleOrg() *Org {
 		g.Private = i%6 == 5
 		teamGroups = append(teamGroups, g)
 	}
-	o.Groups[SystemAirtable] = teamGroups
+	return teamGroups
+}
 
-	// DevRev: the councils (source of the councils flow, contractors included), and the
-	// Engineering team under another case, created by hand before groupsync: the teams
-	// flow adopts it instead of creating a second one, adds who is missing and removes
-	// the one member Airtable does not have.
-	devrevPeople := o.Accounts[SystemDevRev]
+// sampleCouncils builds DevRev's councils, source of the councils flow, from its accounts
+// (devrevPeople): each has two of the contractors.
+func sampleCouncils(rng *rand.Rand, devrevPeople []int) []Group {
 	contractors := devrevPeople[len(devrevPeople)-contractorCount:]
 	var councilGroups []Group
 	for i, name := range councils {
-		members := pick(devrevPeople[:len(devrevPeople)-contractorCount], 8+rng.IntN(8))
+		members := pick(rng, devrevPeople[:len(devrevPeople)-contractorCount], 8+rng.IntN(8))
 		members = sortedUnique(append(members, contractors[i*2], contractors[i*2+1]))
 		councilGroups = append(councilGroups, Group{Name: name, Description: "Customer-facing council run from DevRev", Members: members})
 	}
-	eng := teamGroups[0]
-	engInDevRev := Group{Name: strings.ToUpper(eng.Name), Description: "created by hand before groupsync",
-		Members: append(slices.DeleteFunc(slices.Clone(eng.Members[2:]), noDevRev), outsider(eng.Members, staff, noDevRev))}
-	o.Groups[SystemDevRev] = append(slices.Clone(councilGroups), engInDevRev)
+	return councilGroups
+}
 
-	// Airtable already holds the first council, with one member DevRev dropped since.
-	pc := councilGroups[0]
-	pcInAirtable := Group{Name: pc.Name, Description: "copied by hand last year",
-		Members: append(slices.DeleteFunc(slices.Clone(pc.Members[1:]), isContractor), outsider(pc.Members, staff, func(int) bool { return false }))}
-	o.Groups[SystemAirtable] = append(o.Groups[SystemAirtable], pcInAirtable)
-
-	// Socialcast: the communities, source of the communities flow.
+// sampleCommunities builds Socialcast's communities, source of the communities flow, from
+// its accounts.
+func sampleCommunities(rng *rand.Rand, accounts []int) []Group {
 	var communityGroups []Group
 	for i, name := range communities {
 		communityGroups = append(communityGroups, Group{Name: name, Description: "A " + name + " community", Private: i%4 == 3,
-			Members: pick(o.Accounts[SystemSocialcast], 8+rng.IntN(20))})
+			Members: pick(rng, accounts, 8+rng.IntN(20))})
 	}
-	o.Groups[SystemSocialcast] = communityGroups
+	return communityGroups
+}
 
-	// SelfCommunity: the book club, started there by hand under a lower-case name.
-	bc := communityGroups[0]
-	bcInSelfCommunity := Group{Name: strings.ToLower(bc.Name), Description: "started here before the migration",
-		Members: append(slices.DeleteFunc(slices.Clone(bc.Members[1:]), noSelfCommunity), outsider(bc.Members, staff, noSelfCommunity))}
-	o.Groups[SystemSelfCommunity] = []Group{bcInSelfCommunity}
+// engineeringInDevRev is the Engineering team (eng) under another case, created in DevRev
+// by hand before groupsync: the teams flow adopts it instead of creating a second one,
+// adds who is missing and removes the one member Airtable does not have.
+func engineeringInDevRev(eng Group) Group {
+	return Group{Name: strings.ToUpper(eng.Name), Description: "created by hand before groupsync",
+		Members: append(slices.DeleteFunc(slices.Clone(eng.Members[2:]), noDevRev), outsider(eng.Members, staffCount, noDevRev))}
+}
 
-	o.Notes = []string{
-		fmt.Sprintf("DevRev already has %q: the %s flow adopts it as %q (no duplicate) and removes its one extra member.", engInDevRev.Name, FlowTeams, eng.Name),
-		fmt.Sprintf("SelfCommunity already has %q: the %s flow adopts it as %q.", bcInSelfCommunity.Name, FlowCommunities, bc.Name),
-		fmt.Sprintf("Airtable already has %q: the %s flow adopts it and mirrors DevRev's members.", pcInAirtable.Name, FlowCouncils),
-		"People without an account in a target are skipped as no_account (never invented).",
-		fmt.Sprintf("The %s flow leaves out %q groups: they flow DevRev → Airtable only, never both ways.", FlowTeams, CouncilPrefix+"*"),
-	}
-	return o
+// councilInAirtable is the first council (pc) as Airtable already holds it, with one
+// member DevRev dropped since.
+func councilInAirtable(pc Group) Group {
+	return Group{Name: pc.Name, Description: "copied by hand last year",
+		Members: append(slices.DeleteFunc(slices.Clone(pc.Members[1:]), isContractor), outsider(pc.Members, staffCount, func(int) bool { return false }))}
+}
+
+// bookClubInSelfCommunity is the book club (bc), started in SelfCommunity by hand under a
+// lower-case name.
+func bookClubInSelfCommunity(bc Group) Group {
+	return Group{Name: strings.ToLower(bc.Name), Description: "started here before the migration",
+		Members: append(slices.DeleteFunc(slices.Clone(bc.Members[1:]), noSelfCommunity), outsider(bc.Members, staffCount, noSelfCommunity))}
 }
 
 // outsider returns the first staff member not in members and not excluded: someone added

@@ -80,8 +80,8 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 	if err := a.checkLogFlags(); err != nil {
 		return err
 	}
-	if !strings.HasPrefix(opts.schema, demo.SchemaPrefix) || !demoSchemaRE.MatchString(opts.schema) || len(opts.schema) > 63 {
-		return usageError("--schema %q: use a plain identifier starting with %s (the demo drops it)", opts.schema, demo.SchemaPrefix)
+	if err := checkDemoSchema(opts.schema); err != nil {
+		return err
 	}
 	started := time.Now()
 	out := a.env.stdout
@@ -93,16 +93,9 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 		return err
 	}
 	defer sims.Close()
-	size := org.Counts()
-	fmt.Fprintf(out, "Sample organisation: %d people, %d groups, %d memberships over four simulated systems:\n",
-		size.People, size.Groups, size.Memberships)
-	for _, name := range sims.Names() {
-		fmt.Fprintf(out, "  %-14s %s  (%s, %s)\n", name, sims.Systems[name].Server.URL,
-			plural(len(org.Groups[name]), "group"), plural(len(org.Accounts[name]), "account"))
-	}
+	printDemoOrg(out, org, sims)
 
-	envURL, _ := a.env.lookup.Lookup("GROUPSYNC_DATABASE_URL")
-	db, err := demo.OpenDatabase(ctx, demo.DatabaseOptions{EnvURL: envURL, Ephemeral: opts.ephemeralDB, Logger: logger})
+	db, err := openDemoDatabase(ctx, a, opts, logger)
 	if err != nil {
 		return err
 	}
@@ -111,25 +104,11 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 			logger.Warn("stopping the private postgres", "error", err)
 		}
 	}()
-	if db.Fallback != "" {
-		fmt.Fprintf(out, "No local Postgres (%s).\n", db.Fallback)
-	}
-	fmt.Fprintf(out, "Database: %s, schema %s\n", db.Describe(), opts.schema)
-
-	cfgPath, cleanup, err := writeDemoConfig(opts, sims, db)
+	cfg, cleanup, err := loadDemoConfig(a, opts, sims, db)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	cfg, err := config.Load(cfgPath, a.demoLookup(db))
-	if err != nil {
-		return fmt.Errorf("demo configuration %s: %w", cfgPath, err)
-	}
-	if opts.configOut != "" {
-		fmt.Fprintf(out, "Configuration: %s (%d flows)\n", cfgPath, len(cfg.Flows))
-	} else {
-		fmt.Fprintf(out, "Configuration: %d flows (see it with --config-out FILE)\n", len(cfg.Flows))
-	}
 	logger = a.demoLogger(cfg.Log.Level)
 
 	// The demo's runs count in the metrics too: --keep-running serves them.
@@ -145,37 +124,10 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nRan %d flows once (%s):\n\n", len(results), runTime(results))
-	printSummary(out, results)
-	writes := 0
-	for _, r := range again {
-		for _, t := range r.Targets {
-			writes += t.Created + t.Updated + t.Deleted + t.Added + t.Removed + t.Failed + t.Blocked
-		}
-	}
-	switch {
-	case again != nil && writes == 0:
-		fmt.Fprintf(out, "\nRan them again at once (%s): no writes, the targets already match the sources.\n", runTime(again))
-	case again != nil:
-		fmt.Fprintf(out, "\nRan them again at once (%s): %d writes or failures, where none were due:\n\n", runTime(again), writes)
-		printSummary(out, again)
-	}
-
-	fmt.Fprintln(out, "\nWhat the sample organisation had to reconcile:")
-	for _, n := range org.Notes {
-		fmt.Fprintln(out, "  - "+n)
-	}
-	var runIDs []int64
-	for _, r := range results {
-		runIDs = append(runIDs, r.RunID)
-	}
-	fmt.Fprintln(out, "\nLook at the mirror:")
-	for _, q := range demo.Queries(cfg.Database.Schema, runIDs) {
-		fmt.Fprintf(out, "\n  # %s\n  %s\n", q.Title, demo.PsqlCommand(db.URL, q))
-	}
-	if demo.HasPassword(db.URL) {
-		fmt.Fprintln(out, "\n  (password redacted: put yours back, or set PGPASSWORD)")
-	}
+	writes := demoWrites(again)
+	printDemoRuns(out, results, again, writes)
+	printDemoNotes(out, org)
+	printDemoQueries(out, cfg.Database.Schema, db, results)
 	if writes > 0 {
 		return fmt.Errorf("demo: the second pass wrote %d changes: the flows did not converge (a bug: please report it with this output)", writes)
 	}
@@ -189,6 +141,111 @@ func runDemo(ctx context.Context, a *app, opts demoOptions) error {
 		fmt.Fprintln(out, "The private Postgres stops now: rerun with --keep-running to query it.")
 	}
 	return exitFor(results)
+}
+
+// checkDemoSchema refuses a --schema the demo must not drop (no demo prefix) or could not
+// use unquoted (not a plain identifier of at most 63 bytes).
+func checkDemoSchema(schema string) error {
+	if !strings.HasPrefix(schema, demo.SchemaPrefix) || !demoSchemaRE.MatchString(schema) || len(schema) > 63 {
+		return usageError("--schema %q: use a plain identifier starting with %s (the demo drops it)", schema, demo.SchemaPrefix)
+	}
+	return nil
+}
+
+// printDemoOrg prints the sample organisation's size and where each simulator listens.
+func printDemoOrg(out io.Writer, org *demo.Org, sims *simorg.Org) {
+	size := org.Counts()
+	fmt.Fprintf(out, "Sample organisation: %d people, %d groups, %d memberships over four simulated systems:\n",
+		size.People, size.Groups, size.Memberships)
+	for _, name := range sims.Names() {
+		fmt.Fprintf(out, "  %-14s %s  (%s, %s)\n", name, sims.Systems[name].Server.URL,
+			plural(len(org.Groups[name]), "group"), plural(len(org.Accounts[name]), "account"))
+	}
+}
+
+// openDemoDatabase opens the Postgres that holds the demo mirror and prints which one it is.
+// The caller closes it.
+func openDemoDatabase(ctx context.Context, a *app, opts demoOptions, logger *slog.Logger) (*demo.Database, error) {
+	envURL, _ := a.env.lookup.Lookup("GROUPSYNC_DATABASE_URL")
+	db, err := demo.OpenDatabase(ctx, demo.DatabaseOptions{EnvURL: envURL, Ephemeral: opts.ephemeralDB, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	if db.Fallback != "" {
+		fmt.Fprintf(a.env.stdout, "No local Postgres (%s).\n", db.Fallback)
+	}
+	fmt.Fprintf(a.env.stdout, "Database: %s, schema %s\n", db.Describe(), opts.schema)
+	return db, nil
+}
+
+// loadDemoConfig writes the demo configuration, loads it back with the demo's environment,
+// and prints where it is. cleanup removes a temporary file; on error it has already run.
+func loadDemoConfig(a *app, opts demoOptions, sims *simorg.Org, db *demo.Database) (cfg *config.Config, cleanup func(), err error) {
+	cfgPath, cleanup, err := writeDemoConfig(opts, sims, db)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err = config.Load(cfgPath, a.demoLookup(db))
+	if err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("demo configuration %s: %w", cfgPath, err)
+	}
+	out := a.env.stdout
+	if opts.configOut != "" {
+		fmt.Fprintf(out, "Configuration: %s (%d flows)\n", cfgPath, len(cfg.Flows))
+	} else {
+		fmt.Fprintf(out, "Configuration: %d flows (see it with --config-out FILE)\n", len(cfg.Flows))
+	}
+	return cfg, cleanup, nil
+}
+
+// demoWrites counts what the second pass wrote or failed to write: a converged demo has none.
+func demoWrites(again []*syncengine.Result) int {
+	writes := 0
+	for _, r := range again {
+		for _, t := range r.Targets {
+			writes += t.Created + t.Updated + t.Deleted + t.Added + t.Removed + t.Failed + t.Blocked
+		}
+	}
+	return writes
+}
+
+// printDemoRuns prints the first pass's summary and what the second pass (again, nil when
+// it did not run) found left to do.
+func printDemoRuns(out io.Writer, results, again []*syncengine.Result, writes int) {
+	fmt.Fprintf(out, "\nRan %d flows once (%s):\n\n", len(results), runTime(results))
+	printSummary(out, results)
+	switch {
+	case again != nil && writes == 0:
+		fmt.Fprintf(out, "\nRan them again at once (%s): no writes, the targets already match the sources.\n", runTime(again))
+	case again != nil:
+		fmt.Fprintf(out, "\nRan them again at once (%s): %d writes or failures, where none were due:\n\n", runTime(again), writes)
+		printSummary(out, again)
+	}
+}
+
+// printDemoNotes prints the differences the sample organisation had the flows reconcile.
+func printDemoNotes(out io.Writer, org *demo.Org) {
+	fmt.Fprintln(out, "\nWhat the sample organisation had to reconcile:")
+	for _, n := range org.Notes {
+		fmt.Fprintln(out, "  - "+n)
+	}
+}
+
+// printDemoQueries prints psql commands that explore the mirror in schema, the runs of
+// results among them.
+func printDemoQueries(out io.Writer, schema string, db *demo.Database, results []*syncengine.Result) {
+	var runIDs []int64
+	for _, r := range results {
+		runIDs = append(runIDs, r.RunID)
+	}
+	fmt.Fprintln(out, "\nLook at the mirror:")
+	for _, q := range demo.Queries(schema, runIDs) {
+		fmt.Fprintf(out, "\n  # %s\n  %s\n", q.Title, demo.PsqlCommand(db.URL, q))
+	}
+	if demo.HasPassword(db.URL) {
+		fmt.Fprintln(out, "\n  (password redacted: put yours back, or set PGPASSWORD)")
+	}
 }
 
 // runTime is the summed duration of runs, for a person.

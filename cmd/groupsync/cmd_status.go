@@ -248,23 +248,26 @@ func summarizeRun(r state.Run) *runSummary {
 
 // printStatus writes the table form.
 func printStatus(w io.Writer, rep *statusReport, now time.Time) {
+	printFlowTable(w, rep.Flows, now)
+	printFlowNotes(w, rep.Flows, now)
+	fmt.Fprintln(w)
+	printPendingApprovals(w, rep.PendingApprovals, now)
+	fmt.Fprintln(w)
+	printFailingChanges(w, rep.FailingChanges)
+	fmt.Fprintln(w)
+	printSystemTable(w, rep.Systems, now)
+}
+
+// printFlowTable writes one row per flow: its route, its last run and its next run.
+func printFlowTable(w io.Writer, flows []flowStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FLOW\tSOURCE → TARGETS\tLAST RUN\tSTATUS\tWHEN\tAPPLIED\tFAILED\tSKIPPED\tBLOCKED\tNEXT RUN")
-	for _, f := range rep.Flows {
+	for _, f := range flows {
 		route := "(not configured)"
 		if f.Configured {
 			route = f.Source + " → " + strings.Join(f.Targets, ", ")
 		}
-		next := "-"
-		if f.Paused != nil {
-			next = "paused"
-		}
-		if f.NextRun != nil {
-			next = stamp(*f.NextRun, now)
-			if f.NextRunApprox {
-				next = "by " + next
-			}
-		}
+		next := nextRunCell(f, now)
 		if r := f.LastRun; r != nil {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", f.Name, route, r.ID, r.Status,
 				stamp(r.StartedAt, now), r.Applied, r.Failed, r.Skipped, r.Blocked, next)
@@ -272,11 +275,31 @@ func printStatus(w io.Writer, rep *statusReport, now time.Time) {
 			fmt.Fprintf(tw, "%s\t%s\t-\tnever run\t-\t-\t-\t-\t-\t%s\n", f.Name, route, next)
 		}
 	}
-	if len(rep.Flows) == 0 {
+	if len(flows) == 0 {
 		fmt.Fprintln(tw, "(no flows configured)")
 	}
 	_ = tw.Flush()
-	for _, f := range rep.Flows {
+}
+
+// nextRunCell is a flow's NEXT RUN cell: "by" marks an @every schedule's latest time.
+func nextRunCell(f flowStatus, now time.Time) string {
+	next := "-"
+	if f.Paused != nil {
+		next = "paused"
+	}
+	if f.NextRun != nil {
+		next = stamp(*f.NextRun, now)
+		if f.NextRunApprox {
+			next = "by " + next
+		}
+	}
+	return next
+}
+
+// printFlowNotes writes, under the flow table, what its cells cannot hold: last runs'
+// errors, pauses and rejections.
+func printFlowNotes(w io.Writer, flows []flowStatus, now time.Time) {
+	for _, f := range flows {
 		if r := f.LastRun; r != nil && r.Error != "" {
 			fmt.Fprintf(w, "  %s run %d error: %s\n", f.Name, r.ID, r.Error)
 		}
@@ -288,47 +311,53 @@ func printStatus(w io.Writer, rep *statusReport, now time.Time) {
 			fmt.Fprintf(w, "  %s run %d rejected by %s: %s (nothing of it was pushed)\n", f.Name, r.ID, r.RejectedBy, r.RejectReason)
 		}
 	}
+}
 
-	fmt.Fprintln(w)
-	if len(rep.PendingApprovals) == 0 {
+// printPendingApprovals writes the blocked runs with the commands that approve or reject each.
+func printPendingApprovals(w io.Writer, pending []state.PendingApproval, now time.Time) {
+	if len(pending) == 0 {
 		fmt.Fprintln(w, "No runs awaiting approval.")
-	} else {
-		fmt.Fprintf(w, "Runs awaiting approval (%d): nothing of these was pushed.\n", len(rep.PendingApprovals))
-		for _, p := range rep.PendingApprovals {
-			fmt.Fprintf(w, "  run %d, flow %s, %s, %d changes held\n    reason:  %s\n    approve: %s\n    reject:  %s\n",
-				p.RunID, p.Flow, stamp(p.StartedAt, now), p.BlockedChanges, p.BlockedReason, p.ApproveCommand, p.RejectCommand)
-		}
+		return
 	}
+	fmt.Fprintf(w, "Runs awaiting approval (%d): nothing of these was pushed.\n", len(pending))
+	for _, p := range pending {
+		fmt.Fprintf(w, "  run %d, flow %s, %s, %d changes held\n    reason:  %s\n    approve: %s\n    reject:  %s\n",
+			p.RunID, p.Flow, stamp(p.StartedAt, now), p.BlockedChanges, p.BlockedReason, p.ApproveCommand, p.RejectCommand)
+	}
+}
 
-	fmt.Fprintln(w)
-	if len(rep.FailingChanges) == 0 {
+// printFailingChanges writes the changes still failing, as the mirror orders them.
+func printFailingChanges(w io.Writer, failing []state.Failure) {
+	if len(failing) == 0 {
 		fmt.Fprintln(w, "No failed changes in the last 7 days.")
-	} else {
-		fmt.Fprintln(w, "Failing changes (last 7 days, most attempted first):")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  CHANGE\tRUN\tFLOW\tTARGET\tOPERATION\tGROUP\tMEMBER\tATTEMPTS\tERROR")
-		for _, f := range rep.FailingChanges {
-			member := f.AccountEmail
-			if member == "" {
-				member = "-"
-			}
-			fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.ChangeID, f.RunID, f.Flow, f.TargetSystem,
-				f.Operation, f.Group, member, f.Attempts, clip(f.LastError, 100))
-		}
-		_ = tw.Flush()
+		return
 	}
+	fmt.Fprintln(w, "Failing changes (last 7 days, most attempted first):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  CHANGE\tRUN\tFLOW\tTARGET\tOPERATION\tGROUP\tMEMBER\tATTEMPTS\tERROR")
+	for _, f := range failing {
+		member := f.AccountEmail
+		if member == "" {
+			member = "-"
+		}
+		fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.ChangeID, f.RunID, f.Flow, f.TargetSystem,
+			f.Operation, f.Group, member, f.Attempts, clip(f.LastError, 100))
+	}
+	_ = tw.Flush()
+}
 
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+// printSystemTable writes each system's mirrored record counts and last complete pull.
+func printSystemTable(w io.Writer, systems []systemStatus, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SYSTEM\tKIND\tGROUPS\tACCOUNTS\tMEMBERSHIPS\tLAST COMPLETE PULL")
-	for _, s := range rep.Systems {
+	for _, s := range systems {
 		pulled := "never"
 		if s.LastCompletePullAt != nil {
 			pulled = stamp(*s.LastCompletePullAt, now)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", s.Name, s.Kind, s.Groups, s.Accounts, s.Memberships, pulled)
 	}
-	if len(rep.Systems) == 0 {
+	if len(systems) == 0 {
 		fmt.Fprintln(tw, "(no system pulled yet)")
 	}
 	_ = tw.Flush()
