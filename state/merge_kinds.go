@@ -135,27 +135,65 @@ func (w *GroupMerge) Commit(ctx context.Context, complete bool) (MergeCounts, er
 	}
 	d := directCopy{table: "groups", columns: groupColumns, jsonb: 11, finish: loaded}
 	return w.m.commit(ctx, d, func(ctx context.Context, tx pgx.Tx, first bool) (MergeCounts, error) {
-		var c MergeCounts
 		if first {
 			// Every staged group is new and there is nothing to tombstone: insert them
 			// without classifying.
 			tag, err := tx.Exec(ctx, `INSERT INTO groups (`+groupColumns+`)
 				SELECT `+groupValues+` FROM (`+w.m.source("*", "external_id")+`) src`, w.m.system)
 			if err != nil {
-				return c, fmt.Errorf("insert groups: %w", err)
+				return MergeCounts{}, fmt.Errorf("insert groups: %w", err)
 			}
 			return loaded(ctx, tx, tag.RowsAffected())
 		}
-		// Two statements. The first makes one pass over the system's groups: it takes
-		// the stream (deduped when a key repeated: last occurrence wins), full-joins it
-		// to the mirror to classify every key, and keeps only the keys that need a
-		// write in the delta table. Unchanged rows stop there: nothing is written for
-		// them. A FULL JOIN must be a hash or merge join, so stale statistics cannot
-		// turn it into a nested loop over the staging table. Writing the delta to a
-		// table rather than a CTE read by several DML statements avoids materializing
-		// every classified row: the no-op merge of 200k memberships is three times
-		// faster this way.
-		tag, err := tx.Exec(ctx, `
+		return w.applyStaged(ctx, tx, complete)
+	})
+}
+
+// applyStaged merges the staged groups into a mirror that has some: it classifies them
+// into the delta table, records history, writes the delta and counts.
+func (w *GroupMerge) applyStaged(ctx context.Context, tx pgx.Tx, complete bool) (MergeCounts, error) {
+	deltaRows, err := w.classifyDelta(ctx, tx, complete)
+	if err != nil {
+		return MergeCounts{}, err
+	}
+	if err := analyzeDelta(ctx, tx, w.m.area.delta, deltaRows); err != nil {
+		return MergeCounts{}, err
+	}
+	if err := groupMergeHistory(ctx, tx, w.m.system, w.m.area.delta, deltaRows); err != nil {
+		return MergeCounts{}, err
+	}
+	c, membersGone, err := w.writeDelta(ctx, tx)
+	if err != nil {
+		return c, err
+	}
+	if err := recordPull(ctx, tx, w.m.system, c.Inserted); err != nil {
+		return c, err
+	}
+	distinct, err := w.m.distinct(ctx, tx, "external_id")
+	if err != nil {
+		return c, err
+	}
+	c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived
+	set := `, ` + countGroups
+	if membersGone > 0 {
+		set += `, ` + countMemberships
+	}
+	return c, updateSystem(ctx, tx, w.m.system, w.m.begun, set, &complete)
+}
+
+// classifyDelta fills the delta table with the keys that need a write (staged keys, and
+// the mirror's live keys when the listing is complete) and returns how many.
+func (w *GroupMerge) classifyDelta(ctx context.Context, tx pgx.Tx, complete bool) (int64, error) {
+	// Two statements. The first makes one pass over the system's groups: it takes
+	// the stream (deduped when a key repeated: last occurrence wins), full-joins it
+	// to the mirror to classify every key, and keeps only the keys that need a
+	// write in the delta table. Unchanged rows stop there: nothing is written for
+	// them. A FULL JOIN must be a hash or merge join, so stale statistics cannot
+	// turn it into a nested loop over the staging table. Writing the delta to a
+	// table rather than a CTE read by several DML statements avoids materializing
+	// every classified row: the no-op merge of 200k memberships is three times
+	// faster this way.
+	tag, err := tx.Exec(ctx, `
 INSERT INTO `+w.m.area.delta+`
 SELECT * FROM (
 	SELECT CASE
@@ -172,22 +210,21 @@ SELECT * FROM (
 			remote_created_at, remote_modified_at, deleted_at
 		FROM groups WHERE system = $1) cur ON cur.external_id = src.external_id
 ) classified WHERE op NOT IN ('unchanged', 'absent')`, w.m.system, complete)
-		if err != nil {
-			return c, fmt.Errorf("classify groups: %w", err)
-		}
-		if err := analyzeDelta(ctx, tx, w.m.area.delta, tag.RowsAffected()); err != nil {
-			return c, err
-		}
-		if err := groupMergeHistory(ctx, tx, w.m.system, w.m.area.delta, tag.RowsAffected()); err != nil {
-			return c, err
-		}
-		// New rows go in with a plain INSERT, not ON CONFLICT: speculative insertion
-		// costs about 15% of a first load, and merges of one system and kind apply
-		// under an advisory lock, so only a writer outside the merge path could race
-		// us; that fails this merge with a unique violation (retried by the next pull)
-		// and damages nothing.
-		var membersGone int64
-		err = tx.QueryRow(ctx, `
+	if err != nil {
+		return 0, fmt.Errorf("classify groups: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// writeDelta applies the delta table to the mirror and counts it by operation, with the
+// memberships that went with tombstoned groups.
+func (w *GroupMerge) writeDelta(ctx context.Context, tx pgx.Tx) (c MergeCounts, membersGone int64, err error) {
+	// New rows go in with a plain INSERT, not ON CONFLICT: speculative insertion
+	// costs about 15% of a first load, and merges of one system and kind apply
+	// under an advisory lock, so only a writer outside the merge path could race
+	// us; that fails this merge with a unique violation (retried by the next pull)
+	// and damages nothing.
+	err = tx.QueryRow(ctx, `
 WITH inserted AS (
 	INSERT INTO groups (`+groupColumns+`)
 	SELECT `+groupValues+`
@@ -220,23 +257,10 @@ SELECT count(*) FILTER (WHERE op = 'inserted'), count(*) FILTER (WHERE op = 'upd
        count(*) FILTER (WHERE op = 'revived'), count(*) FILTER (WHERE op = 'tombstoned'),
        (SELECT count(*) FROM members_gone)
 FROM `+w.m.area.delta, w.m.system, runArg(ctx)).Scan(&c.Inserted, &c.Updated, &c.Revived, &c.Tombstoned, &membersGone)
-		if err != nil {
-			return c, fmt.Errorf("write groups: %w", err)
-		}
-		if err := recordPull(ctx, tx, w.m.system, c.Inserted); err != nil {
-			return c, err
-		}
-		distinct, err := w.m.distinct(ctx, tx, "external_id")
-		if err != nil {
-			return c, err
-		}
-		c.Unchanged = distinct - c.Inserted - c.Updated - c.Revived
-		set := `, ` + countGroups
-		if membersGone > 0 {
-			set += `, ` + countMemberships
-		}
-		return c, updateSystem(ctx, tx, w.m.system, w.m.begun, set, &complete)
-	})
+	if err != nil {
+		return c, 0, fmt.Errorf("write groups: %w", err)
+	}
+	return c, membersGone, nil
 }
 
 // Rollback abandons the merge. It is a no-op after Commit, so it can be deferred.
