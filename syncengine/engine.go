@@ -450,6 +450,45 @@ func (e *Engine) run(ctx context.Context, name string, flow config.Flow, ro RunO
 	return res, nil
 }
 
+// matchOverrides is the flow's matching overrides, source email to target email, normalized.
+func matchOverrides(flow config.Flow) map[string]string {
+	overrides := map[string]string{}
+	for _, o := range flow.Matching.Overrides {
+		overrides[connectors.NormalizeEmail(o.Source)] = connectors.NormalizeEmail(o.Target)
+	}
+	return overrides
+}
+
+// linkStep links the in-scope source groups to their counterparts in the live targets:
+// the flow's configured links first, then the mirror's, then by name.
+func (e *Engine) linkStep(ctx context.Context, runID int64, name string, flow config.Flow, p *pullState) error {
+	links := make([]state.ConfigLink, 0, len(flow.Links))
+	for _, l := range flow.Links {
+		links = append(links, state.ConfigLink{SourceID: l.Source, TargetSystem: l.TargetSystem, TargetID: l.Target})
+	}
+	return e.o.Store.LinkFlow(ctx, state.LinkInput{RunID: runID, Flow: name, Source: flow.Source,
+		Targets: p.liveTargets, ScopeIDs: p.scopeIDs, ConfigLinks: links, DeletePolicy: string(flow.DeleteGroups),
+		Keeping: e.keeping(flow, p.liveTargets)})
+}
+
+// planStep plans the run's changes for every live target from the pulled mirror.
+func (e *Engine) planStep(ctx context.Context, runID int64, name string, flow config.Flow, p *pullState,
+	overrides map[string]string) (state.PlanStats, error) {
+	targets := make([]state.PlanTarget, 0, len(p.liveTargets))
+	for _, t := range p.liveTargets {
+		targets = append(targets, state.PlanTarget{System: t, Caps: e.o.Connectors[t].Capabilities()})
+	}
+	maxAttempts := flow.MaxChangeAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = config.DefaultMaxChangeAttempts
+	}
+	return e.o.Store.PlanFlow(ctx, state.PlanInput{RunID: runID, Flow: name, Source: flow.Source,
+		ScopeIDs: p.scopeIDs, Targets: targets, Overrides: overrides,
+		Mirror: flow.Membership != config.MembershipAddOnly, CreateGroups: flow.CreateGroups,
+		DeletePolicy: string(flow.DeleteGroups), MaxAttempts: maxAttempts,
+		IncompleteSourceGroups: p.sourceIncomplete})
+}
+
 // execute is pull → link → plan → guard → push → record; it returns the run status.
 func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, name string, flow config.Flow,
 	ro RunOptions, res *Result, counts map[string]int64) (status, blocked string, err error) {
@@ -461,10 +500,7 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	if len(ro.Groups) > 0 {
 		counts[state.CountNarrowedGroups] = int64(len(ro.Groups))
 	}
-	overrides := map[string]string{}
-	for _, o := range flow.Matching.Overrides {
-		overrides[connectors.NormalizeEmail(o.Source)] = connectors.NormalizeEmail(o.Target)
-	}
+	overrides := matchOverrides(flow)
 
 	// 1. Pull groups (and the source's in-scope members) from every system at once. A
 	// shutdown stops the pulls at once: they write nothing outside the mirror.
@@ -491,13 +527,7 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	}
 
 	// 2. Link.
-	links := make([]state.ConfigLink, 0, len(flow.Links))
-	for _, l := range flow.Links {
-		links = append(links, state.ConfigLink{SourceID: l.Source, TargetSystem: l.TargetSystem, TargetID: l.Target})
-	}
-	if err := e.o.Store.LinkFlow(ctx, state.LinkInput{RunID: runID, Flow: name, Source: flow.Source,
-		Targets: p.liveTargets, ScopeIDs: p.scopeIDs, ConfigLinks: links, DeletePolicy: string(flow.DeleteGroups),
-		Keeping: e.keeping(flow, p.liveTargets)}); err != nil {
+	if err := e.linkStep(ctx, runID, name, flow, p); err != nil {
 		return state.RunFailed, "", err
 	}
 
@@ -511,19 +541,7 @@ func (e *Engine) execute(ctx context.Context, log *slog.Logger, runID int64, nam
 	}
 
 	// 3. Plan.
-	targets := make([]state.PlanTarget, 0, len(p.liveTargets))
-	for _, t := range p.liveTargets {
-		targets = append(targets, state.PlanTarget{System: t, Caps: e.o.Connectors[t].Capabilities()})
-	}
-	maxAttempts := flow.MaxChangeAttempts
-	if maxAttempts <= 0 {
-		maxAttempts = config.DefaultMaxChangeAttempts
-	}
-	stats, err := e.o.Store.PlanFlow(ctx, state.PlanInput{RunID: runID, Flow: name, Source: flow.Source,
-		ScopeIDs: p.scopeIDs, Targets: targets, Overrides: overrides,
-		Mirror: flow.Membership != config.MembershipAddOnly, CreateGroups: flow.CreateGroups,
-		DeletePolicy: string(flow.DeleteGroups), MaxAttempts: maxAttempts,
-		IncompleteSourceGroups: p.sourceIncomplete})
+	stats, err := e.planStep(ctx, runID, name, flow, p, overrides)
 	if err != nil {
 		return state.RunFailed, "", err
 	}

@@ -155,11 +155,7 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 	}
 	defer gm.Rollback(context.WithoutCancel(ctx))
 
-	var wanted []string
-	listed := 0
-	var incomplete []string
-	var listing connectors.Listing
-	var listErr error
+	var l groupListing
 	var mm *state.MembershipMerge
 	if inl, ok := conn.(connectors.InlineMemberLister); ok {
 		// Members arrive with their groups: stage both in one pass.
@@ -168,89 +164,118 @@ func (e *Engine) pullSystem(ctx context.Context, log *slog.Logger, sys string, w
 			return 0, nil, err
 		}
 		defer mm.Rollback(context.WithoutCancel(ctx))
-		batch := make([]connectors.Group, 0, 100)
-		listing, listErr = inl.ListGroupsWithMembers(ctx, func(g connectors.Group, members []connectors.Member, complete bool) error {
-			listed++
-			batch = append(batch, g)
-			if len(batch) == cap(batch) {
-				if err := gm.Write(ctx, batch); err != nil {
-					return err
-				}
-				batch = batch[:0]
-			}
-			if err := mm.Write(ctx, members); err != nil {
-				return err
-			}
-			if complete {
-				mm.CompleteGroup(g.ID)
-			} else if want != nil && want(g) {
-				incomplete = append(incomplete, g.ID)
-			}
-			e.progress(ctx, sys, "groups", 1, 1)
-			return nil
-		})
-		if len(batch) > 0 && listErr == nil {
-			listErr = gm.Write(ctx, batch)
-		}
-		// Listed but unreadable groups are incomplete, whatever the scope says of them:
-		// their names are not known this run (InvariantCompletenessIsPerGroupAndKind).
-		incomplete = append(incomplete, listing.Unreadable...)
+		l = e.listWithMembers(ctx, sys, inl, gm, mm, want)
 	} else {
-		seen := map[string]bool{}
-		stage := func(page []connectors.Group) error {
-			listed += len(page)
-			if err := gm.Write(ctx, page); err != nil {
-				return err
-			}
-			for _, g := range page {
-				seen[g.ID] = true
-				if want != nil && want(g) {
-					wanted = append(wanted, g.ID)
-				}
-			}
-			e.progress(ctx, sys, "groups", 1, len(page))
-			return nil
-		}
-		listing, listErr = conn.ListGroups(ctx, stage)
-		if ur, ok := conn.(connectors.UnlistedReader); ok && listErr == nil && listing.Complete {
-			var unreadable []string
-			unreadable, listErr = e.readUnlisted(ctx, log, sys, ur, seen, configured, stage, sum)
-			// A group that exists but could not be read is neither gone nor known: nothing
-			// of the system is tombstoned this run (its listing is not whole), and no member
-			// is removed through it.
-			listing.Complete = listErr == nil && len(unreadable) == 0
-			incomplete = append(incomplete, unreadable...)
-		}
+		l = e.listGroups(ctx, log, sys, conn, gm, want, configured, sum)
 	}
-	complete := listErr == nil && listing.Complete
+	complete := l.err == nil && l.listing.Complete
 	sum.Complete = complete
-	if listErr != nil {
-		sum.Err = listErr.Error()
-		log.Warn("group listing incomplete", "error", listErr, "groups_listed", listed)
+	if l.err != nil {
+		sum.Err = l.err.Error()
+		log.Warn("group listing incomplete", "error", l.err, "groups_listed", l.listed)
 	}
 	if sum.Groups, err = gm.Commit(ctx, complete); err != nil {
-		return listed, nil, err
+		return l.listed, nil, err
 	}
 	if mm != nil {
 		if sum.Members, err = mm.Commit(ctx); err != nil {
-			return listed, nil, err
+			return l.listed, nil, err
 		}
 	}
-	if listErr != nil {
-		return listed, nil, listErr
+	if l.err != nil {
+		return l.listed, nil, l.err
 	}
-	if mm == nil && len(wanted) > 0 {
-		c, failed, err := e.pullMembers(ctx, log, sys, wanted)
+	incomplete := l.incomplete
+	if mm == nil && len(l.wanted) > 0 {
+		c, failed, err := e.pullMembers(ctx, log, sys, l.wanted)
 		sum.Members = c
 		if err != nil {
-			return listed, nil, err
+			return l.listed, nil, err
 		}
 		incomplete = append(incomplete, failed...)
 		ok := len(failed) == 0
 		sum.Complete = sum.Complete && ok
 	}
-	log.Info("pulled", "groups_listed", listed, "groups", sum.Groups, "members", sum.Members, "complete", sum.Complete)
-	return listed, incomplete, nil
+	log.Info("pulled", "groups_listed", l.listed, "groups", sum.Groups, "members", sum.Members, "complete", sum.Complete)
+	return l.listed, incomplete, nil
+}
+
+// groupListing is what a system's group listing staged: how many groups, the in-scope
+// groups whose members are still to be listed (wanted), the groups whose members are not
+// known this run (incomplete), the connector's listing and the error that ended it.
+type groupListing struct {
+	listed             int
+	wanted, incomplete []string
+	listing            connectors.Listing
+	err                error
+}
+
+// listWithMembers stages the groups of a connector that lists members with their groups,
+// and their members, in one pass.
+func (e *Engine) listWithMembers(ctx context.Context, sys string, inl connectors.InlineMemberLister,
+	gm *state.GroupMerge, mm *state.MembershipMerge, want func(connectors.Group) bool) groupListing {
+	var l groupListing
+	batch := make([]connectors.Group, 0, 100)
+	l.listing, l.err = inl.ListGroupsWithMembers(ctx, func(g connectors.Group, members []connectors.Member, complete bool) error {
+		l.listed++
+		batch = append(batch, g)
+		if len(batch) == cap(batch) {
+			if err := gm.Write(ctx, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+		if err := mm.Write(ctx, members); err != nil {
+			return err
+		}
+		if complete {
+			mm.CompleteGroup(g.ID)
+		} else if want != nil && want(g) {
+			l.incomplete = append(l.incomplete, g.ID)
+		}
+		e.progress(ctx, sys, "groups", 1, 1)
+		return nil
+	})
+	if len(batch) > 0 && l.err == nil {
+		l.err = gm.Write(ctx, batch)
+	}
+	// Listed but unreadable groups are incomplete, whatever the scope says of them:
+	// their names are not known this run (InvariantCompletenessIsPerGroupAndKind).
+	l.incomplete = append(l.incomplete, l.listing.Unreadable...)
+	return l
+}
+
+// listGroups stages the groups of a connector whose members are listed group by group
+// afterwards, then the in-scope groups its listing does not show (UnlistedReader).
+func (e *Engine) listGroups(ctx context.Context, log *slog.Logger, sys string, conn connectors.Connector,
+	gm *state.GroupMerge, want func(connectors.Group) bool, configured []string, sum *PullSummary) groupListing {
+	var l groupListing
+	seen := map[string]bool{}
+	stage := func(page []connectors.Group) error {
+		l.listed += len(page)
+		if err := gm.Write(ctx, page); err != nil {
+			return err
+		}
+		for _, g := range page {
+			seen[g.ID] = true
+			if want != nil && want(g) {
+				l.wanted = append(l.wanted, g.ID)
+			}
+		}
+		e.progress(ctx, sys, "groups", 1, len(page))
+		return nil
+	}
+	l.listing, l.err = conn.ListGroups(ctx, stage)
+	if ur, ok := conn.(connectors.UnlistedReader); ok && l.err == nil && l.listing.Complete {
+		var unreadable []string
+		unreadable, l.err = e.readUnlisted(ctx, log, sys, ur, seen, configured, stage, sum)
+		// A group that exists but could not be read is neither gone nor known: nothing
+		// of the system is tombstoned this run (its listing is not whole), and no member
+		// is removed through it.
+		l.listing.Complete = l.err == nil && len(unreadable) == 0
+		l.incomplete = append(l.incomplete, unreadable...)
+	}
+	return l
 }
 
 // readUnlisted asks a connector whose listing can leave out groups that exist (SelfCommunity
