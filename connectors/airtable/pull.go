@@ -135,100 +135,93 @@ type groupResult struct {
 // group was read: the token may not see that one) is not taken as gone: it goes to Listing.Unreadable and the listing is not
 // complete, so the mirror keeps it and its targets lose nobody this run.
 func (c *conn) eachGroup(ctx context.Context, deliver func(connectors.Group, []connectors.Member) error) (connectors.Listing, error) {
-	var l connectors.Listing
 	ent, err := c.getEnterprise(ctx)
 	if err != nil {
-		return l, err
+		return connectors.Listing{}, err
 	}
-	l.Pages++
-	ids := make([]string, 0, len(ent.GroupIDs))
-	seen := make(map[apiclient.ID]bool, len(ent.GroupIDs))
-	for _, id := range ent.GroupIDs {
+	gl := &groupListing{c: c, deliver: deliver}
+	gl.l.Pages++
+	ids := c.uniqueGroupIDs(ctx, ent.GroupIDs)
+	if len(ids) == 0 {
+		gl.l.Complete = true
+		return gl.l, nil
+	}
+
+	// The first group is fetched alone: when the API is down, throttling or refusing the
+	// token, that costs one request's retries instead of one per worker.
+	g, ms, err := c.fetchGroup(ctx, ids[0])
+	if err := gl.handle(ctx, groupResult{id: ids[0], group: g, members: ms, err: err}); err != nil {
+		return gl.l, err
+	}
+	if rest := ids[1:]; len(rest) > 0 {
+		err := c.fetchGroups(ctx, rest, func(r groupResult) error { return gl.handle(ctx, r) })
+		if err != nil {
+			return gl.l, err
+		}
+	}
+	return allUnreadable(gl.l, len(ids), gl.lastUnreadable)
+}
+
+// uniqueGroupIDs returns the listed group ids once each, in listed order, and warns when
+// the enterprise listed any more than once.
+func (c *conn) uniqueGroupIDs(ctx context.Context, listed []apiclient.ID) []string {
+	ids := make([]string, 0, len(listed))
+	seen := make(map[apiclient.ID]bool, len(listed))
+	for _, id := range listed {
 		if seen[id] {
 			continue
 		}
 		seen[id] = true
 		ids = append(ids, string(id))
 	}
-	if dup := len(ent.GroupIDs) - len(ids); dup > 0 {
+	if dup := len(listed) - len(ids); dup > 0 {
 		c.log.WarnContext(ctx, "enterprise listed group ids more than once", "duplicates", dup)
 	}
-	if len(ids) == 0 {
-		l.Complete = true
-		return l, nil
-	}
+	return ids
+}
 
-	var lastUnreadable error
-	read := 0
-	handle := func(r groupResult) error {
-		if r.err != nil {
-			// A 403 before any group was read is the token's, not the group's: it fails the
-			// listing at once instead of costing one refused request per group.
-			if unreadable(r.err) && (read > 0 || errors.Is(r.err, connectors.ErrNotFound)) {
-				lastUnreadable = r.err
-				c.log.WarnContext(ctx, "listed group could not be read: kept as it was, no removals from its targets",
-					"group_id", r.id, "error", r.err)
-				l.Pages++
-				l.Unreadable = append(l.Unreadable, r.id)
-				return nil
-			}
-			return r.err
+// groupListing is one eachGroup run: the listing so far, and what handle needs to tell a
+// group it may not read from a token that reads nothing.
+type groupListing struct {
+	c              *conn
+	deliver        func(connectors.Group, []connectors.Member) error
+	l              connectors.Listing
+	read           int   // groups read and delivered so far
+	lastUnreadable error // the last fetch error taken as its group's alone
+}
+
+// handle takes one fetch result: it delivers the group, records it as unreadable, or
+// returns the error that fails the listing.
+func (gl *groupListing) handle(ctx context.Context, r groupResult) error {
+	if r.err != nil {
+		// A 403 before any group was read is the token's, not the group's: it fails the
+		// listing at once instead of costing one refused request per group.
+		if unreadable(r.err) && (gl.read > 0 || errors.Is(r.err, connectors.ErrNotFound)) {
+			gl.lastUnreadable = r.err
+			gl.c.log.WarnContext(ctx, "listed group could not be read: kept as it was, no removals from its targets",
+				"group_id", r.id, "error", r.err)
+			gl.l.Pages++
+			gl.l.Unreadable = append(gl.l.Unreadable, r.id)
+			return nil
 		}
-		l.Pages++
-		read++
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%s: list groups: %w", c.name, err)
-		}
-		return deliver(r.group, r.members)
+		return r.err
 	}
+	gl.l.Pages++
+	gl.read++
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: list groups: %w", gl.c.name, err)
+	}
+	return gl.deliver(r.group, r.members)
+}
 
-	// The first group is fetched alone: when the API is down, throttling or refusing the
-	// token, that costs one request's retries instead of one per worker.
-	g, ms, err := c.fetchGroup(ctx, ids[0])
-	if err := handle(groupResult{id: ids[0], group: g, members: ms, err: err}); err != nil {
-		return l, err
-	}
-	rest := ids[1:]
-	if len(rest) == 0 {
-		return allUnreadable(l, len(ids), lastUnreadable)
-	}
-
+// fetchGroups fetches ids on up to c.concurrency workers and hands each result to handle
+// from the calling goroutine. The first error handle returns stops the fetches and is
+// returned; so is the caller's giving up.
+func (c *conn) fetchGroups(ctx context.Context, ids []string, handle func(groupResult) error) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	jobs := make(chan string)
-	// Unbuffered: a worker holds at most one fetched group while deliver runs, so memory
-	// stays at about one group per worker however large the enterprise is.
-	results := make(chan groupResult)
-	var wg sync.WaitGroup
-	for range min(c.concurrency, len(rest)) {
-		wg.Go(func() {
-			for id := range jobs {
-				g, ms, err := c.fetchGroup(wctx, id)
-				select {
-				case results <- groupResult{id: id, group: g, members: ms, err: err}:
-				case <-wctx.Done():
-					return
-				}
-			}
-		})
-	}
-	go func() {
-		defer close(jobs)
-		for _, id := range rest {
-			select {
-			case jobs <- id:
-			case <-wctx.Done():
-				return
-			}
-		}
-	}()
-	go func() {
-		wg.Wait()
-		close(results)
-	}()
-
 	var firstErr error
-	for r := range results {
+	for r := range c.startGroupFetches(wctx, ids) {
 		if firstErr != nil {
 			continue // drain so every worker can finish
 		}
@@ -243,10 +236,44 @@ func (c *conn) eachGroup(ctx context.Context, deliver func(connectors.Group, []c
 			firstErr = fmt.Errorf("%s: list groups: %w", c.name, err)
 		}
 	}
-	if firstErr != nil {
-		return l, firstErr
+	return firstErr
+}
+
+// startGroupFetches starts the workers fetching ids and returns their results, closed
+// once every worker has stopped (all ids fetched, or ctx done).
+func (c *conn) startGroupFetches(ctx context.Context, ids []string) <-chan groupResult {
+	jobs := make(chan string)
+	// Unbuffered: a worker holds at most one fetched group while deliver runs, so memory
+	// stays at about one group per worker however large the enterprise is.
+	results := make(chan groupResult)
+	var wg sync.WaitGroup
+	for range min(c.concurrency, len(ids)) {
+		wg.Go(func() {
+			for id := range jobs {
+				g, ms, err := c.fetchGroup(ctx, id)
+				select {
+				case results <- groupResult{id: id, group: g, members: ms, err: err}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
 	}
-	return allUnreadable(l, len(ids), lastUnreadable)
+	go func() {
+		defer close(jobs)
+		for _, id := range ids {
+			select {
+			case jobs <- id:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+	return results
 }
 
 // usersPath is the users-by-id-or-email path.

@@ -433,6 +433,9 @@ func testNames(t *testing.T, factory Factory) {
 	}
 }
 
+// testWrites creates a group and then, one subtest a step, updates it to a new name, adds
+// and removes members and deletes it; a write the capabilities do not declare must fail with
+// ErrUnsupported. A connector that is no Writer must declare no writes.
 func testWrites(t *testing.T, factory Factory) {
 	f := factory(t, DefaultOptions())
 	tn := tenant(1, 6, 0)
@@ -445,11 +448,48 @@ func testWrites(t *testing.T, factory Factory) {
 		}
 		return
 	}
+	wt := &writeTest{f: f, w: w, caps: caps, people: tn.People[:3], name: `Créé "by" <groupsync> & co`}
+	if !t.Run("Create", wt.create) || !caps.CreateGroup {
+		return // without a created group there is nothing for the other writes to change
+	}
+	steps := []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"Update", wt.update},
+		{"FindAccounts", wt.findAccounts},
+		{"AddMembers", wt.addMembers},
+		{"RemoveMembers", wt.removeMembers},
+		{"Delete", wt.delete},
+	}
+	for _, step := range steps {
+		// Each step works on what the steps before it left: after a failure the rest would
+		// fail for the same reason.
+		if !t.Run(step.name, step.run) {
+			return
+		}
+	}
+}
+
+// writeTest is the state testWrites's steps share: the connector and the group and
+// accounts the earlier steps made or found.
+type writeTest struct {
+	f      *Fixture
+	w      connectors.Writer
+	caps   connectors.Capabilities
+	people []simkit.Person // the accounts the member writes use
+	name   string          // the created group's name
+	g      connectors.Group
+	ids    []string // the people's account ids
+}
+
+// create creates the group and checks that a listing, FindGroupByName and GetGroup all see
+// it; without the capability CreateGroup must answer ErrUnsupported.
+func (wt *writeTest) create(t *testing.T) {
 	ctx := t.Context()
-	name := `Créé "by" <groupsync> & co`
-	spec := connectors.GroupSpec{Name: name, Description: "made by the conformance suite", Visibility: connectors.VisibilityPublic}
-	g, err := w.CreateGroup(ctx, spec)
-	if !caps.CreateGroup {
+	spec := connectors.GroupSpec{Name: wt.name, Description: "made by the conformance suite", Visibility: connectors.VisibilityPublic}
+	g, err := wt.w.CreateGroup(ctx, spec)
+	if !wt.caps.CreateGroup {
 		if !errors.Is(err, connectors.ErrUnsupported) {
 			t.Fatalf("CreateGroup without the capability = %v, want ErrUnsupported", err)
 		}
@@ -458,92 +498,118 @@ func testWrites(t *testing.T, factory Factory) {
 	if err != nil {
 		t.Fatalf("CreateGroup: %v", err)
 	}
-	if g.ID == "" || g.Name != name {
+	if g.ID == "" || g.Name != wt.name {
 		t.Fatalf("created group = %+v", g)
 	}
-	if listed := groupByName(t, f.Conn, name); listed.ID != g.ID {
+	wt.g = g
+	if listed := groupByName(t, wt.f.Conn, wt.name); listed.ID != g.ID {
 		t.Fatalf("created group listed with id %q, created as %q", listed.ID, g.ID)
 	}
-	if found, err := f.Conn.FindGroupByName(ctx, name); err != nil || found.ID != g.ID {
+	if found, err := wt.f.Conn.FindGroupByName(ctx, wt.name); err != nil || found.ID != g.ID {
 		t.Fatalf("FindGroupByName = %+v, %v", found, err)
 	}
-	if got, err := f.Conn.GetGroup(ctx, g.ID); err != nil || got.Name != name {
+	if got, err := wt.f.Conn.GetGroup(ctx, g.ID); err != nil || got.Name != wt.name {
 		t.Fatalf("GetGroup = %+v, %v", got, err)
 	}
+}
 
-	renamed := name + " (renamed)"
-	_, err = w.UpdateGroup(ctx, g.ID, connectors.GroupSpec{Name: renamed, Description: "updated"})
+// update renames the group and checks the new name is listed; without the capability
+// UpdateGroup must answer ErrUnsupported.
+func (wt *writeTest) update(t *testing.T) {
+	renamed := wt.name + " (renamed)"
+	_, err := wt.w.UpdateGroup(t.Context(), wt.g.ID, connectors.GroupSpec{Name: renamed, Description: "updated"})
 	switch {
-	case !caps.UpdateGroup && !errors.Is(err, connectors.ErrUnsupported):
+	case !wt.caps.UpdateGroup && !errors.Is(err, connectors.ErrUnsupported):
 		t.Fatalf("UpdateGroup without the capability = %v, want ErrUnsupported", err)
-	case caps.UpdateGroup && err != nil:
+	case wt.caps.UpdateGroup && err != nil:
 		t.Fatalf("UpdateGroup: %v", err)
-	case caps.UpdateGroup:
-		groupByName(t, f.Conn, renamed)
+	case wt.caps.UpdateGroup:
+		groupByName(t, wt.f.Conn, renamed)
 	}
+}
 
-	var ids []string
-	for _, p := range tn.People[:3] {
-		a, err := f.Conn.FindAccountByEmail(ctx, connectors.NormalizeEmail(p.Email))
+// findAccounts resolves the people's emails to the account ids the member writes use.
+func (wt *writeTest) findAccounts(t *testing.T) {
+	for _, p := range wt.people {
+		a, err := wt.f.Conn.FindAccountByEmail(t.Context(), connectors.NormalizeEmail(p.Email))
 		if err != nil {
 			t.Fatalf("FindAccountByEmail(%s): %v", p.Email, err)
 		}
-		ids = append(ids, a.ID)
+		wt.ids = append(wt.ids, a.ID)
 	}
-	err = w.AddMembers(ctx, g.ID, ids[:1])
-	if !caps.AddMember {
+}
+
+// addMembers adds one member, then a batch of at most MaxMembersPerWrite, then the first
+// again, which must succeed and change nothing; without the capability AddMembers must
+// answer ErrUnsupported.
+func (wt *writeTest) addMembers(t *testing.T) {
+	ctx, ids := t.Context(), wt.ids
+	err := wt.w.AddMembers(ctx, wt.g.ID, ids[:1])
+	if !wt.caps.AddMember {
 		if !errors.Is(err, connectors.ErrUnsupported) {
 			t.Fatalf("AddMembers without the capability = %v, want ErrUnsupported", err)
 		}
-	} else {
-		if err != nil {
-			t.Fatalf("AddMembers: %v", err)
-		}
-		batch := ids[1:]
-		if caps.MaxMembersPerWrite < len(batch) {
-			batch = batch[:caps.MaxMembersPerWrite]
-		}
-		if err := w.AddMembers(ctx, g.ID, batch); err != nil {
-			t.Fatalf("AddMembers(batch): %v", err)
-		}
-		// Adding someone already there succeeds and changes nothing.
-		if err := w.AddMembers(ctx, g.ID, ids[:1]); err != nil {
-			t.Fatalf("AddMembers(existing member): %v", err)
-		}
-		if n := f.Sim.Effects().MaxAdds(); n != 1 {
-			t.Fatalf("one member was effectively added %d times", n)
-		}
-		ms, _, err := listMembers(ctx, f.Conn, g.ID)
-		if err != nil || len(ms) != 1+len(batch) {
-			t.Fatalf("members after adds = %d, %v; want %d", len(ms), err, 1+len(batch))
-		}
+		return
 	}
-	err = w.RemoveMembers(ctx, g.ID, ids[:1])
-	if !caps.RemoveMember {
+	if err != nil {
+		t.Fatalf("AddMembers: %v", err)
+	}
+	batch := ids[1:]
+	if wt.caps.MaxMembersPerWrite < len(batch) {
+		batch = batch[:wt.caps.MaxMembersPerWrite]
+	}
+	if err := wt.w.AddMembers(ctx, wt.g.ID, batch); err != nil {
+		t.Fatalf("AddMembers(batch): %v", err)
+	}
+	// Adding someone already there succeeds and changes nothing.
+	if err := wt.w.AddMembers(ctx, wt.g.ID, ids[:1]); err != nil {
+		t.Fatalf("AddMembers(existing member): %v", err)
+	}
+	if n := wt.f.Sim.Effects().MaxAdds(); n != 1 {
+		t.Fatalf("one member was effectively added %d times", n)
+	}
+	ms, _, err := listMembers(ctx, wt.f.Conn, wt.g.ID)
+	if err != nil || len(ms) != 1+len(batch) {
+		t.Fatalf("members after adds = %d, %v; want %d", len(ms), err, 1+len(batch))
+	}
+}
+
+// removeMembers removes the first member twice (the second time it is absent, which must
+// succeed) and checks it is no longer listed; without the capability RemoveMembers must
+// answer ErrUnsupported.
+func (wt *writeTest) removeMembers(t *testing.T) {
+	ctx, ids := t.Context(), wt.ids
+	err := wt.w.RemoveMembers(ctx, wt.g.ID, ids[:1])
+	if !wt.caps.RemoveMember {
 		if !errors.Is(err, connectors.ErrUnsupported) {
 			t.Fatalf("RemoveMembers without the capability = %v, want ErrUnsupported", err)
 		}
-	} else {
-		if err != nil {
-			t.Fatalf("RemoveMembers: %v", err)
-		}
-		if err := w.RemoveMembers(ctx, g.ID, ids[:1]); err != nil {
-			t.Fatalf("RemoveMembers(absent member): %v", err)
-		}
-		ms, _, _ := listMembers(ctx, f.Conn, g.ID)
-		for _, m := range ms {
-			if m.AccountID == ids[0] {
-				t.Fatalf("removed member %s still listed", ids[0])
-			}
+		return
+	}
+	if err != nil {
+		t.Fatalf("RemoveMembers: %v", err)
+	}
+	if err := wt.w.RemoveMembers(ctx, wt.g.ID, ids[:1]); err != nil {
+		t.Fatalf("RemoveMembers(absent member): %v", err)
+	}
+	ms, _, _ := listMembers(ctx, wt.f.Conn, wt.g.ID)
+	for _, m := range ms {
+		if m.AccountID == ids[0] {
+			t.Fatalf("removed member %s still listed", ids[0])
 		}
 	}
+}
 
+// delete deletes the group, archiving it when only archive is declared, and checks the
+// simulator no longer holds it (or holds it archived); with neither capability
+// DeleteGroup must answer ErrUnsupported.
+func (wt *writeTest) delete(t *testing.T) {
 	mode := connectors.DeleteHard
-	if !caps.DeleteGroup && caps.ArchiveGroup {
+	if !wt.caps.DeleteGroup && wt.caps.ArchiveGroup {
 		mode = connectors.DeleteArchive
 	}
-	err = w.DeleteGroup(ctx, g.ID, mode)
-	if !caps.DeleteGroup && !caps.ArchiveGroup {
+	err := wt.w.DeleteGroup(t.Context(), wt.g.ID, mode)
+	if !wt.caps.DeleteGroup && !wt.caps.ArchiveGroup {
 		if !errors.Is(err, connectors.ErrUnsupported) {
 			t.Fatalf("DeleteGroup without the capability = %v, want ErrUnsupported", err)
 		}
@@ -552,9 +618,9 @@ func testWrites(t *testing.T, factory Factory) {
 	if err != nil {
 		t.Fatalf("DeleteGroup(%s): %v", mode, err)
 	}
-	for _, s := range f.Sim.Snapshot() {
-		if s.ID == g.ID && !(mode == connectors.DeleteArchive && s.Archived) {
-			t.Fatalf("group %s still present after DeleteGroup(%s): %+v", g.ID, mode, s)
+	for _, s := range wt.f.Sim.Snapshot() {
+		if s.ID == wt.g.ID && !(mode == connectors.DeleteArchive && s.Archived) {
+			t.Fatalf("group %s still present after DeleteGroup(%s): %+v", wt.g.ID, mode, s)
 		}
 	}
 }

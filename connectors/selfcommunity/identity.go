@@ -95,17 +95,36 @@ func (c *conn) ListAccounts(ctx context.Context, ids []string, fn func([]connect
 // getAccounts fetches ids concurrently and hands them to fn in batches of pageSize from one
 // goroutine (fn need not be safe for concurrent use).
 func (c *conn) getAccounts(ctx context.Context, ids []string, fn func([]connectors.Account) error) (connectors.Listing, error) {
-	var l connectors.Listing
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
-	type result struct {
-		acc   connectors.Account
-		found bool
-		err   error
+	b := &accountBatches{fn: fn, size: c.pageSize, batch: make([]connectors.Account, 0, c.pageSize)}
+	done, err := b.drain(c.startAccountFetches(ctx, ids), cancel)
+	if err != nil {
+		return b.l, err
 	}
+	if err := ctx.Err(); err != nil || done < len(ids) {
+		return b.l, fmt.Errorf("%s: %s: %w", c.name, epUserGet, context.Cause(ctx))
+	}
+	if err := b.flush(); err != nil {
+		return b.l, err
+	}
+	b.l.Complete = true
+	return b.l, nil
+}
+
+// accountResult is one id's fetch: the account if found; a user that is gone is neither
+// found nor an error.
+type accountResult struct {
+	acc   connectors.Account
+	found bool
+	err   error
+}
+
+// startAccountFetches starts up to c.concurrency workers resolving ids and returns their
+// results, closed once every worker has stopped (all ids fetched, or ctx done).
+func (c *conn) startAccountFetches(ctx context.Context, ids []string) <-chan accountResult {
 	jobs := make(chan string)
-	results := make(chan result)
+	results := make(chan accountResult)
 	var wg sync.WaitGroup
 	for range min(c.concurrency, len(ids)) {
 		wg.Add(1)
@@ -113,7 +132,7 @@ func (c *conn) getAccounts(ctx context.Context, ids []string, fn func([]connecto
 			defer wg.Done()
 			for id := range jobs {
 				a, err := c.getAccount(ctx, id)
-				r := result{acc: a, found: err == nil, err: err}
+				r := accountResult{acc: a, found: err == nil, err: err}
 				if errors.Is(err, connectors.ErrNotFound) {
 					r.err = nil
 				}
@@ -139,19 +158,23 @@ func (c *conn) getAccounts(ctx context.Context, ids []string, fn func([]connecto
 		wg.Wait()
 		close(results)
 	}()
+	return results
+}
 
+// accountBatches collects found accounts into batches of size for fn, counting the
+// listing's pages and items as they go.
+type accountBatches struct {
+	fn    func([]connectors.Account) error
+	size  int
+	batch []connectors.Account
+	l     connectors.Listing
+}
+
+// drain reads every result, so the workers can exit, and batches the found accounts until
+// the first error, which cancels the fetches. It returns how many results it took before
+// that error, and the error.
+func (b *accountBatches) drain(results <-chan accountResult, cancel context.CancelFunc) (int, error) {
 	var firstErr error
-	batch := make([]connectors.Account, 0, c.pageSize)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		l.Pages++
-		l.Items += len(batch)
-		err := fn(batch)
-		batch = make([]connectors.Account, 0, c.pageSize)
-		return err
-	}
 	done := 0
 	for r := range results {
 		if firstErr != nil {
@@ -163,26 +186,35 @@ func (c *conn) getAccounts(ctx context.Context, ids []string, fn func([]connecto
 			firstErr = r.err
 			cancel()
 		case r.found:
-			batch = append(batch, r.acc)
-			if len(batch) >= c.pageSize {
-				if err := flush(); err != nil {
-					firstErr = err
-					cancel()
-				}
+			if err := b.add(r.acc); err != nil {
+				firstErr = err
+				cancel()
 			}
 		}
 	}
-	if firstErr != nil {
-		return l, firstErr
+	return done, firstErr
+}
+
+// add queues a and hands the batch to fn once it is full.
+func (b *accountBatches) add(a connectors.Account) error {
+	b.batch = append(b.batch, a)
+	if len(b.batch) >= b.size {
+		return b.flush()
 	}
-	if err := ctx.Err(); err != nil || done < len(ids) {
-		return l, fmt.Errorf("%s: %s: %w", c.name, epUserGet, context.Cause(ctx))
+	return nil
+}
+
+// flush hands the queued accounts, if any, to fn. Each batch is a new slice, so fn may
+// keep the one it was given.
+func (b *accountBatches) flush() error {
+	if len(b.batch) == 0 {
+		return nil
 	}
-	if err := flush(); err != nil {
-		return l, err
-	}
-	l.Complete = true
-	return l, nil
+	b.l.Pages++
+	b.l.Items += len(b.batch)
+	err := b.fn(b.batch)
+	b.batch = make([]connectors.Account, 0, b.size)
+	return err
 }
 
 // getAccount resolves one account by id; ErrNotFound when the user is gone.

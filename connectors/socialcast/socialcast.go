@@ -107,6 +107,35 @@ func Open(cfg connectors.SystemConfig, deps connectors.Deps) (connectors.Connect
 // test whose fake Sleep returns at once needs a clock that Sleep moves on, or every later
 // request waits out the same lockout again.
 func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Time) (*conn, error) {
+	set, err := validate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	concurrency := cfg.Concurrency
+	if concurrency == 0 {
+		concurrency = DefaultConcurrency
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	api, err := newClient(cfg, deps, set.baseURL, logger, now)
+	if err != nil {
+		return nil, fmt.Errorf("socialcast system %q: %w", cfg.Name, err)
+	}
+	return &conn{name: cfg.Name, api: api, log: logger, pageSize: set.pageSize, concurrency: concurrency, byIDLimit: set.byIDLimit}, nil
+}
+
+// settings are what validate derives from a valid config.
+type settings struct {
+	baseURL   string // without a trailing / or /api
+	pageSize  int
+	byIDLimit int
+}
+
+// validate checks cfg and derives its settings. Every problem is reported, in one error,
+// so a config is fixed in one pass.
+func validate(cfg connectors.SystemConfig) (settings, error) {
 	var problems []string
 	if cfg.Name == "" {
 		problems = append(problems, "name is required")
@@ -114,40 +143,9 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 	if cfg.Kind != "" && cfg.Kind != connectors.KindSocialcast {
 		problems = append(problems, fmt.Sprintf("kind %q is not %q", cfg.Kind, connectors.KindSocialcast))
 	}
-	basic := cfg.Username != "" || cfg.Password.IsSet()
-	switch {
-	case basic && cfg.Token.IsSet():
-		problems = append(problems, "set either username and password (HTTP Basic) or token (bearer), not both")
-	case !basic && !cfg.Token.IsSet():
-		problems = append(problems, "credentials are required: username and password, or token")
-	case basic && cfg.Username == "":
-		problems = append(problems, "username is required with password")
-	case basic && !cfg.Password.IsSet():
-		problems = append(problems, "password is required with username")
-	}
-	if cfg.JWTSecret.IsSet() {
-		problems = append(problems, "jwt_secret is not used by socialcast")
-	}
-	byIDLimit := DefaultAccountsByIDLimit
-	keys := make([]string, 0, len(cfg.Options))
-	for k := range cfg.Options {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // every problem reported, in a stable order
-	for _, k := range keys {
-		v := cfg.Options[k]
-		switch k {
-		case OptionAccountsByIDLimit:
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				problems = append(problems, fmt.Sprintf("options.%s must be a positive integer, got %q", k, v))
-				continue
-			}
-			byIDLimit = n
-		default:
-			problems = append(problems, fmt.Sprintf("unknown option %q (known: %s)", k, OptionAccountsByIDLimit))
-		}
-	}
+	problems = append(problems, credentialProblems(cfg)...)
+	byIDLimit, optionProblems := parseOptions(cfg.Options)
+	problems = append(problems, optionProblems...)
 	pageSize := cfg.PageSize
 	switch {
 	case pageSize == 0:
@@ -163,17 +161,64 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 		problems = append(problems, fmt.Sprintf("base_url %q must be an absolute http(s) URL", cfg.BaseURL))
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("socialcast system %q: %s", cfg.Name, strings.Join(problems, "; "))
+		return settings{}, fmt.Errorf("socialcast system %q: %s", cfg.Name, strings.Join(problems, "; "))
 	}
+	return settings{baseURL: baseURL, pageSize: pageSize, byIDLimit: byIDLimit}, nil
+}
 
-	concurrency := cfg.Concurrency
-	if concurrency == 0 {
-		concurrency = DefaultConcurrency
+// credentialProblems checks that cfg has exactly one kind of credentials, HTTP Basic or a
+// bearer token, and nothing Socialcast does not use.
+func credentialProblems(cfg connectors.SystemConfig) []string {
+	var problems []string
+	basic := cfg.Username != "" || cfg.Password.IsSet()
+	switch {
+	case basic && cfg.Token.IsSet():
+		problems = append(problems, "set either username and password (HTTP Basic) or token (bearer), not both")
+	case !basic && !cfg.Token.IsSet():
+		problems = append(problems, "credentials are required: username and password, or token")
+	case basic && cfg.Username == "":
+		problems = append(problems, "username is required with password")
+	case basic && !cfg.Password.IsSet():
+		problems = append(problems, "password is required with username")
 	}
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if cfg.JWTSecret.IsSet() {
+		problems = append(problems, "jwt_secret is not used by socialcast")
 	}
+	return problems
+}
+
+// parseOptions reads the options (only accounts_by_id_limit is known), returning the
+// accounts-by-id limit, DefaultAccountsByIDLimit unless set, and a problem for each bad
+// option.
+func parseOptions(options map[string]string) (int, []string) {
+	var problems []string
+	byIDLimit := DefaultAccountsByIDLimit
+	keys := make([]string, 0, len(options))
+	for k := range options {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // every problem reported, in a stable order
+	for _, k := range keys {
+		v := options[k]
+		switch k {
+		case OptionAccountsByIDLimit:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				problems = append(problems, fmt.Sprintf("options.%s must be a positive integer, got %q", k, v))
+				continue
+			}
+			byIDLimit = n
+		default:
+			problems = append(problems, fmt.Sprintf("unknown option %q (known: %s)", k, OptionAccountsByIDLimit))
+		}
+	}
+	return byIDLimit, problems
+}
+
+// newClient builds the API client for a validated cfg: the limits, retries and timeouts
+// cfg sets (Socialcast's defaults for rate and burst), Socialcast's error decoding, and
+// cfg's credentials on every request.
+func newClient(cfg connectors.SystemConfig, deps connectors.Deps, baseURL string, logger *slog.Logger, now func() time.Time) (*apiclient.Client, error) {
 	user, password, token := cfg.Username, cfg.Password, cfg.Token
 	ac := apiclient.ForSystem(cfg, deps, apiclient.Limits{RateLimit: DefaultRateLimit, Burst: DefaultBurst})
 	ac.BaseURL, ac.DecodeError, ac.Logger, ac.Now = baseURL, decodeError, logger, now
@@ -185,11 +230,7 @@ func open(cfg connectors.SystemConfig, deps connectors.Deps, now func() time.Tim
 		r.SetBasicAuth(user, password.Reveal())
 		return nil
 	}
-	api, err := apiclient.New(ac)
-	if err != nil {
-		return nil, fmt.Errorf("socialcast system %q: %w", cfg.Name, err)
-	}
-	return &conn{name: cfg.Name, api: api, log: logger, pageSize: pageSize, concurrency: concurrency, byIDLimit: byIDLimit}, nil
+	return apiclient.New(ac)
 }
 
 func (c *conn) Name() string          { return c.name }

@@ -296,6 +296,16 @@ func (s *Server) newDraft(g *group) *draft {
 	return d
 }
 
+// setMembers makes ids the draft's members: each who already was one keeps its role, and
+// a newcomer gets the zero role, roleMember.
+func (d *draft) setMembers(ids []int32) {
+	next := make(map[int32]uint8, len(ids))
+	for _, i := range ids {
+		next[i] = d.members[i]
+	}
+	d.members = next
+}
+
 // resolveMembers maps [{value}] (or one {value}) to user indexes. Callers hold s.mu.
 func (s *Server) resolveMembers(raw json.RawMessage) ([]int32, *scimError) {
 	raw = bytes.TrimSpace(raw)
@@ -399,11 +409,7 @@ func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) *scimError {
 		if err != nil {
 			return err
 		}
-		next := make(map[int32]uint8, len(ids))
-		for _, i := range ids {
-			next[i] = d.members[i]
-		}
-		d.members = next
+		d.setMembers(ids)
 	}
 	if err := s.commit(slot, d); err != nil {
 		return err
@@ -459,86 +465,101 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) *scimError {
 
 // applyOp applies one PatchOp operation. Callers hold s.mu.
 func (s *Server) applyOp(d *draft, op, path string, value json.RawMessage) *scimError {
-	lower := strings.ToLower(path)
 	switch op {
 	case "add", "replace":
-		switch {
-		case lower == "members":
-			ids, err := s.resolveMembers(value)
-			if err != nil {
-				return err
-			}
-			if op == "replace" {
-				next := make(map[int32]uint8, len(ids))
-				for _, i := range ids {
-					next[i] = d.members[i]
-				}
-				d.members = next
-				return nil
-			}
-			for _, i := range ids {
-				if _, ok := d.members[i]; !ok {
-					d.members[i] = roleMember
-				}
-			}
-			return nil
-		case lower == "displayname":
-			var name string
-			if err := json.Unmarshal(value, &name); err != nil {
-				return badRequest("invalidValue", "displayName must be a string")
-			}
-			d.name = name
-			return nil
-		case path == "":
-			// No path: the value is an object of attributes (RFC 7644 §3.5.2.1).
-			var obj map[string]json.RawMessage
-			if err := json.Unmarshal(value, &obj); err != nil {
-				return badRequest("invalidValue", "value must be an object when path is absent")
-			}
-			for k, v := range obj {
-				if err := s.applyOp(d, op, k, v); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		return badRequest("invalidPath", "unsupported path %q", path)
+		return s.applySet(d, op, path, value)
 	case "remove":
-		if m := memberFilterRe.FindStringSubmatch(path); m != nil {
-			var id string
-			if err := json.Unmarshal([]byte(m[1]), &id); err != nil {
-				return badRequest("invalidFilter", "malformed filter string in path")
-			}
-			i, known := s.userByID[id]
-			if _, present := d.members[i]; !known || !present {
-				if s.lenientRemove {
-					return nil
-				}
-				return badRequest("noTarget", "no member matches %s", path)
-			}
-			delete(d.members, i)
-			return nil
-		}
-		if lower == "members" {
-			if len(bytes.TrimSpace(value)) == 0 {
-				clear(d.members)
-				return nil
-			}
-			ids, err := s.resolveMembers(value)
-			if err != nil {
-				return err
-			}
-			for _, i := range ids {
-				delete(d.members, i)
-			}
-			return nil
-		}
-		if path == "" {
-			return badRequest("noTarget", "remove needs a path")
-		}
-		return badRequest("invalidPath", "unsupported path %q", path)
+		return s.applyRemove(d, path, value)
 	}
 	return badRequest("invalidSyntax", "unsupported op %q", op)
+}
+
+// applySet applies an add or a replace to members, to displayName, or, with no path, to
+// each attribute of the value's object. Callers hold s.mu.
+func (s *Server) applySet(d *draft, op, path string, value json.RawMessage) *scimError {
+	switch lower := strings.ToLower(path); {
+	case lower == "members":
+		ids, err := s.resolveMembers(value)
+		if err != nil {
+			return err
+		}
+		if op == "replace" {
+			d.setMembers(ids)
+			return nil
+		}
+		for _, i := range ids {
+			if _, ok := d.members[i]; !ok {
+				d.members[i] = roleMember
+			}
+		}
+		return nil
+	case lower == "displayname":
+		var name string
+		if err := json.Unmarshal(value, &name); err != nil {
+			return badRequest("invalidValue", "displayName must be a string")
+		}
+		d.name = name
+		return nil
+	case path == "":
+		// No path: the value is an object of attributes (RFC 7644 §3.5.2.1).
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(value, &obj); err != nil {
+			return badRequest("invalidValue", "value must be an object when path is absent")
+		}
+		for k, v := range obj {
+			if err := s.applyOp(d, op, k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return badRequest("invalidPath", "unsupported path %q", path)
+}
+
+// applyRemove applies a remove: of the one member a members[value eq "…"] path names, or,
+// with the path members, of the value's members (no value: of every member). Callers hold
+// s.mu.
+func (s *Server) applyRemove(d *draft, path string, value json.RawMessage) *scimError {
+	if m := memberFilterRe.FindStringSubmatch(path); m != nil {
+		return s.removeFiltered(d, path, m[1])
+	}
+	if strings.ToLower(path) == "members" {
+		if len(bytes.TrimSpace(value)) == 0 {
+			clear(d.members)
+			return nil
+		}
+		ids, err := s.resolveMembers(value)
+		if err != nil {
+			return err
+		}
+		for _, i := range ids {
+			delete(d.members, i)
+		}
+		return nil
+	}
+	if path == "" {
+		return badRequest("noTarget", "remove needs a path")
+	}
+	return badRequest("invalidPath", "unsupported path %q", path)
+}
+
+// removeFiltered removes the member whose user id is quoted (the JSON string of a
+// members[value eq "…"] path). A user who is not a member is a noTarget error unless the
+// server is lenient about removals. Callers hold s.mu.
+func (s *Server) removeFiltered(d *draft, path, quoted string) *scimError {
+	var id string
+	if err := json.Unmarshal([]byte(quoted), &id); err != nil {
+		return badRequest("invalidFilter", "malformed filter string in path")
+	}
+	i, known := s.userByID[id]
+	if _, present := d.members[i]; !known || !present {
+		if s.lenientRemove {
+			return nil
+		}
+		return badRequest("noTarget", "no member matches %s", path)
+	}
+	delete(d.members, i)
+	return nil
 }
 
 // deleteGroup deletes the group; users are kept. 204 with an empty body.
