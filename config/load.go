@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -395,33 +396,21 @@ func applyDefaults(cfg *Config, present *presence) {
 // applyTopLevelDefaults fills in the database, accounts, log, listener, lease and history
 // settings.
 func applyTopLevelDefaults(cfg *Config, present *presence) {
-	if cfg.Database.Schema == "" {
-		cfg.Database.Schema = DefaultSchema
-	}
+	cfg.Database.Schema = cmp.Or(cfg.Database.Schema, DefaultSchema)
 	if !present.has("database", "max_conns") {
 		cfg.Database.MaxConns = DefaultMaxConns
 	}
-	if cfg.Database.AcquireTimeout == 0 {
-		cfg.Database.AcquireTimeout = DefaultAcquireTimeout
-	}
-	if cfg.Accounts.MaxAge == 0 {
-		cfg.Accounts.MaxAge = DefaultAccountMaxAge
-	}
-	if cfg.Log.Level == "" {
-		cfg.Log.Level = DefaultLogLevel
-	}
-	if cfg.Log.Format == "" {
-		cfg.Log.Format = DefaultLogFormat
-	}
+	cfg.Database.AcquireTimeout = cmp.Or(cfg.Database.AcquireTimeout, DefaultAcquireTimeout)
+	cfg.Accounts.MaxAge = cmp.Or(cfg.Accounts.MaxAge, DefaultAccountMaxAge)
+	cfg.Log.Level = cmp.Or(cfg.Log.Level, DefaultLogLevel)
+	cfg.Log.Format = cmp.Or(cfg.Log.Format, DefaultLogFormat)
 	if !present.has("http", "listen") {
 		cfg.HTTP.Listen = DefaultHTTPListen
 	}
 	if !present.has("scim", "listen") {
 		cfg.SCIM.Listen = DefaultSCIMListen
 	}
-	if cfg.SCIM.MaxBodyBytes == 0 {
-		cfg.SCIM.MaxBodyBytes = DefaultSCIMMaxBodyBytes
-	}
+	cfg.SCIM.MaxBodyBytes = cmp.Or(cfg.SCIM.MaxBodyBytes, DefaultSCIMMaxBodyBytes)
 	// An explicit 0 is refused by validation rather than taken for the default.
 	if !present.has("lease", "ttl") {
 		cfg.Lease.TTL = DefaultLeaseTTL
@@ -434,22 +423,12 @@ func applyTopLevelDefaults(cfg *Config, present *presence) {
 // systemDefaults returns s with its kind's base URL, the transport defaults and match_by
 // filled in.
 func systemDefaults(s System) System {
-	if s.BaseURL == "" {
-		s.BaseURL = DefaultBaseURLs[s.Kind]
-	}
+	s.BaseURL = cmp.Or(s.BaseURL, DefaultBaseURLs[s.Kind])
 	// Zero means "default" for the transport knobs: no one wants a 0s timeout.
-	if s.Timeout == 0 {
-		s.Timeout = DefaultTimeout
-	}
-	if s.MaxAttempts == 0 {
-		s.MaxAttempts = DefaultMaxAttempts
-	}
-	if s.MaxBodyBytes == 0 {
-		s.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if s.MatchBy == "" {
-		s.MatchBy = connectors.MatchByEmail
-	}
+	s.Timeout = cmp.Or(s.Timeout, DefaultTimeout)
+	s.MaxAttempts = cmp.Or(s.MaxAttempts, DefaultMaxAttempts)
+	s.MaxBodyBytes = cmp.Or(s.MaxBodyBytes, DefaultMaxBodyBytes)
+	s.MatchBy = cmp.Or(s.MatchBy, connectors.MatchByEmail)
 	return s
 }
 
@@ -464,15 +443,11 @@ func flowDefaults(cfg *Config, name string, f Flow, present *presence) Flow {
 			f.Matching.By = string(src.MatchBy)
 		}
 	}
-	if f.Membership == "" {
-		f.Membership = MembershipMirror
-	}
+	f.Membership = cmp.Or(f.Membership, MembershipMirror)
 	if !has("create_groups") {
 		f.CreateGroups = true
 	}
-	if f.DeleteGroups == "" {
-		f.DeleteGroups = DeleteNever
-	}
+	f.DeleteGroups = cmp.Or(f.DeleteGroups, DeleteNever)
 	// Zero is a meaningful limit ("block any"), so only an absent key gets the default.
 	if !has("limits", "max_member_removals") {
 		f.Limits.MaxMemberRemovals = DefaultMaxMemberRemovals
@@ -486,9 +461,7 @@ func flowDefaults(cfg *Config, name string, f Flow, present *presence) Flow {
 	if !has("limits", "min_source_ratio") {
 		f.Limits.MinSourceRatio = DefaultMinSourceRatio
 	}
-	if f.MaxChangeAttempts == 0 {
-		f.MaxChangeAttempts = DefaultMaxChangeAttempts
-	}
+	f.MaxChangeAttempts = cmp.Or(f.MaxChangeAttempts, DefaultMaxChangeAttempts)
 	return f
 }
 
