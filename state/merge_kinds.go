@@ -690,7 +690,7 @@ func (w *MembershipMerge) classify(ctx context.Context, tx pgx.Tx) (MergeCounts,
 	complete, only, narrow := w.compared()
 	if narrow && len(only) == 0 {
 		c.Unchanged = w.m.left
-		return c, updateSystem(ctx, tx, w.m.system, w.m.begun, `, membership_count = membership_count + 0`, nil)
+		return c, updateSystem(ctx, tx, w.m.system, w.m.begun, "", nil) // every group matched: the count stands
 	}
 	deltaRows, err := w.classifyDelta(ctx, tx, complete, only, narrow)
 	if err != nil {
