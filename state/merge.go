@@ -601,7 +601,7 @@ func (m *merge) apply(ctx context.Context, tx pgx.Tx, first, direct bool, d dire
 		}
 		m.area = a
 		if m.staged > 0 {
-			if err := m.unspool(ctx, tx); err != nil {
+			if err := m.copySpool(ctx, tx, m.spool); err != nil {
 				return c, "stage rows", err
 			}
 		}

@@ -182,12 +182,10 @@ func (m *merge) copyDirect(ctx context.Context, tx pgx.Tx, d directCopy) (int64,
 	return tag.RowsAffected(), nil
 }
 
-// unspool COPYs the spooled rows unchanged into the staging table in tx, for a Commit that
-// cannot go direct: the rest of the merge is then the staged one.
-func (m *merge) unspool(ctx context.Context, tx pgx.Tx) error { return m.copySpool(ctx, tx, m.spool) }
-
 // copySpool COPYs the rows of sp (in the staging layout) unchanged into the staging table
-// in tx.
+// in tx: a first load's spool when Commit cannot go direct (the rest of the merge is then
+// the staged one), or the rows the member digests left out when Commit compares them after
+// all.
 func (m *merge) copySpool(ctx context.Context, tx pgx.Tx, sp *spool) error {
 	src, err := sp.rows()
 	if err != nil {
