@@ -70,6 +70,17 @@ func digestListing(groups, n int) [][]connectors.Member {
 	return pages
 }
 
+// writePages writes each page, one group's members, and completes its group.
+func writePages(t *testing.T, w *state.MembershipMerge, pages [][]connectors.Member) {
+	t.Helper()
+	for _, p := range pages {
+		if err := w.Write(t.Context(), p); err != nil {
+			t.Fatal(err)
+		}
+		w.CompleteGroup(p[0].GroupID)
+	}
+}
+
 // mergePagesOf merges pages, completing each page's group after it, and returns the counts
 // with how many rows the digests left out and how many were staged.
 func mergePagesOf(t *testing.T, s *state.Store, pages [][]connectors.Member, between func()) (state.MergeCounts, int64, int64) {
@@ -80,12 +91,7 @@ func mergePagesOf(t *testing.T, s *state.Store, pages [][]connectors.Member, bet
 		t.Fatal(err)
 	}
 	defer w.Rollback(ctx)
-	for _, p := range pages {
-		if err := w.Write(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-		w.CompleteGroup(p[0].GroupID)
-	}
+	writePages(t, w, pages)
 	if between != nil {
 		between()
 	}
@@ -179,12 +185,7 @@ func TestMemberDigestsFailCleanlyWhenTheFallbackFileFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Rollback(ctx)
-	for _, p := range changed {
-		if err := w.Write(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-		w.CompleteGroup(p[0].GroupID)
-	}
+	writePages(t, w, changed)
 	state.BreakDigestFallback(w)
 	// g0000 and g0003 are left out; this write makes g0003 differ, so Commit needs their rows.
 	if _, err := s.Pool().Exec(ctx, `UPDATE memberships SET role = 'admin' WHERE system = $1 AND group_id = 'g0003' AND account_id = 'u000'`, sys); err != nil {
@@ -258,19 +259,14 @@ func TestMemberDigestsDistrustARepeatedOrLateMember(t *testing.T) {
 				mergeGroups(t, s, groups(3), true)
 				pages := digestListing(3, 4)
 				mergePagesOf(t, s, pages, nil)
-				with := append(slices.Clone(pages), []connectors.Member{late})
 				ctx := t.Context()
 				w, err := s.BeginMembershipMerge(ctx, sys)
 				if err != nil {
 					t.Fatal(err)
 				}
-				for i, p := range with {
-					if err := w.Write(ctx, p); err != nil {
-						t.Fatal(err)
-					}
-					if i < len(pages) {
-						w.CompleteGroup(p[0].GroupID)
-					}
+				writePages(t, w, pages)
+				if err := w.Write(ctx, []connectors.Member{late}); err != nil {
+					t.Fatal(err)
 				}
 				if _, err := w.Commit(ctx); err != nil {
 					t.Fatal(err)
