@@ -209,3 +209,30 @@ func TestSeedIsCompact(t *testing.T) {
 		t.Fatalf("snapshot: %d groups, %d members in the first", len(snap), len(snap[0].MemberEmails))
 	}
 }
+
+// A reseed keeps the dates of a group that did not change, as the API's own writes do, and
+// stamps the one whose members changed; a benchmark that reseeds then sees only real changes.
+func TestSeedKeepsTheDatesOfUnchangedGroups(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := New(Options{Now: func() time.Time { return clock }})
+	tn := simkit.Generate(simkit.GenOptions{Groups: 3, People: 10, MembersPerGroup: 4, Seed: 1})
+	s.Seed(tn)
+	first := clock
+	clock = clock.Add(time.Hour)
+	changed := tn
+	changed.Groups = append([]simkit.TenantGroup(nil), tn.Groups...)
+	changed.Groups[1].Members = changed.Groups[1].Members[:len(changed.Groups[1].Members)-1]
+	s.Seed(changed)
+	for i, g := range s.groups {
+		if !g.created.Equal(first) {
+			t.Errorf("group %d created %v after a reseed, want %v", i, g.created, first)
+		}
+		want := first
+		if i == 1 {
+			want = clock
+		}
+		if !g.modified.Equal(want) {
+			t.Errorf("group %d modified %v after a reseed, want %v", i, g.modified, want)
+		}
+	}
+}
