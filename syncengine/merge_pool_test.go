@@ -123,7 +123,7 @@ func TestPullsNeedNoSpareConnection(t *testing.T) {
 	}
 }
 
-// A listing whose pages take seconds holds no transaction, no snapshot and no lock between
+// Invariant 7: a listing whose pages take seconds holds no transaction, no snapshot and no lock between
 // pages: the mirror's connections sit idle while the source is slow, so a slow API cannot
 // hold back vacuum (the xmin horizon) or block other merges.
 func TestInvariantNoTransactionAcrossAnHTTPCall(t *testing.T) {
