@@ -220,7 +220,7 @@ func (c *conn) openClients(cfg connectors.SystemConfig, deps connectors.Deps, me
 			return nil
 		}
 		if clock != nil {
-			ac.Sleep, ac.Now = clock.sleep, clock.now
+			ac.Sleep, ac.Now, ac.SleepFrom = clock.sleep, clock.now, clock.sleepFrom
 		}
 		return apiclient.New(ac)
 	}
@@ -352,20 +352,31 @@ func (k *clock) now() time.Time {
 	return time.Now().Add(k.skew)
 }
 
-// sleep waits through the injected Sleep and then makes sure the clock reads at least the
-// wake-up time. Concurrent sleepers waiting out the same lockout move the clock once, not
-// once each.
-func (k *clock) sleep(ctx context.Context, d time.Duration) error {
-	wake := k.now().Add(d)
+// sleepFrom waits d through the injected Sleep and then makes sure the clock reads at
+// least from+d, from being the caller's reading. Concurrent waits for one lockout all count
+// from their own reading to its end, so together they move the clock to it once. Counting
+// from the clock at the call instead moved it twice when a waiter read the clock, another
+// waited the lockout out, and the first then slept its span.
+func (k *clock) sleepFrom(ctx context.Context, from time.Time, d time.Duration) error {
 	if err := k.inner(ctx, d); err != nil {
 		return err
 	}
+	k.advanceTo(from.Add(d))
+	return nil
+}
+
+// advanceTo makes the clock read at least t.
+func (k *clock) advanceTo(t time.Time) {
 	k.mu.Lock()
-	if behind := wake.Sub(time.Now().Add(k.skew)); behind > 0 {
+	defer k.mu.Unlock()
+	if behind := t.Sub(time.Now().Add(k.skew)); behind > 0 {
 		k.skew += behind
 	}
-	k.mu.Unlock()
-	return nil
+}
+
+// sleep serves retry backoffs: spans counted from their own start.
+func (k *clock) sleep(ctx context.Context, d time.Duration) error {
+	return k.sleepFrom(ctx, k.now(), d)
 }
 
 // badBody classifies a 2xx body the connector could not use, like apiclient.Decode does:

@@ -183,18 +183,40 @@ func TestClockFollowsInjectedSleep(t *testing.T) {
 	k := newClock(func(ctx context.Context, _ time.Duration) error { return ctx.Err() })
 	start := k.now()
 	until := start.Add(30 * time.Second)
-	// Five workers wait out one lockout the way apiclient does: sleep until its end.
+	// The interleaving CI once hit: one waiter reads the clock, another waits the lockout
+	// out, then the first sleeps the span it read. The clock must move once.
+	first := k.now()
+	second := k.now()
+	if err := k.sleepFrom(t.Context(), second, until.Sub(second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.sleepFrom(t.Context(), first, until.Sub(first)); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.now().Sub(start); got < 30*time.Second || got > 31*time.Second {
+		t.Fatalf("clock moved %s after two waits for one 30 s lockout, want about 30 s", got)
+	}
+	// Five workers wait out a second lockout the way apiclient does, in any order.
+	until = k.now().Add(30 * time.Second)
 	var wg sync.WaitGroup
 	for range 5 {
 		wg.Go(func() {
-			for d := until.Sub(k.now()); d > 0; d = until.Sub(k.now()) {
-				_ = k.sleep(t.Context(), d)
+			for now := k.now(); until.After(now); now = k.now() {
+				_ = k.sleepFrom(t.Context(), now, until.Sub(now))
 			}
 		})
 	}
 	wg.Wait()
-	if got := k.now().Sub(start); got < 30*time.Second || got > 31*time.Second {
-		t.Fatalf("clock moved %s while five workers waited out one 30 s lockout, want about 30 s", got)
+	if got := k.now().Sub(start); got < 60*time.Second || got > 61*time.Second {
+		t.Fatalf("clock moved %s while five workers waited out a second 30 s lockout, want about 60 s", got)
+	}
+	// A retry backoff is a span from its own start.
+	before := k.now()
+	if err := k.sleep(t.Context(), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.now().Sub(before); got < time.Second || got > 2*time.Second {
+		t.Fatalf("a 1 s backoff moved the clock %s", got)
 	}
 	if newClock(nil) != nil {
 		t.Fatal("without an injected Sleep the client keeps its wall clock")

@@ -88,6 +88,11 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Now is the clock used for lockouts; nil means time.Now.
 	Now func() time.Time
+	// SleepFrom waits d counted from the clock reading from, or until ctx ends; nil means
+	// Sleep(ctx, d). Lockout and window waits use it: they are waits for a moment the caller
+	// read off the clock, so a clock that an injected Sleep moves (airtable's) can end
+	// concurrent waits for one lockout at its end, not once per waiter.
+	SleepFrom func(ctx context.Context, from time.Time, d time.Duration) error
 	// InitialBackoff is the first retry wait before jitter; 0 means 500ms.
 	InitialBackoff time.Duration
 	// Budget, when set, is a request budget shared with other clients of the same system
@@ -169,6 +174,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.SleepFrom == nil {
+		sleep := cfg.Sleep
+		cfg.SleepFrom = func(ctx context.Context, _ time.Time, d time.Duration) error { return sleep(ctx, d) }
 	}
 	limit, burst := cfg.RateLimit, cfg.Burst
 	if limit <= 0 {
@@ -390,9 +399,10 @@ func (c *Client) waitTurn(ctx context.Context) error {
 	}
 	// The window pacer books the request before the local limiter: its wait may be long
 	// (the budget is spent until the reset), the limiter's is short.
-	if d := c.pacer.reserve(c.cfg.Now()); d > 0 {
+	now := c.cfg.Now()
+	if d := c.pacer.reserve(now); d > 0 {
 		c.cfg.Logger.DebugContext(ctx, "pacing to the rate-limit window", "wait", d)
-		err := c.cfg.Sleep(ctx, d)
+		err := c.cfg.SleepFrom(ctx, now, d)
 		if err == nil {
 			// A lockout announced while this request waited for its slot holds it too.
 			err = c.waitLockout(ctx, &slept)
@@ -428,10 +438,11 @@ func (c *Client) waitLockout(ctx context.Context, slept *time.Time) error {
 		if !until.After(*slept) {
 			return nil
 		}
-		if d := until.Sub(c.cfg.Now()); d > 0 {
+		now := c.cfg.Now()
+		if d := until.Sub(now); d > 0 {
 			// Round up so the wait is never shorter than the lockout the server asked for.
 			d = d.Truncate(time.Millisecond) + time.Millisecond
-			if err := c.cfg.Sleep(ctx, d); err != nil {
+			if err := c.cfg.SleepFrom(ctx, now, d); err != nil {
 				return err
 			}
 		}
