@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,6 +143,59 @@ func TestFixedPenaltyWithoutHeader(t *testing.T) {
 	}
 	if sl.max() < 30*time.Second {
 		t.Fatalf("slept %s after a bare 429, want the 30s penalty", sl.max())
+	}
+}
+
+// TestLockoutWaitsCountFromTheirOwnReading: a lockout wait hands SleepFrom the very clock
+// reading its span was computed from, so from + d is the lockout's end whatever the clock
+// read in between. A clock moved by injected sleeps (Airtable's) relies on it to end
+// concurrent waits for one lockout together.
+func TestLockoutWaitsCountFromTheirOwnReading(t *testing.T) {
+	srv := newServer(t)
+	var mu sync.Mutex
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type wait struct {
+		from time.Time
+		d    time.Duration
+	}
+	var waits []wait
+	var readings []time.Time
+	c, _, _ := newClient(t, srv, func(cfg *apiclient.Config) {
+		cfg.RateLimitPenalty = 30 * time.Second
+		// Every reading moves the clock on, as other waiters would, each time by a different
+		// amount (1 s + k² ms), so a span counted from one reading and a wait handed another
+		// cannot end at the lockout's end by chance.
+		cfg.Now = func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			k := time.Duration(len(readings) + 1)
+			clock = clock.Add(time.Second + k*k*time.Millisecond)
+			readings = append(readings, clock)
+			return clock
+		}
+		cfg.SleepFrom = func(ctx context.Context, from time.Time, d time.Duration) error {
+			mu.Lock()
+			defer mu.Unlock()
+			waits = append(waits, wait{from, d})
+			clock = clock.Add(30 * time.Second) // the lockout is over when it returns
+			return ctx.Err()
+		}
+	})
+	srv.faults.RateLimitNext("", 1, 0)
+	if err := c.Do(t.Context(), apiclient.Request{Method: "GET", Path: "/x"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(waits) != 1 {
+		t.Fatalf("waits %v, want one lockout wait", waits)
+	}
+	// The lockout ends 30 s after the reading at the 429 (rounded up to the millisecond).
+	end := waits[0].from.Add(waits[0].d)
+	if !slices.ContainsFunc(readings, func(r time.Time) bool {
+		over := end.Sub(r.Add(30 * time.Second))
+		return over >= 0 && over <= time.Millisecond
+	}) {
+		t.Fatalf("the wait from %s for %s ends at %s, not 30 s after any reading of the clock (%v)",
+			waits[0].from.Format(time.StampMilli), waits[0].d, end.Format(time.StampMilli), readings)
 	}
 }
 
