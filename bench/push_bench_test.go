@@ -207,9 +207,9 @@ func benchPush(b *testing.B, pc pushCase) {
 // connector's defaults, wired as the daemon wires it (cmd/groupsync/runtime.go): the fenced
 // transport (one connection per request) and the shared API budget in the mirror, whose
 // takes compete with the run's own writes for the pool. That is what is measured; the other
-// system is unthrottled.
+// system is unthrottled. mods adjust the flow's configuration before the engine is built.
 func measuredEngine(b *testing.B, org *simorg.Org, st *state.Store, source, target, measured, frontURL string,
-	kind connectors.Kind) *syncengine.Engine {
+	kind connectors.Kind, mods ...func(*config.Config)) *syncengine.Engine {
 	b.Helper()
 	conns := map[string]connectors.Connector{}
 	for name, s := range org.Systems {
@@ -239,6 +239,9 @@ func measuredEngine(b *testing.B, org *simorg.Org, st *state.Store, source, targ
 	}}}
 	for name, s := range org.Systems {
 		cfg.Systems[name] = config.System{Kind: s.Kind, BaseURL: s.Config.BaseURL}
+	}
+	for _, mod := range mods {
+		mod(cfg)
 	}
 	eng, err := syncengine.New(syncengine.Options{Store: st, Config: cfg, Connectors: conns})
 	if err != nil {

@@ -51,6 +51,10 @@ const (
 	// be before the engine reads it again (Trust I, fresh accounts).
 	DefaultAccountMaxAge = 24 * time.Hour
 
+	// DefaultLookupMissTTL is how long an email a target said it has no account for goes
+	// unasked: one lookup an hour per person without an account, not one per run.
+	DefaultLookupMissTTL = time.Hour
+
 	// DefaultHistoryRetention keeps a year of history and a month to spare, so "who was in
 	// this group a year ago" can be answered.
 	DefaultHistoryRetention = 400 * 24 * time.Hour
@@ -122,6 +126,13 @@ type Accounts struct {
 	// few seconds re-reads them every run (costly on large tenants: one lookup per account
 	// or a full user listing, whichever the connector finds cheaper).
 	MaxAge time.Duration `yaml:"max_age"`
+	// LookupMissTTL: a source member's email that a target was asked for and did not have
+	// is not asked for again until this has passed (their adds stay skipped no_account
+	// meanwhile), so people without an account in a target do not cost a lookup each on
+	// every run. Default (and 0) 1h; a few seconds asks every run. A run of chosen groups
+	// (sync --once --group) always asks; deleting rows of account_misses makes the next
+	// run ask.
+	LookupMissTTL time.Duration `yaml:"lookup_miss_ttl"`
 }
 
 // Log configures the process logger.

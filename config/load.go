@@ -402,6 +402,7 @@ func applyTopLevelDefaults(cfg *Config, present *presence) {
 	}
 	cfg.Database.AcquireTimeout = cmp.Or(cfg.Database.AcquireTimeout, DefaultAcquireTimeout)
 	cfg.Accounts.MaxAge = cmp.Or(cfg.Accounts.MaxAge, DefaultAccountMaxAge)
+	cfg.Accounts.LookupMissTTL = cmp.Or(cfg.Accounts.LookupMissTTL, DefaultLookupMissTTL)
 	cfg.Log.Level = cmp.Or(cfg.Log.Level, DefaultLogLevel)
 	cfg.Log.Format = cmp.Or(cfg.Log.Format, DefaultLogFormat)
 	if !present.has("http", "listen") {

@@ -226,6 +226,9 @@ func validateAccounts(a Accounts, p *problems) {
 	if a.MaxAge < 0 {
 		p.add("accounts.max_age", "must be > 0 (a few seconds re-reads accounts every run), got %s", a.MaxAge)
 	}
+	if a.LookupMissTTL < 0 {
+		p.add("accounts.lookup_miss_ttl", "must be > 0 (a few seconds asks targets for unknown emails every run), got %s", a.LookupMissTTL)
+	}
 }
 
 // validateSystem checks one system: its name and kind, then what its kind requires. A

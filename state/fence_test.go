@@ -22,7 +22,8 @@ func snapshot(t *testing.T, st *state.Store) string {
 		(SELECT md5(coalesce(string_agg(m::text, ',' ORDER BY m.system, m.group_id, m.account_id), '')) FROM memberships m),
 		(SELECT md5(coalesce(string_agg(l::text, ',' ORDER BY l.system, l.external_id), '')) FROM links l),
 		(SELECT md5(coalesce(string_agg(a::text, ',' ORDER BY a.system, a.external_id), '')) FROM accounts a),
-		(SELECT md5(coalesce(string_agg(f::text, ',' ORDER BY f.name), '')) FROM flows f))`).Scan(&d); err != nil {
+		(SELECT md5(coalesce(string_agg(f::text, ',' ORDER BY f.name), '')) FROM flows f),
+		(SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x.system, x.email), '')) FROM account_misses x))`).Scan(&d); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -97,6 +98,9 @@ func TestInvariantEveryWriteOfARunIsFencedByItsLeaseTerm(t *testing.T) {
 			return err
 		},
 		"RecheckAccounts": func() error { return st.RecheckAccounts(ctx, "devrev", []string{"a1"}) },
+		"RecordAccountMisses": func() error {
+			return st.RecordAccountMisses(ctx, "devrev", []string{"nobody@x.io"}, time.Hour)
+		},
 		"LinkFlow": func() error {
 			return st.LinkFlow(ctx, state.LinkInput{RunID: runID, Flow: "f", Source: "airtable", Targets: []string{"devrev"}})
 		},

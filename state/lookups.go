@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -38,8 +39,11 @@ func (s *Store) EachGroup(ctx context.Context, system string, fn func(GroupRef) 
 }
 
 // EmailsMissingInTarget returns the target-side emails of in-scope source members that have
-// no account in the target's mirror: the ones to look up in the target by email.
-func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeIDs []string, target string, overrides map[string]string) ([]string, error) {
+// no account in the target's mirror: the ones to look up in the target by email. An email
+// the target answered it did not have less than missTTL ago (RecordAccountMisses) is left
+// out; a missTTL of 0 leaves none out.
+func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeIDs []string, target string,
+	overrides map[string]string, missTTL time.Duration) ([]string, error) {
 	ovSource, ovTarget := overrideArrays(overrides)
 	rows, err := s.pool.Query(ctx, `
 		SELECT DISTINCT coalesce(ov.target_email, e.email)
@@ -52,7 +56,9 @@ func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeI
 		   AND m.member_type NOT LIKE 'group%' AND coalesce(ov.target_email, e.email) <> ''
 		   AND NOT EXISTS (SELECT 1 FROM accounts t WHERE t.system = $3 AND t.email = coalesce(ov.target_email, e.email)
 		                      AND t.deleted_at IS NULL)
-		 ORDER BY 1`, source, scopeIDs, target, ovSource, ovTarget)
+		   AND NOT EXISTS (SELECT 1 FROM account_misses x WHERE x.system = $3 AND x.email = coalesce(ov.target_email, e.email)
+		                      AND x.missed_at > now() - make_interval(secs => $6))
+		 ORDER BY 1`, source, scopeIDs, target, ovSource, ovTarget, missTTL.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("state: emails missing in %s: %w", target, err)
 	}
@@ -61,6 +67,26 @@ func (s *Store) EmailsMissingInTarget(ctx context.Context, source string, scopeI
 		return nil, fmt.Errorf("state: emails missing in %s: %w", target, err)
 	}
 	return emails, nil
+}
+
+// RecordAccountMisses records that system answered it has no account for each of emails
+// (normalized, as EmailsMissingInTarget returns them), so that they are not asked for again
+// within the TTL, and forgets the system's misses older than ttl: a person who left every
+// synced group leaves no row behind for long. It is a write of the run (fenced).
+func (s *Store) RecordAccountMisses(ctx context.Context, system string, emails []string, ttl time.Duration) error {
+	if emails == nil {
+		emails = []string{} // pgx sends a nil slice as NULL, and NOT (x = ANY(NULL)) is never true
+	}
+	// One statement: the old misses of emails asked again are updated, not deleted too.
+	_, err := s.fencedExec(ctx, `WITH forgotten AS (
+			DELETE FROM account_misses
+			 WHERE system = $1 AND missed_at <= now() - make_interval(secs => $3) AND NOT (email = ANY($2::text[])))
+		INSERT INTO account_misses (system, email) SELECT $1, unnest($2::text[])
+		ON CONFLICT (system, email) DO UPDATE SET missed_at = now()`, system, emails, ttl.Seconds())
+	if err != nil {
+		return fmt.Errorf("state: record account misses of %s: %w", system, err)
+	}
+	return nil
 }
 
 // SettleUnattempted gives a run's changes still planned when pushing stopped the status

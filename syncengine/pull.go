@@ -464,7 +464,7 @@ func (e *Engine) freshTargetAccounts(ctx context.Context, log *slog.Logger, sour
 	if p.revert {
 		return true
 	}
-	if err := e.findTargetAccounts(ctx, log, source, t, p.scopeIDs, overrides, sum); err != nil {
+	if err := e.findTargetAccounts(ctx, log, source, t, p, overrides, sum); err != nil {
 		p.fail(fmt.Errorf("target %s: account lookup: %w", t, err))
 	}
 	return true
@@ -566,10 +566,17 @@ func missingIDs(ids []string, found []connectors.Account) []string {
 }
 
 // findTargetAccounts looks up, by email, target accounts for source members the target's
-// mirror has no live account for. Emails not found stay unmatched (planned as no_account).
-func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, source, target string, scopeIDs []string,
+// mirror has no live account for. Emails not found stay unmatched (planned as no_account)
+// and are recorded as misses: they are not asked for again within accounts.lookup_miss_ttl,
+// except by a run of chosen groups, which an operator starts to have them asked now.
+func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, source, target string, p *pullState,
 	overrides map[string]string, sum *PullSummary) error {
-	emails, err := e.o.Store.EmailsMissingInTarget(ctx, source, scopeIDs, target, overrides)
+	ttl := e.lookupMissTTL()
+	skipMissed := ttl
+	if p.narrowed {
+		skipMissed = 0
+	}
+	emails, err := e.o.Store.EmailsMissingInTarget(ctx, source, p.scopeIDs, target, overrides, skipMissed)
 	if err != nil || len(emails) == 0 {
 		return err
 	}
@@ -577,6 +584,7 @@ func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, sourc
 	var (
 		mu       sync.Mutex
 		found    []connectors.Account
+		missed   []string
 		n        int
 		fatal    error
 		writeErr error
@@ -604,6 +612,7 @@ func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, sourc
 				flush()
 			}
 		case errors.Is(err, connectors.ErrNotFound):
+			missed = append(missed, email)
 		default:
 			if fatal == nil {
 				fatal = err
@@ -611,8 +620,26 @@ func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, sourc
 		}
 	})
 	flush()
-	log.Debug("looked up accounts by email", "emails", len(emails), "found", n)
+	if len(missed) == len(emails) && len(emails) >= allMissingFloor {
+		// Not one of them: more likely a wrong base_url or token than nobody having an
+		// account, and remembering it would hold the adds back for a TTL after the fix.
+		log.Warn("the target has none of the emails asked for; not remembering the misses (check its base_url and credentials)",
+			"emails", len(emails))
+		missed = nil
+	}
+	if writeErr == nil {
+		writeErr = e.o.Store.RecordAccountMisses(ctx, target, missed, ttl)
+	}
+	log.Debug("looked up accounts by email", "emails", len(emails), "found", n, "missed", len(missed))
 	return errors.Join(writeErr, fatal)
+}
+
+// lookupMissTTL is accounts.lookup_miss_ttl, defaulted for configurations built without Load.
+func (e *Engine) lookupMissTTL() time.Duration {
+	if d := e.o.Config.Accounts.LookupMissTTL; d > 0 {
+		return d
+	}
+	return config.DefaultLookupMissTTL
 }
 
 func addCounts(a, b state.MergeCounts) state.MergeCounts {
