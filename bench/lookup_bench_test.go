@@ -17,8 +17,9 @@ import (
 )
 
 // BenchmarkRerunWithPeopleWithoutAccounts re-runs a settled flow, DevRev into SelfCommunity
-// at the connector's default 5 req/s, where 100 of the 200 source members have no target
-// account: the re-run's account lookups and its length, with the misses remembered
+// at the connector's default 5 req/s, where only half of the 200 people have a target account
+// (75 of the groups' member emails have none): the re-run's account lookups and its length,
+// with the misses remembered
 // (accounts.lookup_miss_ttl, default 1h) and asked every run (a TTL of 1 ns, as before
 // misses were remembered).
 //
