@@ -24,6 +24,7 @@ func TestValidationRules(t *testing.T) {
 		{"database schema identifier", "database:\n", "database:\n  schema: Bad-Schema\n", "database.schema", "not a plain identifier"},
 		{"database max_conns", "database:\n", "database:\n  max_conns: 0\n", "database.max_conns", "at least 1"},
 		{"accounts max_age", "database:\n", "accounts: {max_age: -1h}\ndatabase:\n", "accounts.max_age", "must be > 0"},
+		{"accounts lookup_miss_ttl", "database:\n", "accounts: {lookup_miss_ttl: -1h}\ndatabase:\n", "accounts.lookup_miss_ttl", "must be > 0"},
 		{"log level", "database:\n", "log: {level: loud}\ndatabase:\n", "log.level", `"loud" is not a level`},
 		{"log format", "database:\n", "log: {format: xml}\ndatabase:\n", "log.format", `"xml" is not a format`},
 		{"http listen", "database:\n", "http: {listen: localhost}\ndatabase:\n", "http.listen", "not a host:port"},

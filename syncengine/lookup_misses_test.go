@@ -81,3 +81,29 @@ func TestLookupMissesAreAskedOncePerTTL(t *testing.T) {
 		t.Fatalf("%d misses left after both were found and the TTL passed", left)
 	}
 }
+
+// TestLookupMissesOfEveryEmailAreNotRemembered: a target that has none of ten or more
+// emails asked for is more likely misconfigured (base_url, token) than empty of the
+// people: nothing is remembered, so the fix takes effect on the next run, not a TTL later.
+func TestLookupMissesOfEveryEmailAreNotRemembered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, map[string]connectors.Kind{"devrev": connectors.KindDevRev, "selfcommunity": connectors.KindSelfCommunity},
+		map[string]config.Flow{"f": defaultFlow("devrev", "selfcommunity")})
+	tn := seedSource(e.sim("devrev"), people(12), 1, 11)
+	tgt := e.sim("selfcommunity")
+	for range 2 {
+		before := tgt.Counter().Count(selfcommunitysim.RouteAccountFind)
+		res := e.run("f", syncengine.RunOptions{})
+		e.mustStatus(res, state.RunSucceeded)
+		if n := tgt.Counter().Count(selfcommunitysim.RouteAccountFind) - before; n < len(tn.Groups[0].Members) {
+			t.Fatalf("%d lookups for %d members the target has no account for, want each asked every run", n, len(tn.Groups[0].Members))
+		}
+	}
+	var n int
+	if err := e.store.Pool().QueryRow(t.Context(), `SELECT count(*) FROM account_misses`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d misses remembered from a target that had none of the emails", n)
+	}
+}
