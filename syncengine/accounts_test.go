@@ -1,6 +1,7 @@
 package syncengine_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -160,4 +161,31 @@ func TestInvariantAccountsAreFresh(t *testing.T) {
 		e.settled("selfcommunity", 2)
 		e.assertMirrored("devrev", "selfcommunity", connectors.NormalizeEmail(email))
 	})
+}
+
+// TestAccountReReadOfNoneTombstonesNothing: a re-read by id in which the target returns not
+// one of ten or more accounts (every lookup answering 404: a misrouted API) tombstones
+// nothing and does not sync the target, rather than taking everyone as deleted.
+func TestAccountReReadOfNoneTombstonesNothing(t *testing.T) {
+	t.Parallel()
+	e, _, tn := pairEnv(t, defaultFlow("airtable", "devrev"), 12, 1, 11)
+	e.cfg.Accounts.MaxAge = time.Millisecond
+	e.mustStatus(e.run("f", syncengine.RunOptions{}), state.RunSucceeded)
+	e.sim("devrev").Faults().StatusNext("dev-users.get", -1, http.StatusNotFound)
+	before := effects(e.sim("devrev"))
+	res := e.run("f", syncengine.RunOptions{})
+	e.mustStatus(res, state.RunFailed)
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "none of the") {
+		t.Fatalf("run error %v, want it to say none of the accounts exists", res.Err)
+	}
+	if after := effects(e.sim("devrev")); after != before {
+		t.Fatalf("devrev written while its account lookups all answered 404: %v → %v", before, after)
+	}
+	var dead int
+	if err := e.store.Pool().QueryRow(t.Context(), `SELECT count(*) FROM accounts WHERE system = 'devrev' AND deleted_at IS NOT NULL`).Scan(&dead); err != nil {
+		t.Fatal(err)
+	}
+	if dead != 0 {
+		t.Fatalf("%d devrev accounts tombstoned on a re-read that found none of %d", dead, len(tn.Groups[0].Members))
+	}
 }

@@ -495,20 +495,32 @@ func (e *Engine) refreshSourceAccounts(ctx context.Context, log *slog.Logger, so
 
 // accountMaxAge is accounts.max_age, defaulted for configurations built without Load.
 func (e *Engine) accountMaxAge() time.Duration {
-	if d := e.o.Config.Accounts.MaxAge; d > 0 {
+	return positiveOr(e.o.Config.Accounts.MaxAge, config.DefaultAccountMaxAge)
+}
+
+// lookupMissTTL is accounts.lookup_miss_ttl, defaulted for configurations built without Load.
+func (e *Engine) lookupMissTTL() time.Duration {
+	return positiveOr(e.o.Config.Accounts.LookupMissTTL, config.DefaultLookupMissTTL)
+}
+
+func positiveOr(d, def time.Duration) time.Duration {
+	if d > 0 {
 		return d
 	}
-	return config.DefaultAccountMaxAge
+	return def
 }
 
 // accountBatch is how many stale accounts one re-read asks for: bounded memory, and one
 // short transaction to record them.
 const accountBatch = 1000
 
-// allMissingFloor: a re-read of at least this many ids of which the system returns none
-// is taken as a misrouted or misconfigured API (every lookup answering 404), not as that
-// many deleted accounts, and tombstones nothing.
+// allMissingFloor: a re-read of at least this many ids, or a lookup of this many emails, of
+// which the system has none is taken as a misrouted or misconfigured API (every lookup
+// answering 404), not as that many missing accounts: it tombstones and remembers nothing.
 const allMissingFloor = 10
+
+// noneExist reports whether missing of asked looks like a misconfigured API (allMissingFloor).
+func noneExist(missing, asked int) bool { return missing == asked && asked >= allMissingFloor }
 
 // refreshAccounts re-reads by id, in batches, the accounts of q that are stale, and records
 // what the system returned (state.RecordAccounts: the ids it no longer returns, and
@@ -534,7 +546,7 @@ func (e *Engine) refreshAccounts(ctx context.Context, log *slog.Logger, q state.
 		var missing []string
 		if err == nil && l.Complete {
 			missing = missingIDs(ids, found)
-			if len(missing) == len(ids) && len(ids) >= allMissingFloor {
+			if noneExist(len(missing), len(ids)) {
 				return fmt.Errorf("none of the %d accounts asked for by id exists: refusing to take them all as deleted "+
 					"(check the system's base_url and credentials)", len(ids))
 			}
@@ -620,7 +632,7 @@ func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, sourc
 		}
 	})
 	flush()
-	if len(missed) == len(emails) && len(emails) >= allMissingFloor {
+	if noneExist(len(missed), len(emails)) {
 		// Not one of them: more likely a wrong base_url or token than nobody having an
 		// account, and remembering it would hold the adds back for a TTL after the fix.
 		log.Warn("the target has none of the emails asked for; not remembering the misses (check its base_url and credentials)",
@@ -632,14 +644,6 @@ func (e *Engine) findTargetAccounts(ctx context.Context, log *slog.Logger, sourc
 	}
 	log.Debug("looked up accounts by email", "emails", len(emails), "found", n, "missed", len(missed))
 	return errors.Join(writeErr, fatal)
-}
-
-// lookupMissTTL is accounts.lookup_miss_ttl, defaulted for configurations built without Load.
-func (e *Engine) lookupMissTTL() time.Duration {
-	if d := e.o.Config.Accounts.LookupMissTTL; d > 0 {
-		return d
-	}
-	return config.DefaultLookupMissTTL
 }
 
 func addCounts(a, b state.MergeCounts) state.MergeCounts {
